@@ -1,0 +1,1 @@
+//! certgen (work in progress).

@@ -1,0 +1,1 @@
+//! peerauth proxy-wasm filter (work in progress).

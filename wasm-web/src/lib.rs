@@ -1,0 +1,1 @@
+//! wasm-bindgen glue (work in progress).
