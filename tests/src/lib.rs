@@ -1,1 +1,4 @@
-//! Test harness (work in progress).
+//! Harness for the end-to-end tests and the local mesh demo.
+pub mod envoy;
+pub mod oci;
+pub mod pki;

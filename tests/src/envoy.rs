@@ -1,0 +1,1 @@
+//! Envoy harness (work in progress).
