@@ -1,0 +1,342 @@
+//! Human output. No colours: the output is meant to be read in CI logs and
+//! pasted into reviews as is.
+
+use crate::json::{
+    self, Cell, ClientTls, Level, Outcome, PolicyRef, Resolution, Summary, WorkloadDescription,
+};
+use policy::diagnostic::{Diagnostic, Severity};
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+/// `path:line: error[code]: message`, then the hint, like a compiler.
+fn diagnostic(out: &mut dyn Write, d: &Diagnostic) -> io::Result<()> {
+    let place = match (&d.location, &d.resource) {
+        (Some(l), _) if l.line > 0 => format!("{}:{}", l.source, l.line),
+        (Some(l), _) => l.source.clone(),
+        (None, Some(r)) => format!("{} {}/{}", r.kind, r.namespace, r.name),
+        (None, None) => "peerauth".to_string(),
+    };
+    let severity = match d.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
+    };
+    writeln!(out, "{place}: {severity}[{}]: {}", d.code, d.message)?;
+    if let Some(hint) = &d.hint {
+        writeln!(out, "  = hint: {hint}")?;
+    }
+    if let Some(code) = &d.istio_code {
+        let who = if code.starts_with("KIA") {
+            "Kiali"
+        } else {
+            "istioctl analyze"
+        };
+        writeln!(out, "  = see: {who} {code}")?;
+    }
+    Ok(())
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+pub fn check(
+    out: &mut dyn Write,
+    diagnostics: &[Diagnostic],
+    inputs: &json::Inputs,
+    summary: &Summary,
+    strict: bool,
+) -> io::Result<()> {
+    for d in diagnostics {
+        diagnostic(out, d)?;
+        writeln!(out)?;
+    }
+    let mut read = format!(
+        "checked {}: {}",
+        plural(inputs.files.len(), "file", "files"),
+        plural(inputs.resources, "resource", "resources")
+    );
+    if !inputs.skipped_documents.is_empty() {
+        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &inputs.skipped_documents {
+            *kinds.entry(s.kind.as_str()).or_default() += 1;
+        }
+        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+        read.push_str(&format!(
+            ", {} skipped ({})",
+            plural(
+                inputs.skipped_documents.len(),
+                "document of another kind",
+                "documents of other kinds"
+            ),
+            kinds.join(", ")
+        ));
+    }
+    if !inputs.skipped_files.is_empty() {
+        read.push_str(&format!(
+            ", {} skipped",
+            plural(
+                inputs.skipped_files.len(),
+                "non-YAML file",
+                "non-YAML files"
+            )
+        ));
+    }
+    writeln!(out, "{read}")?;
+    let verdict = if summary.input_errors > 0 {
+        "bad input"
+    } else if summary.errors > 0 || (strict && summary.warnings > 0) {
+        "failed"
+    } else {
+        "ok"
+    };
+    writeln!(
+        out,
+        "{}, {}{}: {verdict}",
+        plural(summary.errors, "error", "errors"),
+        plural(summary.warnings, "warning", "warnings"),
+        if summary.input_errors > 0 {
+            format!(" ({} in the input)", summary.input_errors)
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// For `describe`/`matrix`: the problems that make the answer incomplete (exit 2),
+/// and a pointer to `check` for the rest.
+pub fn input_errors(err: &mut dyn Write, diagnostics: &[Diagnostic]) -> io::Result<()> {
+    for d in diagnostics.iter().filter(|d| crate::is_input_error(d)) {
+        diagnostic(err, d)?;
+    }
+    let others = diagnostics
+        .iter()
+        .filter(|d| !crate::is_input_error(d) && d.severity != Severity::Info)
+        .count();
+    if others > 0 {
+        writeln!(
+            err,
+            "note: {} in these files; run `peerauth check` to see {}",
+            plural(others, "other finding", "other findings"),
+            if others == 1 { "it" } else { "them" }
+        )?;
+    }
+    Ok(())
+}
+
+fn dotted(p: &PolicyRef) -> String {
+    format!("{}.{}", p.name, p.namespace)
+}
+
+fn decided(r: &Resolution) -> String {
+    let by = r
+        .decided_by
+        .as_ref()
+        .map(dotted)
+        .unwrap_or_else(|| "?".into());
+    match r.decided_at {
+        Level::Default => "Istio default: no policy applies".into(),
+        Level::Mesh => format!("mesh-wide policy {by}"),
+        Level::Namespace => format!("namespace-wide policy {by}"),
+        Level::Workload => format!("workload policy {by}"),
+        Level::Port => format!("portLevelMtls of {by}"),
+    }
+}
+
+fn level_name(l: Level) -> &'static str {
+    match l {
+        Level::Default => "default",
+        Level::Mesh => "mesh",
+        Level::Namespace => "namespace",
+        Level::Workload => "workload",
+        Level::Port => "port",
+    }
+}
+
+/// Modelled on `istioctl x describe pod`, plus where each policy is and what is ignored.
+pub fn describe(out: &mut dyn Write, workloads: &[WorkloadDescription]) -> io::Result<()> {
+    for (i, w) in workloads.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        writeln!(
+            out,
+            "Workload: {}.{} ({}:{})",
+            w.name, w.namespace, w.file, w.line
+        )?;
+        let labels: Vec<String> = w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        writeln!(
+            out,
+            "Labels: {}",
+            if labels.is_empty() {
+                "(none)".into()
+            } else {
+                labels.join(", ")
+            }
+        )?;
+        if w.sidecar {
+            writeln!(out, "Sidecar: yes")?;
+        } else {
+            writeln!(
+                out,
+                "Sidecar: no (PeerAuthentication does not apply; it accepts plaintext only. Modes below apply once injected)"
+            )?;
+        }
+        writeln!(out, "Effective PeerAuthentication:")?;
+        writeln!(
+            out,
+            "   Workload mTLS mode: {} ({})",
+            w.workload.mode,
+            decided(&w.workload)
+        )?;
+        if !w.ports.is_empty() {
+            writeln!(out, "   Port Level mTLS mode:")?;
+            for p in &w.ports {
+                writeln!(
+                    out,
+                    "      {}: {} ({})",
+                    p.port,
+                    p.resolution.mode,
+                    decided(&p.resolution)
+                )?;
+            }
+        }
+        writeln!(out, "Applied PeerAuthentication:")?;
+        if w.applied.is_empty() {
+            writeln!(out, "   (none)")?;
+        }
+        for p in &w.applied {
+            writeln!(out, "   {} ({}:{})", dotted(p), p.file, p.line)?;
+        }
+        writeln!(out, "Ignored PeerAuthentication:")?;
+        if w.ignored.is_empty() {
+            writeln!(out, "   (none)")?;
+        }
+        for ig in &w.ignored {
+            writeln!(
+                out,
+                "   {} ({}:{}): {}",
+                dotted(&ig.policy),
+                ig.policy.file,
+                ig.policy.line,
+                ig.message
+            )?;
+        }
+        writeln!(out, "Decision (workload level):")?;
+        writeln!(
+            out,
+            "   {:<10} {:<28} {:<10} -> PERMISSIVE",
+            "start", "(Istio default)", ""
+        )?;
+        for s in &w.workload.steps {
+            let policy = s.policy.as_ref().map(dotted).unwrap_or_else(|| "-".into());
+            writeln!(
+                out,
+                "   {:<10} {:<28} {:<10} -> {}",
+                level_name(s.level),
+                policy,
+                s.declared.as_str(),
+                s.effective
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn short_cell(c: &Cell) -> &'static str {
+    match (c.outcome, c.mtls, c.client_tls) {
+        (Outcome::Allowed, true, _) => "200 mTLS",
+        (Outcome::Allowed, false, ClientTls::OtherTls) => "200 TLS",
+        (Outcome::Allowed, false, _) => "200 plain",
+        (Outcome::Reset, _, _) => "reset",
+        (Outcome::Failed, _, _) => "fail",
+    }
+}
+
+fn dotted_ref(namespaced: &str) -> String {
+    match namespaced.split_once('/') {
+        Some((ns, rest)) => format!("{rest}.{ns}"),
+        None => namespaced.to_string(),
+    }
+}
+
+/// A grid like the seed lab's `sleep.foo to httpbin.bar: 200` table: clients are
+/// rows, Service ports columns; then one line per request that does not succeed.
+pub fn matrix(
+    out: &mut dyn Write,
+    clients: &[String],
+    services: &[String],
+    cells: &[Cell],
+) -> io::Result<()> {
+    if cells.is_empty() {
+        return Ok(());
+    }
+    // `httpbin.bar:8000` — name.namespace as the seed lab writes it, plus the port.
+    let column = |s: &str| match s.split_once('/') {
+        Some((ns, rest)) => match rest.split_once(':') {
+            Some((name, port)) => format!("{name}.{ns}:{port}"),
+            None => format!("{rest}.{ns}"),
+        },
+        None => s.to_string(),
+    };
+    let rows: Vec<String> = clients.iter().map(|c| dotted_ref(c)).collect();
+    let cols: Vec<String> = services.iter().map(|s| column(s)).collect();
+    let first = rows
+        .iter()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max("client \\ server".len());
+    let widths: Vec<usize> = cols
+        .iter()
+        .map(|c| c.len().max("200 plain".len()))
+        .collect();
+    write!(out, "{:<first$}", "client \\ server")?;
+    for (c, w) in cols.iter().zip(&widths) {
+        write!(out, "  {c:<w$}")?;
+    }
+    writeln!(out)?;
+    for (client, row) in clients.iter().zip(&rows) {
+        let mut line = format!("{row:<first$}");
+        for (service, w) in services.iter().zip(&widths) {
+            let text = cells
+                .iter()
+                .find(|c| {
+                    &format!("{}/{}", c.client.namespace, c.client.name) == client
+                        && &format!(
+                            "{}/{}:{}",
+                            c.service.namespace, c.service.name, c.service.port
+                        ) == service
+                })
+                .map(short_cell)
+                .unwrap_or("-");
+            line.push_str(&format!("  {text:<w$}"));
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    writeln!(
+        out,
+        "(200 mTLS: succeeds over Istio mTLS; 200 plain: succeeds in plaintext; reset: connection reset; fail: TLS reaches a plaintext app)"
+    )?;
+    let broken: Vec<&Cell> = cells
+        .iter()
+        .filter(|c| c.outcome != Outcome::Allowed)
+        .collect();
+    if !broken.is_empty() {
+        writeln!(out)?;
+        for c in broken {
+            writeln!(
+                out,
+                "{}: {}.{} -> {}.{}:{}: {}",
+                short_cell(c),
+                c.client.name,
+                c.client.namespace,
+                c.service.name,
+                c.service.namespace,
+                c.service.port,
+                c.explanation
+            )?;
+        }
+    }
+    Ok(())
+}

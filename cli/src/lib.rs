@@ -1,0 +1,415 @@
+//! `peerauth`: an offline command-line interface over the [`policy`] crate.
+//!
+//! It adds no rules of its own: it reads files, hands them to [`policy::check`],
+//! and prints what `policy` decided — as compiler-style diagnostics, an
+//! `istioctl x describe pod`-like description, or a client × server matrix — or
+//! as one JSON document per run (types in [`json`]).
+//!
+//! Exit codes ([`EXIT_OK`], [`EXIT_FINDINGS`], [`EXIT_INPUT`]) are documented in
+//! `cli/README.md`.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+mod convert;
+mod human;
+pub mod input;
+pub mod json;
+
+use cli::{CheckArgs, Cli, Command, DescribeArgs, MatrixArgs, MeshArgs};
+use policy::diagnostic::{Diagnostic, Location, Severity};
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+/// Nothing to report (or only what the command does not fail on).
+pub const EXIT_OK: u8 = 0;
+/// Findings: errors (`check`; warnings too with `--strict`), ignored policies
+/// (`describe`), requests that are reset or fail (`matrix`).
+pub const EXIT_FINDINGS: u8 = 1;
+/// Bad input or usage: a file that cannot be read or parsed, a document that is
+/// not a valid resource, a workload or label that matches nothing, bad arguments.
+pub const EXIT_INPUT: u8 = 2;
+
+/// Codes from `policy` for documents the Kubernetes API server itself would refuse
+/// (schema: an unknown enum value, a field of the wrong type, no name, an
+/// apiVersion that does not serve the kind) — bad input rather than a policy
+/// finding, so they exit 2 like unreadable files. Istio's own admission rules
+/// (webhook, CEL; `IST0133`) and the analysis are findings and exit 1. Every code
+/// starting with `input-` (loader and CLI) also exits 2.
+pub const SCHEMA_CODES: &[&str] = &[
+    "pa-unknown-mode",
+    "dr-unknown-tls-mode",
+    "pa-api-version",
+    "dr-api-version",
+    "pa-missing-name",
+    "dr-missing-name",
+];
+
+/// Whether `d` is an input error (exit 2) rather than a finding.
+pub fn is_input_error(d: &Diagnostic) -> bool {
+    d.code.starts_with("input-") || SCHEMA_CODES.contains(&d.code.as_str())
+}
+
+/// Run a parsed command line, writing the result to `out` and notes to `err`.
+/// Returns the exit code; `Err` only when writing fails.
+pub fn run(
+    cli: &Cli,
+    stdin: &mut dyn Read,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<u8> {
+    match &cli.command {
+        Command::Check(args) => check(args, stdin, out),
+        Command::Describe(args) => describe(args, stdin, out, err),
+        Command::Matrix(args) => matrix(args, stdin, out, err),
+    }
+}
+
+/// Files read and checked by `policy`, with the CLI's own read problems merged in.
+struct Loaded {
+    report: policy::Report,
+    /// Report diagnostics plus read problems, sorted by file and line.
+    diagnostics: Vec<Diagnostic>,
+    inputs: json::Inputs,
+}
+
+fn load(paths: &[PathBuf], mesh: &MeshArgs, stdin: &mut dyn Read) -> Loaded {
+    let read = input::collect(paths, stdin);
+    let pairs: Vec<(&str, &str)> = read
+        .sources
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let report = policy::check(&pairs, mesh.config());
+    let mut diagnostics = read.problems;
+    // A green build from a mistyped folder would be worse than a red one.
+    if read.sources.is_empty() && diagnostics.is_empty() {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        diagnostics.push(cli_diagnostic(
+            "input-no-files",
+            format!("no YAML or JSON files found in {}", names.join(", ")),
+            "name files or folders that contain *.yaml, *.yml or *.json",
+        ));
+    }
+    diagnostics.extend(report.diagnostics.iter().cloned());
+    let order: BTreeMap<&str, usize> = read
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, (n, _))| (n.as_str(), i))
+        .collect();
+    // Argument order first (so `check a.yaml b.yaml` reads top to bottom), then line.
+    diagnostics.sort_by_key(|d| match &d.location {
+        Some(l) => (
+            0,
+            order.get(l.source.as_str()).copied().unwrap_or(usize::MAX),
+            l.source.clone(),
+            l.line,
+        ),
+        None => (1, 0, String::new(), 0),
+    });
+    let m = &report.mesh;
+    let inputs = json::Inputs {
+        files: read.sources.iter().map(|(n, _)| n.clone()).collect(),
+        skipped_files: read.skipped_files,
+        skipped_documents: report
+            .skipped
+            .iter()
+            .map(|s| json::SkippedDocument {
+                kind: s.kind.clone(),
+                file: s.location.source.clone(),
+                line: s.location.line,
+            })
+            .collect(),
+        resources: m.peer_authentications.len()
+            + m.destination_rules.len()
+            + m.namespaces.len()
+            + m.workloads.len()
+            + m.services.len(),
+    };
+    Loaded {
+        report,
+        diagnostics,
+        inputs,
+    }
+}
+
+fn summarize(diagnostics: &[Diagnostic]) -> json::Summary {
+    let mut s = json::Summary::default();
+    for d in diagnostics {
+        match d.severity {
+            Severity::Error => s.errors += 1,
+            Severity::Warning => s.warnings += 1,
+            Severity::Info => s.infos += 1,
+        }
+        if is_input_error(d) {
+            s.input_errors += 1;
+        }
+    }
+    s
+}
+
+fn write_json<T: serde::Serialize>(out: &mut dyn Write, doc: &T) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, doc).map_err(io::Error::other)?;
+    writeln!(out)
+}
+
+fn check(args: &CheckArgs, stdin: &mut dyn Read, out: &mut dyn Write) -> io::Result<u8> {
+    let loaded = load(&args.paths, &args.mesh, stdin);
+    let summary = summarize(&loaded.diagnostics);
+    let code = if summary.input_errors > 0 {
+        EXIT_INPUT
+    } else if summary.errors > 0 || (args.strict && summary.warnings > 0) {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
+    };
+    if args.output.json {
+        let doc = json::CheckDocument {
+            version: json::VERSION.into(),
+            command: "check".into(),
+            exit_code: code,
+            strict: args.strict,
+            inputs: loaded.inputs,
+            summary,
+            diagnostics: loaded.diagnostics.iter().map(convert::diagnostic).collect(),
+        };
+        write_json(out, &doc)?;
+    } else {
+        human::check(
+            out,
+            &loaded.diagnostics,
+            &loaded.inputs,
+            &summary,
+            args.strict,
+        )?;
+    }
+    Ok(code)
+}
+
+fn describe(
+    args: &DescribeArgs,
+    stdin: &mut dyn Read,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<u8> {
+    let mut loaded = load(&args.files.files, &args.mesh, stdin);
+    let mesh = &loaded.report.mesh;
+    let (namespace, name) = match args.workload.split_once('/') {
+        Some((ns, name)) => (ns, Some(name)),
+        None => (args.workload.as_str(), None),
+    };
+    let mut matched: Vec<&policy::mesh::Workload> = mesh
+        .workloads
+        .iter()
+        .filter(|w| w.namespace == namespace)
+        .filter(|w| name.is_none_or(|n| w.name == n))
+        .filter(|w| has_labels(&w.labels, pairs(&args.selector)))
+        .collect();
+    matched.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let workloads: Vec<json::WorkloadDescription> = matched
+        .iter()
+        .map(|w| convert::workload(w, &mesh.describe(w)))
+        .collect();
+    if workloads.is_empty() {
+        let known: Vec<&str> = mesh
+            .workloads
+            .iter()
+            .filter(|w| w.namespace == namespace)
+            .map(|w| w.name.as_str())
+            .collect();
+        let wanted = match (name, args.selector.is_empty()) {
+            (Some(n), _) => format!("{namespace}/{n}"),
+            (None, true) => format!("in namespace {namespace}"),
+            (None, false) => format!(
+                "in namespace {namespace} with labels {}",
+                labels_text(&args.selector)
+            ),
+        };
+        let message = if known.is_empty() {
+            format!("no workload {wanted}: the files define no workload in namespace {namespace}")
+        } else {
+            format!(
+                "no workload {wanted}; workloads in {namespace}: {}",
+                known.join(", ")
+            )
+        };
+        loaded.diagnostics.push(cli_diagnostic(
+            "input-no-such-workload",
+            message,
+            "name a workload as namespace/name, or a namespace with -l key=value",
+        ));
+    }
+    let summary = summarize(&loaded.diagnostics);
+    let code = if summary.input_errors > 0 {
+        EXIT_INPUT
+    } else if workloads.iter().any(|w| !w.ignored.is_empty()) {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
+    };
+    if args.output.json {
+        let doc = json::DescribeDocument {
+            version: json::VERSION.into(),
+            command: "describe".into(),
+            exit_code: code,
+            inputs: loaded.inputs,
+            summary,
+            diagnostics: loaded.diagnostics.iter().map(convert::diagnostic).collect(),
+            workloads,
+        };
+        write_json(out, &doc)?;
+    } else {
+        human::describe(out, &workloads)?;
+        human::input_errors(err, &loaded.diagnostics)?;
+    }
+    Ok(code)
+}
+
+fn matrix(
+    args: &MatrixArgs,
+    stdin: &mut dyn Read,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<u8> {
+    let mut loaded = load(&args.files.files, &args.mesh, stdin);
+    let mesh = &loaded.report.mesh;
+    let client_ok = |ns: &str, name: &str| {
+        mesh.workloads.iter().any(|w| {
+            w.namespace == ns && w.name == name && has_labels(&w.labels, pairs(&args.client_label))
+        })
+    };
+    // A Service is a server when a pod it selects carries the labels (or, with no
+    // such pod in the files, when its own selector does).
+    let server_ok = |ns: &str, name: &str| {
+        mesh.services
+            .iter()
+            .filter(|s| s.namespace == ns && s.name == name)
+            .any(|s| {
+                let selected: Vec<_> = mesh
+                    .workloads
+                    .iter()
+                    .filter(|w| {
+                        w.namespace == s.namespace
+                            && !s.selector.is_empty()
+                            && has_labels(&w.labels, &s.selector)
+                    })
+                    .collect();
+                if selected.is_empty() {
+                    has_labels(&s.selector, pairs(&args.server_label))
+                } else {
+                    selected
+                        .iter()
+                        .any(|w| has_labels(&w.labels, pairs(&args.server_label)))
+                }
+            })
+    };
+    let cells: Vec<json::Cell> = mesh
+        .matrix()
+        .cells
+        .iter()
+        .filter(|c| {
+            client_ok(&c.client_namespace, &c.client) && server_ok(&c.service_namespace, &c.service)
+        })
+        .map(convert::cell)
+        .collect();
+    let mut clients: Vec<String> = cells
+        .iter()
+        .map(|c| format!("{}/{}", c.client.namespace, c.client.name))
+        .collect();
+    clients.dedup();
+    let mut services: Vec<String> = Vec::new();
+    for c in &cells {
+        let s = format!(
+            "{}/{}:{}",
+            c.service.namespace, c.service.name, c.service.port
+        );
+        if !services.contains(&s) {
+            services.push(s);
+        }
+    }
+    if cells.is_empty() {
+        let message = match (args.client_label.is_empty(), args.server_label.is_empty()) {
+            (true, true) => {
+                "no client × service pair: the files define no workload or no Service with ports"
+                    .into()
+            }
+            _ => format!(
+                "no client × service pair matches{}{}",
+                if args.client_label.is_empty() {
+                    String::new()
+                } else {
+                    format!(" client labels {}", labels_text(&args.client_label))
+                },
+                if args.server_label.is_empty() {
+                    String::new()
+                } else {
+                    format!(" server labels {}", labels_text(&args.server_label))
+                },
+            ),
+        };
+        loaded.diagnostics.push(cli_diagnostic(
+            "input-empty-matrix",
+            message,
+            "check the -f paths and the --client-label/--server-label filters",
+        ));
+    }
+    let summary = summarize(&loaded.diagnostics);
+    let code = if summary.input_errors > 0 {
+        EXIT_INPUT
+    } else if cells.iter().any(|c| c.outcome != json::Outcome::Allowed) {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
+    };
+    if args.output.json {
+        let doc = json::MatrixDocument {
+            version: json::VERSION.into(),
+            command: "matrix".into(),
+            exit_code: code,
+            inputs: loaded.inputs,
+            summary,
+            diagnostics: loaded.diagnostics.iter().map(convert::diagnostic).collect(),
+            clients,
+            services,
+            cells,
+        };
+        write_json(out, &doc)?;
+    } else {
+        human::matrix(out, &clients, &services, &cells)?;
+        human::input_errors(err, &loaded.diagnostics)?;
+    }
+    Ok(code)
+}
+
+/// Whether `labels` contain every `want` pair (a Kubernetes label selector match).
+fn has_labels<'a>(
+    labels: &BTreeMap<String, String>,
+    want: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> bool {
+    want.into_iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn pairs(labels: &[(String, String)]) -> impl Iterator<Item = (&String, &String)> {
+    labels.iter().map(|(k, v)| (k, v))
+}
+
+fn labels_text(labels: &[(String, String)]) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn cli_diagnostic(code: &str, message: String, hint: &str) -> Diagnostic {
+    Diagnostic {
+        code: code.into(),
+        severity: Severity::Error,
+        message,
+        hint: Some(hint.into()),
+        istio_code: None,
+        resource: None,
+        location: None::<Location>,
+    }
+}
