@@ -45,3 +45,140 @@ pub struct Diagnostic {
     pub resource: Option<ResourceRef>,
     pub location: Option<Location>,
 }
+
+/// A rule: its stable code, its severity, the matching Istio/Kiali code and a
+/// one-line summary. Every diagnostic `policy` produces comes from [`RULES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    pub code: &'static str,
+    pub severity: Severity,
+    pub istio_code: Option<&'static str>,
+    pub summary: &'static str,
+}
+
+macro_rules! rules {
+    ($($name:ident = $code:literal, $sev:ident, $istio:expr, $summary:literal;)*) => {
+        $(
+            #[doc = $summary]
+            pub const $name: Rule = Rule { code: $code, severity: Severity::$sev, istio_code: $istio, summary: $summary };
+        )*
+        /// Every rule, in documentation order.
+        pub const RULES: &[Rule] = &[$($name),*];
+    };
+}
+
+rules! {
+    INPUT_YAML = "input-yaml", Error, None, "the text is not valid YAML";
+    INPUT_JSON = "input-json", Error, None, "the text is not valid JSON";
+    INPUT_LIMIT = "input-limit", Error, None, "the input exceeds a size, depth, document or alias-expansion limit";
+    INPUT_MISSING_KIND = "input-missing-kind", Error, None, "a document has no `kind`";
+    INPUT_SHAPE = "input-shape", Error, Some("IST0106"), "a field has the wrong type for its kind";
+    PA_API_VERSION = "pa-api-version", Error, None, "PeerAuthentication apiVersion is not security.istio.io/v1 or v1beta1";
+    PA_MISSING_NAME = "pa-missing-name", Error, None, "PeerAuthentication has no metadata.name";
+    PA_UNKNOWN_MODE = "pa-unknown-mode", Error, Some("IST0106"), "an mTLS mode is not UNSET, DISABLE, PERMISSIVE or STRICT";
+    PA_PORT_LEVEL_WITHOUT_SELECTOR = "pa-port-level-without-selector", Error, Some("IST0106"), "portLevelMtls on a policy without a non-empty selector (mesh/namespace-wide)";
+    PA_PORT_LEVEL_EMPTY = "pa-port-level-empty", Error, Some("IST0106"), "portLevelMtls is present but has no entries";
+    PA_PORT_OUT_OF_RANGE = "pa-port-out-of-range", Error, Some("IST0106"), "a portLevelMtls key is not a port number in 1..65535";
+    PA_SELECTOR_EMPTY_KEY = "pa-selector-empty-key", Error, Some("IST0106"), "a selector label key is empty";
+    PA_SELECTOR_WILDCARD = "pa-selector-wildcard", Error, Some("IST0106"), "a selector label key or value contains `*`";
+    PA_SELECTOR_VALUE_TOO_LONG = "pa-selector-value-too-long", Error, None, "a selector label value is longer than 63 characters";
+    PA_SELECTOR_WITHOUT_LABELS = "pa-selector-without-labels", Warning, Some("IST0133"), "a selector with no labels: istiod treats the policy as namespace-wide";
+    PA_SELECTOR_IN_ROOT_NAMESPACE = "pa-selector-in-root-namespace", Warning, None, "a policy with a selector in the root namespace is ignored by istiod (#61023)";
+    PA_INVALID_TIMESTAMP = "pa-invalid-creation-timestamp", Warning, None, "creationTimestamp is not RFC 3339; the policy sorts as newest";
+    DR_API_VERSION = "dr-api-version", Error, None, "DestinationRule apiVersion is not networking.istio.io/v1, v1beta1 or v1alpha3";
+    DR_MISSING_NAME = "dr-missing-name", Error, None, "DestinationRule has no metadata.name";
+    DR_EMPTY_HOST = "dr-empty-host", Error, Some("IST0106"), "DestinationRule has no host";
+    DR_UNKNOWN_TLS_MODE = "dr-unknown-tls-mode", Error, Some("IST0106"), "a TLS mode is not DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL";
+    DR_PORT_MISSING = "dr-port-missing", Error, Some("IST0106"), "a portLevelSettings entry has no port number";
+    DR_PORT_OUT_OF_RANGE = "dr-port-out-of-range", Error, Some("IST0106"), "a portLevelSettings port is not in 1..65535";
+    PA_SEVERAL_NAMESPACE_WIDE = "pa-several-namespace-wide", Warning, Some("KIA0002"), "several mesh-wide or namespace-wide policies: only the oldest applies";
+    PA_SEVERAL_WORKLOAD_POLICIES = "pa-several-workload-policies", Warning, Some("KIA0003"), "several workload policies select one workload: only the oldest applies (#48036)";
+    PA_SELECTOR_MATCHES_NO_WORKLOAD = "pa-selector-matches-no-workload", Warning, Some("KIA0004"), "a policy's selector matches no workload in its namespace";
+    PA_PORT_IS_SERVICE_PORT = "pa-port-is-service-port", Warning, None, "a portLevelMtls key is a Service port, not the container port (#49098)";
+    PA_PORT_NOT_TARGETED = "pa-port-not-targeted", Warning, None, "a portLevelMtls port is neither a container port nor targeted by any Service";
+    PLAINTEXT_CLIENT_TO_STRICT = "plaintext-client-to-strict", Error, None, "clients without a sidecar call a STRICT port: their connections are reset";
+    DR_DISABLE_TO_STRICT = "dr-disable-to-strict", Error, Some("KIA0207"), "a DestinationRule disables TLS towards a STRICT port: connections are reset";
+    STRICT_WITHOUT_MTLS_CLIENTS = "strict-without-mtls-clients", Error, Some("KIA0501"), "auto mTLS is off and no ISTIO_MUTUAL DestinationRule covers a STRICT port";
+    DR_MTLS_TO_NO_SIDECAR = "dr-mtls-to-workload-without-sidecar", Error, Some("IST0115"), "an ISTIO_MUTUAL DestinationRule targets workloads without a sidecar";
+    DR_MTLS_TO_DISABLED_PORT = "dr-mtls-to-disabled-port", Error, Some("KIA0505"), "an ISTIO_MUTUAL DestinationRule targets a port whose policy is DISABLE";
+    DR_OTHER_TLS_TO_SIDECAR = "dr-non-istio-tls-to-sidecar", Error, None, "SIMPLE/MUTUAL TLS to a sidecar: PERMISSIVE passes it through, STRICT resets it";
+}
+
+impl Rule {
+    /// The rule with this code, if any.
+    pub fn find(code: &str) -> Option<&'static Rule> {
+        RULES.iter().find(|r| r.code == code)
+    }
+
+    /// A diagnostic for this rule (no location yet).
+    pub fn diagnostic(&self, message: impl Into<String>, hint: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            code: self.code.to_string(),
+            severity: self.severity,
+            message: message.into(),
+            hint: Some(hint.into()),
+            istio_code: self.istio_code.map(str::to_string),
+            resource: None,
+            location: None,
+        }
+    }
+}
+
+impl Diagnostic {
+    /// Attach the resource the finding concerns.
+    pub fn on(mut self, kind: &str, namespace: &str, name: &str) -> Self {
+        self.resource = Some(ResourceRef {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        });
+        self
+    }
+
+    /// Attach a location.
+    pub fn at(mut self, location: Location) -> Self {
+        self.location = Some(location);
+        self
+    }
+
+    /// Override the Istio/Kiali code (for rules whose code depends on the level).
+    pub fn with_istio_code(mut self, code: Option<&str>) -> Self {
+        self.istio_code = code.map(str::to_string);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn rule_codes_are_unique_and_kebab_case() {
+        let mut seen = BTreeSet::new();
+        for rule in RULES {
+            assert!(seen.insert(rule.code), "duplicate code {}", rule.code);
+            let kebab = !rule.code.is_empty()
+                && !rule.code.starts_with('-')
+                && !rule.code.ends_with('-')
+                && !rule.code.contains("--")
+                && rule
+                    .code
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            assert!(kebab, "{} is not kebab-case", rule.code);
+        }
+    }
+
+    #[test]
+    fn istio_codes_look_like_ist_or_kia_codes() {
+        for rule in RULES {
+            if let Some(code) = rule.istio_code {
+                let ok = (code.starts_with("IST") || code.starts_with("KIA"))
+                    && code.len() == 7
+                    && code[3..].chars().all(|c| c.is_ascii_digit());
+                assert!(ok, "{code}");
+            }
+        }
+    }
+}

@@ -23,6 +23,7 @@ pub mod source;
 pub mod spiffe;
 pub mod validate;
 pub mod xfcc;
+mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use mesh::{Mesh, MeshConfig};
@@ -40,6 +41,36 @@ pub struct Report {
 /// Load every `(source name, text)`, build the mesh, validate and analyse.
 /// Never fails: bad input becomes diagnostics (codes `input-*`).
 pub fn check(sources: &[(&str, &str)], config: MeshConfig) -> Report {
-    let _ = (sources, config);
-    todo!("policy implementation")
+    let mut resources = Vec::new();
+    let mut diagnostics = Vec::new();
+    let mut skipped = Vec::new();
+    for (name, text) in sources {
+        let loaded = source::load(text, name);
+        diagnostics.extend(loaded.errors.iter().map(source::LoadError::to_diagnostic));
+        resources.extend(loaded.resources);
+        skipped.extend(loaded.skipped);
+    }
+    let (mesh, found) = Mesh::build(&resources, config);
+    diagnostics.extend(found);
+    // Analysis findings point at the field they concern when we know its line.
+    let by_location: std::collections::HashMap<&diagnostic::Location, _> = resources
+        .iter()
+        .map(|r| (&r.location, &r.field_lines))
+        .collect();
+    let field_lines = |at: &diagnostic::Location| by_location.get(at).copied();
+    diagnostics.extend(analyze::run_with_lines(&mesh, field_lines));
+    diagnostics.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    Report {
+        mesh,
+        diagnostics,
+        skipped,
+    }
+}
+
+fn sort_key(d: &Diagnostic) -> (&str, u32, &str, &str) {
+    let (source, line) = d
+        .location
+        .as_ref()
+        .map_or(("", 0), |l| (l.source.as_str(), l.line));
+    (source, line, d.code.as_str(), d.message.as_str())
 }

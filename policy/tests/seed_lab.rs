@@ -1,0 +1,325 @@
+//! The seed lab: namespaces `foo` and `bar` (sidecars) and `legacy` (none),
+//! each with `sleep` and `httpbin`, through the six policy steps of
+//! `manifests/steps/`. The expected grids are written out by hand from each
+//! step's description (which `curl` returns 200 and which is reset), not
+//! computed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use policy::reach::{Cell, Outcome};
+use policy::resolve::{IgnoreReason, Level};
+use policy::{check, MeshConfig, MtlsMode, Report, Severity};
+
+const FOO: &str = include_str!("../../manifests/workloads/foo.yaml");
+const BAR: &str = include_str!("../../manifests/workloads/bar.yaml");
+const LEGACY: &str = include_str!("../../manifests/workloads/legacy.yaml");
+
+const STEP2_PA: &str = include_str!("../../manifests/steps/2-mesh-strict/peer-authentication.yaml");
+const STEP3_PA: &str =
+    include_str!("../../manifests/steps/3-namespace-strict/peer-authentication.yaml");
+const STEP4_PA: &str =
+    include_str!("../../manifests/steps/4-workload-strict/peer-authentication.yaml");
+const STEP4_DR: &str =
+    include_str!("../../manifests/steps/4-workload-strict/destination-rule.yaml");
+const STEP5_PA: &str =
+    include_str!("../../manifests/steps/5-port-level-disable/peer-authentication.yaml");
+const STEP5_DR: &str =
+    include_str!("../../manifests/steps/5-port-level-disable/destination-rule.yaml");
+const STEP6_PA: &str = include_str!("../../manifests/steps/6-precedence/peer-authentication.yaml");
+const STEP6_DR: &str = include_str!("../../manifests/steps/6-precedence/destination-rule.yaml");
+
+const NAMESPACES: [&str; 3] = ["foo", "bar", "legacy"];
+
+/// One expected cell: `A` = 200 over mTLS, `P` = 200 in plaintext, `R` = reset.
+/// Rows are `sleep.foo`, `sleep.bar`, `sleep.legacy`; columns `httpbin.foo`, `httpbin.bar`, `httpbin.legacy`.
+type Grid = [[char; 3]; 3];
+
+fn run_step(step: &[(&str, &str)]) -> Vec<Cell> {
+    report(step).mesh.matrix().cells
+}
+
+fn report(step: &[(&str, &str)]) -> Report {
+    let mut sources = vec![
+        ("foo.yaml", FOO),
+        ("bar.yaml", BAR),
+        ("legacy.yaml", LEGACY),
+    ];
+    sources.extend_from_slice(step);
+    let report = check(&sources, MeshConfig::default());
+    let errors: Vec<_> = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error && d.code.starts_with("input-"))
+        .collect();
+    assert!(errors.is_empty(), "the manifests load cleanly: {errors:#?}");
+    report
+}
+
+fn assert_grid(step: &str, cells: &[Cell], expected: Grid) {
+    for (row, client_ns) in NAMESPACES.iter().enumerate() {
+        for (col, server_ns) in NAMESPACES.iter().enumerate() {
+            let cell = cells
+                .iter()
+                .find(|c| {
+                    c.client == "sleep"
+                        && c.client_namespace == *client_ns
+                        && c.service == "httpbin"
+                        && c.service_namespace == *server_ns
+                        && c.service_port == 8000
+                })
+                .unwrap_or_else(|| {
+                    panic!("{step}: no cell sleep.{client_ns} -> httpbin.{server_ns}:8000")
+                });
+            let got = match (cell.outcome, cell.mtls) {
+                (Outcome::Allowed, true) => 'A',
+                (Outcome::Allowed, false) => 'P',
+                (Outcome::Reset, _) => 'R',
+                (Outcome::Failed, _) => 'F',
+            };
+            assert_eq!(
+                got, expected[row][col],
+                "{step}: sleep.{client_ns} -> httpbin.{server_ns}: {}",
+                cell.explanation
+            );
+            assert_eq!(
+                cell.target_port, 80,
+                "{step}: httpbin's Service port 8000 targets container port 80"
+            );
+        }
+    }
+}
+
+#[test]
+fn step_1_without_policy_everything_succeeds_and_only_sidecar_pairs_use_mtls() {
+    let cells = run_step(&[]);
+    assert_grid(
+        "step 1",
+        &cells,
+        [['A', 'A', 'P'], ['A', 'A', 'P'], ['P', 'P', 'P']],
+    );
+}
+
+#[test]
+fn step_2_mesh_wide_strict_resets_the_legacy_client_towards_sidecars() {
+    let cells = run_step(&[("2.yaml", STEP2_PA)]);
+    assert_grid(
+        "step 2",
+        &cells,
+        [['A', 'A', 'P'], ['A', 'A', 'P'], ['R', 'R', 'P']],
+    );
+}
+
+#[test]
+fn step_3_namespace_strict_in_foo_only_resets_legacy_to_foo() {
+    let cells = run_step(&[("3.yaml", STEP3_PA)]);
+    assert_grid(
+        "step 3",
+        &cells,
+        [['A', 'A', 'P'], ['A', 'A', 'P'], ['R', 'P', 'P']],
+    );
+}
+
+#[test]
+fn step_4_workload_strict_in_bar_only_resets_legacy_to_bar() {
+    let cells = run_step(&[("4-pa.yaml", STEP4_PA), ("4-dr.yaml", STEP4_DR)]);
+    assert_grid(
+        "step 4",
+        &cells,
+        [['A', 'A', 'P'], ['A', 'A', 'P'], ['P', 'R', 'P']],
+    );
+}
+
+#[test]
+fn step_5_port_level_disable_lets_everyone_in_without_mtls_to_bar() {
+    let cells = run_step(&[("5-pa.yaml", STEP5_PA), ("5-dr.yaml", STEP5_DR)]);
+    assert_grid(
+        "step 5",
+        &cells,
+        [['A', 'P', 'P'], ['A', 'P', 'P'], ['P', 'P', 'P']],
+    );
+}
+
+#[test]
+fn step_6_workload_disable_overrides_namespace_strict() {
+    let cells = run_step(&[("6-pa.yaml", STEP6_PA), ("6-dr.yaml", STEP6_DR)]);
+    assert_grid(
+        "step 6",
+        &cells,
+        [['P', 'A', 'P'], ['P', 'A', 'P'], ['P', 'P', 'P']],
+    );
+}
+
+#[test]
+fn step_1_has_no_findings_and_every_workload_is_permissive_by_default() {
+    let report = report(&[]);
+    assert!(report.diagnostics.is_empty(), "{:#?}", report.diagnostics);
+    for w in &report.mesh.workloads {
+        let d = report.mesh.describe(w);
+        assert_eq!(
+            (d.workload.mode, d.workload.decided_at),
+            (MtlsMode::Permissive, Level::Default)
+        );
+        assert_eq!(
+            d.sidecar,
+            w.namespace != "legacy",
+            "{}.{}",
+            w.name,
+            w.namespace
+        );
+    }
+    // ServiceAccounts are read and skipped, not errors.
+    assert_eq!(
+        report
+            .skipped
+            .iter()
+            .filter(|s| s.kind == "ServiceAccount")
+            .count(),
+        6
+    );
+}
+
+#[test]
+fn step_2_names_the_legacy_clients_that_will_be_reset_at_the_mode_line() {
+    let report = report(&[("2.yaml", STEP2_PA)]);
+    let resets: Vec<_> = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == "plaintext-client-to-strict")
+        .collect();
+    let to_httpbin_foo = resets
+        .iter()
+        .find(|d| d.message.contains("httpbin.foo:8000"))
+        .unwrap();
+    assert!(
+        to_httpbin_foo.message.contains("sleep.legacy"),
+        "{}",
+        to_httpbin_foo.message
+    );
+    assert!(
+        !to_httpbin_foo.message.contains("sleep.foo"),
+        "{}",
+        to_httpbin_foo.message
+    );
+    let location = to_httpbin_foo.location.as_ref().unwrap();
+    assert_eq!(
+        (location.source.as_str(), location.line),
+        ("2.yaml", 10),
+        "the `mode: STRICT` line"
+    );
+    assert_eq!(
+        to_httpbin_foo.resource.as_ref().unwrap().namespace,
+        "istio-system"
+    );
+}
+
+#[test]
+fn step_4_describe_shows_the_workload_policy() {
+    let report = report(&[("4-pa.yaml", STEP4_PA), ("4-dr.yaml", STEP4_DR)]);
+    let httpbin = report
+        .mesh
+        .workloads
+        .iter()
+        .find(|w| w.name == "httpbin" && w.namespace == "bar")
+        .unwrap();
+    let d = report.mesh.describe(httpbin);
+    assert_eq!(
+        (d.workload.mode, d.workload.decided_at),
+        (MtlsMode::Strict, Level::Workload)
+    );
+    let text = d.to_text();
+    assert!(text.contains("Workload mTLS mode: STRICT"), "{text}");
+    assert!(text.contains("httpbin.bar"), "{text}");
+    assert!(
+        !report.diagnostics.iter().any(|d| d.code.starts_with("dr-")),
+        "{:#?}",
+        report.diagnostics
+    );
+}
+
+#[test]
+fn step_5_describe_shows_port_80_disabled_under_a_strict_workload() {
+    let report = report(&[("5-pa.yaml", STEP5_PA), ("5-dr.yaml", STEP5_DR)]);
+    let httpbin = report
+        .mesh
+        .workloads
+        .iter()
+        .find(|w| w.name == "httpbin" && w.namespace == "bar")
+        .unwrap();
+    let d = report.mesh.describe(httpbin);
+    assert_eq!(d.workload.mode, MtlsMode::Strict);
+    let port80 = &d.ports[&80];
+    assert_eq!(
+        (port80.mode, port80.decided_at),
+        (MtlsMode::Disable, Level::Port)
+    );
+    assert!(d.to_text().contains("80: DISABLE"), "{}", d.to_text());
+    assert!(report.diagnostics.is_empty(), "{:#?}", report.diagnostics);
+}
+
+#[test]
+fn keying_step_5_by_the_service_port_is_flagged_and_changes_nothing() {
+    let wrong = STEP5_PA.replace("    80:\n", "    8000:\n");
+    assert_ne!(wrong, STEP5_PA);
+    let report = report(&[("5-pa.yaml", &wrong), ("5-dr.yaml", STEP5_DR)]);
+    let finding = report
+        .diagnostics
+        .iter()
+        .find(|d| d.code == "pa-port-is-service-port")
+        .unwrap();
+    assert!(
+        finding.hint.as_deref().unwrap().contains("use 80"),
+        "{finding:?}"
+    );
+    let httpbin = report
+        .mesh
+        .workloads
+        .iter()
+        .find(|w| w.name == "httpbin" && w.namespace == "bar")
+        .unwrap();
+    let d = report.mesh.describe(httpbin);
+    assert_eq!(d.ports[&80].mode, MtlsMode::Strict);
+    assert!(d
+        .workload
+        .ignored
+        .iter()
+        .any(|i| i.reason == IgnoreReason::PortNotAContainerPort { port: 8000 }));
+    // Sidecar clients now send plaintext (DR DISABLE on 8000) into a STRICT port 80.
+    assert!(report
+        .diagnostics
+        .iter()
+        .any(|d| d.code == "dr-disable-to-strict"));
+}
+
+#[test]
+fn step_6_describe_lists_both_policies_and_the_workload_decides() {
+    let report = report(&[("6-pa.yaml", STEP6_PA), ("6-dr.yaml", STEP6_DR)]);
+    let httpbin = report
+        .mesh
+        .workloads
+        .iter()
+        .find(|w| w.name == "httpbin" && w.namespace == "foo")
+        .unwrap();
+    let d = report.mesh.describe(httpbin);
+    assert_eq!(
+        (d.workload.mode, d.workload.decided_at),
+        (MtlsMode::Disable, Level::Workload)
+    );
+    let applied: Vec<String> = d.workload.applied().iter().map(|p| p.to_string()).collect();
+    assert_eq!(applied, ["default.foo", "httpbin.foo"]);
+}
+
+#[test]
+fn diagnostics_are_sorted_by_source_then_line() {
+    let report = report(&[("2.yaml", STEP2_PA), ("3.yaml", STEP3_PA)]);
+    let keys: Vec<_> = report
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let l = d.location.clone().unwrap_or_default();
+            (l.source, l.line, d.code.clone())
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert!(keys.len() >= 2);
+}
