@@ -50,7 +50,11 @@ fn every_schema_code_is_an_error_rule_and_every_input_rule_exits_2() {
         let rule = policy::diagnostic::Rule::find(code)
             .unwrap_or_else(|| panic!("{code} is not a policy rule"));
         assert_eq!(rule.severity, policy::Severity::Error, "{code}");
-        assert_ne!(rule.istio_code, Some("IST0133"), "{code} is only a warning in istioctl");
+        assert_ne!(
+            rule.istio_code,
+            Some("IST0133"),
+            "{code} is only a warning in istioctl"
+        );
     }
     for rule in policy::diagnostic::RULES {
         if rule.code.starts_with("input-") {
