@@ -64,15 +64,10 @@ build: build-native build-filter build-web build-oci
 build-native:
 	cargo build --release --workspace --exclude peerauth-filter --exclude peerauth-web
 
-# The filter: size-optimised wasm32-wasip1 module, then wasm-opt -Oz when present.
+# The filter: size-optimised wasm32-wasip1 module, then wasm-opt -Oz when present
+# (filter/build.sh honours CARGO_TARGET_DIR).
 build-filter:
-	@mkdir -p $(OUT)
-	cargo build -p peerauth-filter --target wasm32-wasip1 --profile wasm
-	@if command -v wasm-opt >/dev/null; then \
-	  wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals \
-	    target/wasm32-wasip1/wasm/peerauth_filter.wasm -o $(OUT)/peerauth_filter.wasm; \
-	else cp target/wasm32-wasip1/wasm/peerauth_filter.wasm $(OUT)/peerauth_filter.wasm; fi
-	@ls -l $(OUT)/peerauth_filter.wasm
+	bash filter/build.sh
 
 build-web:
 	bash wasm-web/build.sh

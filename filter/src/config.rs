@@ -1,0 +1,433 @@
+//! The WasmPlugin's `pluginConfig`: strict JSON parsing into a typed [`Config`].
+//!
+//! The vocabulary is PeerAuthentication's (`mtls.mode`, `portLevelMtls`, or whole
+//! PeerAuthentication objects resolved like istiod does) plus the filter's own
+//! expectations (action, XFCC handling, trusted forwarders, identity allow-lists).
+
+use policy::mesh::PeerAuthentication;
+use policy::model::PeerAuthenticationSpec;
+use policy::spiffe::SpiffePattern;
+use policy::MtlsMode;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// What to do when a request breaks an expectation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Reject (HTTP 403 or close the connection).
+    #[default]
+    Enforce,
+    /// Let it through and record it as `would_reject` (safe migration).
+    Audit,
+}
+
+/// What to do with a forged or smuggled `x-forwarded-client-cert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XfccPolicy {
+    /// Reject the request.
+    #[default]
+    Verify,
+    /// Remove the untrustworthy part and let the request through.
+    Strip,
+    /// Leave the header alone (still recorded).
+    Ignore,
+}
+
+/// Which kind of Envoy filter the plugin runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// `envoy.filters.http.wasm`: one decision per request.
+    #[default]
+    Http,
+    /// `envoy.filters.network.wasm`: one decision per connection.
+    Tcp,
+}
+
+/// Where the per-port mode comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modes {
+    /// `mtls.mode` + `portLevelMtls` written directly.
+    Direct {
+        default: MtlsMode,
+        ports: BTreeMap<u32, MtlsMode>,
+    },
+    /// PeerAuthentication objects resolved for one workload, as istiod would.
+    Policies {
+        policies: Vec<PeerAuthentication>,
+        root_namespace: String,
+        namespace: String,
+        labels: BTreeMap<String, String>,
+    },
+}
+
+/// A validated plugin configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub modes: Modes,
+    pub action: Action,
+    pub xfcc: XfccPolicy,
+    pub protocol: Protocol,
+    /// Peers allowed to put XFCC elements before Envoy's own (ingress gateways).
+    pub trusted_forwarders: Vec<SpiffePattern>,
+    /// Empty: any trust domain.
+    pub allowed_trust_domains: Vec<String>,
+    /// Port → patterns; `None` is the `"*"` entry used for ports without their own.
+    pub allowed_identities: BTreeMap<Option<u32>, Vec<SpiffePattern>>,
+}
+
+/// Why a `pluginConfig` was refused. Messages say what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("pluginConfig is not valid JSON for this filter: {0}")]
+    Json(String),
+    #[error("{field}: {source}")]
+    Mode {
+        field: String,
+        source: policy::mode::ModeError,
+    },
+    #[error("{field}: port {key:?} is not a number between 1 and 65535")]
+    Port { field: String, key: String },
+    #[error("give either mtls/portLevelMtls or workload+peerAuthentications, not both")]
+    BothModeSources,
+    #[error("peerAuthentications needs \"workload\": {{\"namespace\": ..., \"labels\": {{...}}}}")]
+    MissingWorkload,
+    #[error("\"workload\" is only meaningful with \"peerAuthentications\"")]
+    WorkloadWithoutPolicies,
+    #[error("peerAuthentications[{index}] ({name}): {messages}")]
+    Policy {
+        index: usize,
+        name: String,
+        messages: String,
+    },
+    #[error("{field}: {value:?} is not a SPIFFE pattern: {reason}")]
+    Pattern {
+        field: String,
+        value: String,
+        reason: String,
+    },
+    #[error("allowedTrustDomains: {0:?} is not a trust domain (lowercase letters, digits, '.', '-', '_')")]
+    TrustDomain(String),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawConfig {
+    mtls: Option<RawMtls>,
+    port_level_mtls: Option<BTreeMap<String, RawMtls>>,
+    workload: Option<RawWorkload>,
+    peer_authentications: Option<Vec<RawPeerAuthentication>>,
+    root_namespace: Option<String>,
+    #[serde(default)]
+    action: Action,
+    #[serde(default)]
+    xfcc: XfccPolicy,
+    #[serde(default)]
+    protocol: Protocol,
+    #[serde(default)]
+    trusted_forwarders: Vec<String>,
+    #[serde(default)]
+    allowed_trust_domains: Vec<String>,
+    #[serde(default)]
+    allowed_identities: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMtls {
+    mode: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    namespace: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawPeerAuthentication {
+    // apiVersion/kind are accepted so users can paste a whole object.
+    #[serde(default)]
+    metadata: RawMeta,
+    #[serde(default)]
+    spec: PeerAuthenticationSpec,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawMeta {
+    #[serde(default)]
+    name: String,
+    namespace: Option<String>,
+    creation_timestamp: Option<String>,
+}
+
+fn parse_mode(field: &str, raw: Option<&RawMtls>) -> Result<MtlsMode, ConfigError> {
+    match raw.and_then(|m| m.mode.as_deref()) {
+        None => Ok(MtlsMode::Unset),
+        Some(s) => s.parse().map_err(|source| ConfigError::Mode {
+            field: field.to_string(),
+            source,
+        }),
+    }
+}
+
+fn parse_port(field: &str, key: &str) -> Result<u32, ConfigError> {
+    match key.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(p),
+        _ => Err(ConfigError::Port {
+            field: field.to_string(),
+            key: key.to_string(),
+        }),
+    }
+}
+
+fn parse_pattern(field: &str, value: &str) -> Result<SpiffePattern, ConfigError> {
+    SpiffePattern::parse(value).map_err(|e| ConfigError::Pattern {
+        field: field.to_string(),
+        value: value.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn valid_trust_domain(td: &str) -> bool {
+    !td.is_empty()
+        && td.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
+}
+
+impl Config {
+    /// Parse and validate. An empty input means "all defaults" (PERMISSIVE, enforce,
+    /// verify XFCC), because Istio hands an absent `pluginConfig` over as empty.
+    pub fn parse(json: &[u8]) -> Result<Config, ConfigError> {
+        let trimmed = json.iter().all(u8::is_ascii_whitespace);
+        let raw: RawConfig = if trimmed {
+            serde_json::from_slice(b"{}")
+        } else {
+            serde_json::from_slice(json)
+        }
+        .map_err(|e| ConfigError::Json(e.to_string()))?;
+
+        let modes = match (&raw.peer_authentications, &raw.workload) {
+            (Some(_), _) if raw.mtls.is_some() || raw.port_level_mtls.is_some() => {
+                return Err(ConfigError::BothModeSources)
+            }
+            (Some(pas), Some(w)) => {
+                let mut policies = Vec::with_capacity(pas.len());
+                for (index, pa) in pas.iter().enumerate() {
+                    let namespace = pa.metadata.namespace.as_deref().unwrap_or(&w.namespace);
+                    let built = PeerAuthentication::from_spec(
+                        &pa.metadata.name,
+                        namespace,
+                        pa.metadata.creation_timestamp.as_deref(),
+                        &pa.spec,
+                    )
+                    .map_err(|diags| ConfigError::Policy {
+                        index,
+                        name: format!("{namespace}/{}", pa.metadata.name),
+                        messages: diags
+                            .iter()
+                            .map(|d| d.message.clone())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    })?;
+                    policies.push(built);
+                }
+                Modes::Policies {
+                    policies,
+                    root_namespace: raw
+                        .root_namespace
+                        .clone()
+                        .unwrap_or_else(|| "istio-system".to_string()),
+                    namespace: w.namespace.clone(),
+                    labels: w.labels.clone(),
+                }
+            }
+            (Some(_), None) => return Err(ConfigError::MissingWorkload),
+            (None, Some(_)) => return Err(ConfigError::WorkloadWithoutPolicies),
+            (None, None) => {
+                let default = parse_mode("mtls.mode", raw.mtls.as_ref())?;
+                let mut ports = BTreeMap::new();
+                for (key, m) in raw.port_level_mtls.iter().flatten() {
+                    let field = format!("portLevelMtls.{key}.mode");
+                    let port = parse_port("portLevelMtls", key)?;
+                    ports.insert(port, parse_mode(&field, Some(m))?);
+                }
+                Modes::Direct { default, ports }
+            }
+        };
+
+        let trusted_forwarders = raw
+            .trusted_forwarders
+            .iter()
+            .map(|p| parse_pattern("trustedForwarders", p))
+            .collect::<Result<Vec<_>, _>>()?;
+        for td in &raw.allowed_trust_domains {
+            if !valid_trust_domain(td) {
+                return Err(ConfigError::TrustDomain(td.clone()));
+            }
+        }
+        let mut allowed_identities = BTreeMap::new();
+        for (key, patterns) in &raw.allowed_identities {
+            let port = if key == "*" {
+                None
+            } else {
+                Some(parse_port("allowedIdentities", key)?)
+            };
+            let field = format!("allowedIdentities.{key}");
+            let parsed = patterns
+                .iter()
+                .map(|p| parse_pattern(&field, p))
+                .collect::<Result<Vec<_>, _>>()?;
+            allowed_identities.insert(port, parsed);
+        }
+
+        Ok(Config {
+            modes,
+            action: raw.action,
+            xfcc: raw.xfcc,
+            protocol: raw.protocol,
+            trusted_forwarders,
+            allowed_trust_domains: raw.allowed_trust_domains,
+            allowed_identities,
+        })
+    }
+
+    /// The effective mode for a destination port; never `Unset` (Istio's default is
+    /// PERMISSIVE). An unknown port (`None`) gets the workload-level mode.
+    pub fn mode_for(&self, port: Option<u32>) -> MtlsMode {
+        let mode = match &self.modes {
+            Modes::Direct { default, ports } => match port.and_then(|p| ports.get(&p)) {
+                Some(MtlsMode::Unset) | None => *default,
+                Some(m) => *m,
+            },
+            Modes::Policies {
+                policies,
+                root_namespace,
+                namespace,
+                labels,
+            } => match port {
+                Some(p) => {
+                    policy::resolve::resolve_port(policies, root_namespace, namespace, labels, p)
+                        .mode
+                }
+                None => {
+                    policy::resolve::resolve_workload(policies, root_namespace, namespace, labels)
+                        .mode
+                }
+            },
+        };
+        if mode == MtlsMode::Unset {
+            MtlsMode::Permissive
+        } else {
+            mode
+        }
+    }
+
+    /// The identity allow-list for a port, if any applies.
+    pub fn identities_for(&self, port: Option<u32>) -> Option<&[SpiffePattern]> {
+        port.and_then(|p| self.allowed_identities.get(&Some(p)))
+            .or_else(|| self.allowed_identities.get(&None))
+            .map(Vec::as_slice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn an_empty_config_means_permissive_enforce_and_verify() {
+        let c = Config::parse(b"").unwrap();
+        assert_eq!(c.mode_for(Some(8080)), MtlsMode::Permissive);
+        assert_eq!(c.action, Action::Enforce);
+        assert_eq!(c.xfcc, XfccPolicy::Verify);
+        assert_eq!(c.protocol, Protocol::Http);
+    }
+
+    #[test]
+    fn port_level_mtls_overrides_the_default_and_unset_inherits_it() {
+        let c = Config::parse(
+            br#"{"mtls":{"mode":"STRICT"},"portLevelMtls":{"8080":{"mode":"DISABLE"},"9090":{}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.mode_for(Some(8080)), MtlsMode::Disable);
+        assert_eq!(c.mode_for(Some(9090)), MtlsMode::Strict);
+        assert_eq!(c.mode_for(Some(80)), MtlsMode::Strict);
+        assert_eq!(c.mode_for(None), MtlsMode::Strict);
+    }
+
+    #[test]
+    fn unknown_fields_and_modes_are_refused_with_the_field_named() {
+        let e = Config::parse(br#"{"mtls":{"mode":"STRICT"},"mode":"x"}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `mode`"), "{e}");
+        let e = Config::parse(br#"{"mtls":{"mode":"strict"}}"#).unwrap_err();
+        assert!(
+            e.to_string().starts_with("mtls.mode: unknown mTLS mode"),
+            "{e}"
+        );
+        let e = Config::parse(br#"{"portLevelMtls":{"http":{"mode":"STRICT"}}}"#).unwrap_err();
+        assert!(e.to_string().contains("\"http\" is not a number"), "{e}");
+        let e = Config::parse(br#"{"action":"block"}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown variant `block`"), "{e}");
+        let e = Config::parse(b"{not json").unwrap_err();
+        assert!(matches!(e, ConfigError::Json(_)));
+    }
+
+    #[test]
+    fn policies_need_a_workload_and_exclude_direct_modes() {
+        let e = Config::parse(br#"{"peerAuthentications":[]}"#).unwrap_err();
+        assert_eq!(e, ConfigError::MissingWorkload);
+        let e = Config::parse(
+            br#"{"mtls":{"mode":"STRICT"},"peerAuthentications":[],"workload":{"namespace":"foo"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e, ConfigError::BothModeSources);
+        let e = Config::parse(br#"{"workload":{"namespace":"foo"}}"#).unwrap_err();
+        assert_eq!(e, ConfigError::WorkloadWithoutPolicies);
+    }
+
+    #[test]
+    fn bad_trust_domains_are_refused() {
+        let e = Config::parse(br#"{"allowedTrustDomains":["Cluster.Local"]}"#).unwrap_err();
+        assert_eq!(e, ConfigError::TrustDomain("Cluster.Local".into()));
+    }
+
+    #[test]
+    fn a_port_specific_identity_list_wins_over_the_star_entry() {
+        let c = Config::parse(
+            br#"{"allowedIdentities":{"*":["spiffe://cluster.local/ns/foo/sa/*"],"9090":["spiffe://cluster.local/**"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.identities_for(Some(9090)).unwrap().len(), 1);
+        assert!(c.identities_for(Some(80)).is_some());
+        let none = Config::parse(b"{}").unwrap();
+        assert!(none.identities_for(Some(80)).is_none());
+    }
+
+    #[test]
+    fn peer_authentication_objects_resolve_per_port_like_istiod() {
+        let c = Config::parse(
+            br#"{"workload":{"namespace":"foo","labels":{"app":"httpbin"}},
+                 "peerAuthentications":[
+                   {"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication",
+                    "metadata":{"name":"default","namespace":"istio-system"},
+                    "spec":{"mtls":{"mode":"STRICT"}}},
+                   {"metadata":{"name":"httpbin","namespace":"foo"},
+                    "spec":{"selector":{"matchLabels":{"app":"httpbin"}},
+                            "mtls":{"mode":"PERMISSIVE"},
+                            "portLevelMtls":{"8080":{"mode":"DISABLE"}}}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.mode_for(Some(8080)), MtlsMode::Disable);
+        assert_eq!(c.mode_for(Some(80)), MtlsMode::Permissive);
+    }
+}

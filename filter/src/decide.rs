@@ -1,0 +1,579 @@
+//! The verdict: a pure function of the configuration and the gathered facts.
+
+use crate::config::{Action, Config, XfccPolicy};
+use crate::facts::{Facts, Security};
+use policy::spiffe::{SpiffeId, SpiffePattern};
+use policy::xfcc::{self, Xfcc};
+use policy::MtlsMode;
+use sha2::{Digest, Sha256};
+
+/// What happens to the request or connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Rejected,
+    /// `audit` mode: allowed, but an `enforce` filter would have rejected it.
+    WouldReject,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Rejected => "rejected",
+            Outcome::WouldReject => "would_reject",
+        }
+    }
+}
+
+/// Why; `Ok` when nothing was wrong. Labels are stable metric values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Ok,
+    /// Plaintext on a STRICT port.
+    PlaintextOnStrict,
+    /// (a) An XFCC header on a connection without mTLS.
+    XfccOnPlaintext,
+    /// (b) XFCC elements before Envoy's own, from a peer that is not a trusted forwarder.
+    XfccSmuggled,
+    /// (c) The nearest element's `Hash`/`URI`/`Cert` contradicts the peer certificate.
+    XfccMismatch,
+    /// The header could not be parsed.
+    XfccMalformed,
+    /// `Cert=` is not a parsable certificate or is outside its validity dates.
+    XfccCertInvalid,
+    /// An identity allow-list applies but the peer has no valid SPIFFE URI SAN.
+    PeerIdentityMissing,
+    TrustDomainNotAllowed,
+    IdentityNotAllowed,
+}
+
+impl Reason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Ok => "ok",
+            Reason::PlaintextOnStrict => "plaintext_on_strict",
+            Reason::XfccOnPlaintext => "xfcc_on_plaintext",
+            Reason::XfccSmuggled => "xfcc_smuggled",
+            Reason::XfccMismatch => "xfcc_mismatch",
+            Reason::XfccMalformed => "xfcc_malformed",
+            Reason::XfccCertInvalid => "xfcc_cert_invalid",
+            Reason::PeerIdentityMissing => "peer_identity_missing",
+            Reason::TrustDomainNotAllowed => "trust_domain_not_allowed",
+            Reason::IdentityNotAllowed => "identity_not_allowed",
+        }
+    }
+}
+
+/// What to do with the `x-forwarded-client-cert` header of an allowed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XfccAction {
+    Keep,
+    Strip,
+    /// Replace the header with this value (only Envoy's own element).
+    Replace(String),
+}
+
+/// How a forged or smuggled XFCC was handled (label of the forgery counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handling {
+    Rejected,
+    WouldReject,
+    Stripped,
+    WouldStrip,
+    Ignored,
+}
+
+impl Handling {
+    pub fn label(self) -> &'static str {
+        match self {
+            Handling::Rejected => "rejected",
+            Handling::WouldReject => "would_reject",
+            Handling::Stripped => "stripped",
+            Handling::WouldStrip => "would_strip",
+            Handling::Ignored => "ignored",
+        }
+    }
+}
+
+/// A forged/smuggled XFCC finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forgery {
+    /// One of the `Xfcc*` reasons.
+    pub form: Reason,
+    pub handling: Handling,
+}
+
+impl Forgery {
+    /// The `form` label of the forgery counter.
+    pub fn form_label(&self) -> &'static str {
+        match self.form {
+            Reason::XfccOnPlaintext => "plaintext",
+            Reason::XfccSmuggled => "smuggled",
+            Reason::XfccMismatch => "mismatch",
+            Reason::XfccCertInvalid => "cert_invalid",
+            _ => "malformed",
+        }
+    }
+}
+
+/// The verdict plus the fields to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub port: Option<u32>,
+    pub mode: MtlsMode,
+    pub security: Security,
+    pub outcome: Outcome,
+    pub reason: Reason,
+    pub xfcc_action: XfccAction,
+    pub forgery: Option<Forgery>,
+    /// The peer's URI SAN as the connection proved it (never taken from XFCC).
+    pub peer: Option<String>,
+}
+
+impl Decision {
+    /// One structured line (logfmt) for the proxy log.
+    pub fn log_line(&self, facts: &Facts) -> String {
+        let port = self.port.map_or_else(|| "-".to_string(), |p| p.to_string());
+        let mut line = format!(
+            "peerauth: outcome={} reason={} port={} mode={} security={} peer={:?} source={:?}",
+            self.outcome.label(),
+            self.reason.label(),
+            port,
+            self.mode,
+            self.security.label(),
+            self.peer.as_deref().unwrap_or("-"),
+            facts.source_address.as_deref().unwrap_or("-"),
+        );
+        if let Some(f) = &self.forgery {
+            line.push_str(&format!(
+                " xfcc_form={} xfcc_handling={}",
+                f.form_label(),
+                f.handling.label()
+            ));
+        }
+        line
+    }
+}
+
+/// Decide for one request (HTTP) or connection (TCP, `facts.xfcc` = `None`).
+pub fn decide(config: &Config, facts: &Facts) -> Decision {
+    decide_in_mode(config, facts, config.mode_for(facts.destination_port))
+}
+
+/// [`decide`] with the port's mode already resolved (the host layer memoises
+/// `Config::mode_for` per port).
+pub fn decide_in_mode(config: &Config, facts: &Facts, mode: MtlsMode) -> Decision {
+    let port = facts.destination_port;
+    let enforce = config.action == Action::Enforce;
+    let peer_id = match facts.security {
+        Security::Mtls => facts
+            .peer_uri
+            .as_deref()
+            .and_then(|u| SpiffeId::parse(u).ok()),
+        Security::Plaintext(_) => None,
+    };
+
+    let mut violations: Vec<Reason> = Vec::new();
+    if facts.security != Security::Mtls && mode == MtlsMode::Strict {
+        violations.push(Reason::PlaintextOnStrict);
+    }
+    if facts.security == Security::Mtls {
+        if let Some(r) = identity_violation(config, port, peer_id.as_ref()) {
+            violations.push(r);
+        }
+    }
+
+    let mut xfcc_action = XfccAction::Keep;
+    let mut forgery = None;
+    if let Some((form, fix)) = check_xfcc(config, facts, peer_id.as_ref()) {
+        let handling = match (config.xfcc, enforce) {
+            (XfccPolicy::Ignore, _) => Handling::Ignored,
+            (XfccPolicy::Verify, true) => Handling::Rejected,
+            (XfccPolicy::Verify, false) => Handling::WouldReject,
+            (XfccPolicy::Strip, true) => Handling::Stripped,
+            (XfccPolicy::Strip, false) => Handling::WouldStrip,
+        };
+        match handling {
+            Handling::Rejected | Handling::WouldReject => violations.push(form),
+            Handling::Stripped => xfcc_action = fix,
+            Handling::WouldStrip | Handling::Ignored => {}
+        }
+        forgery = Some(Forgery { form, handling });
+    }
+
+    let (outcome, reason) = match violations.first() {
+        None => (Outcome::Allowed, Reason::Ok),
+        Some(r) if enforce => (Outcome::Rejected, *r),
+        Some(r) => (Outcome::WouldReject, *r),
+    };
+    if let Some(f) = forgery.as_mut() {
+        // A forgery that is not the deciding reason rides along with the verdict.
+        if outcome == Outcome::Rejected && f.handling == Handling::Stripped {
+            f.handling = Handling::Rejected;
+        }
+    }
+    if outcome == Outcome::Rejected {
+        xfcc_action = XfccAction::Keep;
+    }
+    Decision {
+        port,
+        mode,
+        security: facts.security,
+        outcome,
+        reason,
+        xfcc_action,
+        forgery,
+        peer: match facts.security {
+            Security::Mtls => facts.peer_uri.clone(),
+            Security::Plaintext(_) => None,
+        },
+    }
+}
+
+fn matches_any(patterns: &[SpiffePattern], id: &SpiffeId) -> bool {
+    patterns.iter().any(|p| p.matches(id))
+}
+
+fn identity_violation(
+    config: &Config,
+    port: Option<u32>,
+    peer: Option<&SpiffeId>,
+) -> Option<Reason> {
+    let patterns = config.identities_for(port);
+    if config.allowed_trust_domains.is_empty() && patterns.is_none() {
+        return None;
+    }
+    let Some(id) = peer else {
+        return Some(Reason::PeerIdentityMissing);
+    };
+    if !config.allowed_trust_domains.is_empty()
+        && !config
+            .allowed_trust_domains
+            .iter()
+            .any(|td| td == id.trust_domain())
+    {
+        return Some(Reason::TrustDomainNotAllowed);
+    }
+    match patterns {
+        Some(p) if !matches_any(p, id) => Some(Reason::IdentityNotAllowed),
+        _ => None,
+    }
+}
+
+/// The XFCC finding, if any, and how `strip` would repair it.
+fn check_xfcc(
+    config: &Config,
+    facts: &Facts,
+    peer: Option<&SpiffeId>,
+) -> Option<(Reason, XfccAction)> {
+    let header = facts.xfcc.as_deref().filter(|h| !h.trim().is_empty())?;
+    if facts.security != Security::Mtls {
+        return Some((Reason::XfccOnPlaintext, XfccAction::Strip));
+    }
+    let Ok(parsed) = xfcc::parse(header) else {
+        return Some((Reason::XfccMalformed, XfccAction::Strip));
+    };
+    let last = parsed.elements.last()?;
+    if let Some(r) = nearest_element_contradicts(last, facts) {
+        return Some((r, XfccAction::Strip));
+    }
+    if parsed.elements.len() > 1 {
+        let trusted = peer.is_some_and(|id| matches_any(&config.trusted_forwarders, id));
+        if !trusted {
+            let own = Xfcc {
+                elements: vec![last.clone()],
+            };
+            return Some((Reason::XfccSmuggled, XfccAction::Replace(own.to_header())));
+        }
+    }
+    None
+}
+
+/// Envoy's own element (the last) must describe the certificate of this connection.
+fn nearest_element_contradicts(last: &xfcc::Element, facts: &Facts) -> Option<Reason> {
+    let digest = facts.peer_sha256.as_deref();
+    match (last.hash.as_deref(), digest) {
+        (Some(h), Some(d)) if h.eq_ignore_ascii_case(d) => {}
+        _ => return Some(Reason::XfccMismatch),
+    }
+    if let Some(uri) = facts.peer_uri.as_deref() {
+        if !last.uri.is_empty() && !last.uri.iter().any(|u| u == uri) {
+            return Some(Reason::XfccMismatch);
+        }
+    }
+    if let Some(pem) = last.cert.as_deref() {
+        return check_cert(pem, digest, facts.now_unix);
+    }
+    None
+}
+
+/// `Cert=` must parse, be inside its validity dates and hash to the connection's digest.
+fn check_cert(pem: &str, digest: Option<&str>, now_unix: Option<i64>) -> Option<Reason> {
+    let Some(der) = pem_to_der(pem) else {
+        return Some(Reason::XfccCertInvalid);
+    };
+    let hash = hex(&Sha256::digest(&der));
+    if digest.is_none_or(|d| !d.eq_ignore_ascii_case(&hash)) {
+        return Some(Reason::XfccMismatch);
+    }
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return Some(Reason::XfccCertInvalid);
+    };
+    if let Some(now) = now_unix.and_then(|n| x509_parser::time::ASN1Time::from_timestamp(n).ok()) {
+        if !cert.validity().is_valid_at(now) {
+            return Some(Reason::XfccCertInvalid);
+        }
+    }
+    None
+}
+
+/// The DER bytes of the first `CERTIFICATE` block. Decoded here rather than with
+/// x509-parser's PEM reader, whose base64 dependency costs ~37 KB of wasm.
+fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let start = pem.find(BEGIN)? + BEGIN.len();
+    let len = pem.get(start..)?.find(END)?;
+    base64_decode(pem.get(start..start + len)?)
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits, mut padding) = (0u32, 0u32, 0usize);
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => {
+                padding += 1;
+                continue;
+            }
+            b' ' | b'\t' | b'\r' | b'\n' => continue,
+            _ => return None,
+        };
+        if padding > 0 {
+            return None;
+        }
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((acc >> bits) & 0xff) as u8);
+        }
+    }
+    (padding <= 2 && !out.is_empty()).then_some(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::facts::NoMtls;
+
+    const FOO: &str = "spiffe://cluster.local/ns/foo/sa/sleep";
+    const GW: &str =
+        "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
+    const HASH: &str = "434b0000000000000000000000000000000000000000000000000000000000ff";
+
+    fn cfg(json: &str) -> Config {
+        Config::parse(json.as_bytes()).unwrap()
+    }
+
+    fn plaintext(port: u32) -> Facts {
+        Facts {
+            security: Security::Plaintext(NoMtls::NoTls),
+            peer_uri: None,
+            peer_dns: None,
+            peer_subject: None,
+            peer_sha256: None,
+            tls_version: None,
+            destination_port: Some(port),
+            source_address: Some("127.0.0.1:40000".into()),
+            xfcc: None,
+            now_unix: Some(1_800_000_000),
+        }
+    }
+
+    fn mtls(port: u32, peer: &str) -> Facts {
+        Facts {
+            security: Security::Mtls,
+            peer_uri: Some(peer.into()),
+            peer_sha256: Some(HASH.into()),
+            tls_version: Some("TLSv1.3".into()),
+            ..plaintext(port)
+        }
+    }
+
+    fn envoy_element(peer: &str) -> String {
+        format!("By=spiffe://cluster.local/ns/foo/sa/httpbin;Hash={HASH};Subject=\"\";URI={peer}")
+    }
+
+    #[test]
+    fn plaintext_on_a_strict_port_is_rejected_and_only_recorded_in_audit() {
+        let d = decide(&cfg(r#"{"mtls":{"mode":"STRICT"}}"#), &plaintext(80));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Rejected, Reason::PlaintextOnStrict)
+        );
+        let d = decide(
+            &cfg(r#"{"mtls":{"mode":"STRICT"},"action":"audit"}"#),
+            &plaintext(80),
+        );
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::WouldReject, Reason::PlaintextOnStrict)
+        );
+    }
+
+    #[test]
+    fn permissive_and_disable_ports_pass_plaintext_and_mtls() {
+        let c =
+            cfg(r#"{"mtls":{"mode":"PERMISSIVE"},"portLevelMtls":{"9090":{"mode":"DISABLE"}}}"#);
+        for facts in [
+            plaintext(80),
+            plaintext(9090),
+            mtls(80, FOO),
+            mtls(9090, FOO),
+        ] {
+            let d = decide(&c, &facts);
+            assert_eq!(d.outcome, Outcome::Allowed, "{facts:?}");
+        }
+        assert_eq!(decide(&c, &plaintext(9090)).mode, MtlsMode::Disable);
+    }
+
+    #[test]
+    fn xfcc_on_plaintext_is_rejected_stripped_or_ignored_by_configuration() {
+        let mut f = plaintext(80);
+        f.xfcc = Some(format!("URI={GW}"));
+        let d = decide(&cfg("{}"), &f);
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Rejected, Reason::XfccOnPlaintext)
+        );
+        let d = decide(&cfg(r#"{"xfcc":"strip"}"#), &f);
+        assert_eq!(
+            (d.outcome, &d.xfcc_action),
+            (Outcome::Allowed, &XfccAction::Strip)
+        );
+        assert_eq!(d.forgery.unwrap().handling, Handling::Stripped);
+        let d = decide(&cfg(r#"{"xfcc":"ignore"}"#), &f);
+        assert_eq!(
+            (d.outcome, &d.xfcc_action),
+            (Outcome::Allowed, &XfccAction::Keep)
+        );
+        assert_eq!(d.forgery.unwrap().form_label(), "plaintext");
+    }
+
+    #[test]
+    fn a_genuine_envoy_element_passes() {
+        let mut f = mtls(80, FOO);
+        f.xfcc = Some(envoy_element(FOO));
+        let d = decide(&cfg(r#"{"mtls":{"mode":"STRICT"}}"#), &f);
+        assert_eq!(d.outcome, Outcome::Allowed);
+        assert_eq!(d.forgery, None);
+    }
+
+    #[test]
+    fn an_element_smuggled_before_envoys_own_is_caught_unless_the_peer_is_a_trusted_forwarder() {
+        let mut f = mtls(80, FOO);
+        f.xfcc = Some(format!("Hash={HASH};URI={GW},{}", envoy_element(FOO)));
+        let d = decide(&cfg("{}"), &f);
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Rejected, Reason::XfccSmuggled)
+        );
+        let d = decide(&cfg(r#"{"xfcc":"strip"}"#), &f);
+        assert_eq!(d.outcome, Outcome::Allowed);
+        let XfccAction::Replace(v) = d.xfcc_action else {
+            panic!("{d:?}")
+        };
+        assert!(!v.contains(GW) && v.contains(FOO), "{v}");
+
+        let mut g = mtls(80, GW);
+        g.xfcc = Some(format!("Hash={HASH};URI={FOO},{}", envoy_element(GW)));
+        let d = decide(
+            &cfg(r#"{"trustedForwarders":["spiffe://cluster.local/ns/istio-system/sa/*"]}"#),
+            &g,
+        );
+        assert_eq!((d.outcome, d.forgery), (Outcome::Allowed, None));
+    }
+
+    #[test]
+    fn an_element_whose_hash_or_uri_contradicts_the_certificate_is_a_mismatch() {
+        let mut f = mtls(80, FOO);
+        f.xfcc = Some(envoy_element(FOO).replace(HASH, &"0".repeat(64)));
+        assert_eq!(decide(&cfg("{}"), &f).reason, Reason::XfccMismatch);
+        f.xfcc = Some(envoy_element(GW));
+        assert_eq!(decide(&cfg("{}"), &f).reason, Reason::XfccMismatch);
+        f.xfcc = Some(format!("URI={FOO}"));
+        assert_eq!(decide(&cfg("{}"), &f).reason, Reason::XfccMismatch);
+    }
+
+    #[test]
+    fn an_unparsable_header_or_cert_is_a_defined_outcome() {
+        let mut f = mtls(80, FOO);
+        f.xfcc = Some("Hash=\"unterminated".into());
+        assert_eq!(decide(&cfg("{}"), &f).reason, Reason::XfccMalformed);
+        f.xfcc = Some(format!("{};Cert=\"not%20a%20cert\"", envoy_element(FOO)));
+        assert_eq!(decide(&cfg("{}"), &f).reason, Reason::XfccCertInvalid);
+    }
+
+    #[test]
+    fn foreign_trust_domains_and_unlisted_identities_are_refused() {
+        let c = cfg(
+            r#"{"allowedTrustDomains":["cluster.local"],"allowedIdentities":{"8080":["spiffe://cluster.local/ns/foo/sa/*"]}}"#,
+        );
+        let d = decide(&c, &mtls(80, "spiffe://evil.example/ns/foo/sa/sleep"));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Rejected, Reason::TrustDomainNotAllowed)
+        );
+        assert_eq!(decide(&c, &mtls(8080, FOO)).outcome, Outcome::Allowed);
+        let d = decide(&c, &mtls(8080, "spiffe://cluster.local/ns/bar/sa/sleep"));
+        assert_eq!(d.reason, Reason::IdentityNotAllowed);
+        let d = decide(&c, &mtls(8080, "not a spiffe id"));
+        assert_eq!(d.reason, Reason::PeerIdentityMissing);
+        let audit = cfg(r#"{"allowedTrustDomains":["cluster.local"],"action":"audit"}"#);
+        let d = decide(&audit, &mtls(80, "spiffe://evil.example/ns/foo/sa/sleep"));
+        assert_eq!(d.outcome, Outcome::WouldReject);
+    }
+
+    #[test]
+    fn the_log_line_names_outcome_reason_port_mode_and_peer() {
+        let f = mtls(80, "spiffe://evil.example/ns/foo/sa/sleep");
+        let d = decide(&cfg(r#"{"allowedTrustDomains":["cluster.local"]}"#), &f);
+        let line = d.log_line(&f);
+        assert!(line.starts_with("peerauth: outcome=rejected reason=trust_domain_not_allowed port=80 mode=PERMISSIVE security=mutual_tls peer=\"spiffe://evil.example/ns/foo/sa/sleep\""), "{line}");
+    }
+
+    #[test]
+    fn base64_decodes_with_padding_and_line_breaks_and_refuses_garbage() {
+        assert_eq!(base64_decode("aGVs\nbG8=").unwrap(), b"hello");
+        assert_eq!(base64_decode("aGVsbG8h").unwrap(), b"hello!");
+        assert_eq!(base64_decode("aGV*"), None);
+        assert_eq!(base64_decode("aG=Vs"), None);
+        assert_eq!(pem_to_der("no pem here"), None);
+    }
+
+    #[test]
+    fn sha256_hex_is_lowercase_and_complete() {
+        assert_eq!(
+            hex(&Sha256::digest(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
