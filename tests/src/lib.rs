@@ -1,4 +1,6 @@
 //! Harness for the end-to-end tests and the local mesh demo.
+pub mod app;
+pub mod demo;
 pub mod envoy;
 pub mod oci;
 pub mod pki;
