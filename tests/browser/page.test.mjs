@@ -1,0 +1,307 @@
+// The built page (out/web/) in real headless Chromium: examples, diagnostics,
+// the effective-mode table, the reachability matrix, the URL fragment, and
+// recovery from a panic inside wasm. Run: `bash wasm-web/build.sh && cd tests/browser && node --test`.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { serve, launch, SHOTS } from './harness.mjs';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await serve();
+  browser = await launch();
+  await mkdir(SHOTS, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+// A fresh page that records every console error and uncaught exception;
+// `done()` fails the test if there were any.
+async function openPage(hash = '') {
+  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
+  const page = await context.newPage();
+  const problems = [];
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') problems.push(`console.error: ${msg.text()}`);
+  });
+  page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+  await page.goto(server.url + hash);
+  await page.waitForFunction(() => document.body.dataset.status === 'ready');
+  return {
+    page,
+    async done() {
+      await context.close();
+      assert.deepEqual(problems, [], 'the page logged errors');
+    },
+  };
+}
+
+const evaluations = (page) => page.evaluate(() => Number(document.body.dataset.evaluations ?? 0));
+
+async function waitForEvaluationAfter(page, count) {
+  await page.waitForFunction(
+    (n) => Number(document.body.dataset.evaluations ?? 0) > n && !document.body.dataset.pending,
+    count,
+  );
+}
+
+async function loadExample(page, id) {
+  const count = await evaluations(page);
+  await page.selectOption('#example', id);
+  await waitForEvaluationAfter(page, count);
+}
+
+// The seed lab's `sleep.<client> → httpbin.<server>:8000` results, as the lab
+// records them (and as policy's seed-lab test asserts). Rows: client namespace;
+// columns: server namespace foo, bar, legacy.
+const M = '200 · mTLS';
+const P = '200 · plain';
+const R = 'reset';
+const SEED = {
+  'seed-1-no-policy': { foo: [M, M, P], bar: [M, M, P], legacy: [P, P, P] },
+  'seed-2-mesh-strict': { foo: [M, M, P], bar: [M, M, P], legacy: [R, R, P] },
+  'seed-3-namespace-strict': { foo: [M, M, P], bar: [M, M, P], legacy: [R, P, P] },
+  'seed-4-workload-strict': { foo: [M, M, P], bar: [M, M, P], legacy: [P, R, P] },
+  'seed-5-port-level-disable': { foo: [M, P, P], bar: [M, P, P], legacy: [P, P, P] },
+  'seed-6-precedence': { foo: [P, M, P], bar: [P, M, P], legacy: [P, P, P] },
+};
+const NAMESPACES = ['foo', 'bar', 'legacy'];
+
+// Effective-mode rows the seed lab implies: [workload, port ('*' = workload level),
+// mode, deciding level, text that names the deciding policy].
+const MODES = {
+  'seed-1-no-policy': [['foo/httpbin', '*', 'PERMISSIVE', 'default', 'Istio default']],
+  'seed-2-mesh-strict': [
+    ['foo/httpbin', '*', 'STRICT', 'mesh', 'default.istio-system'],
+    ['bar/sleep', '*', 'STRICT', 'mesh', 'default.istio-system'],
+  ],
+  'seed-3-namespace-strict': [
+    ['foo/httpbin', '*', 'STRICT', 'namespace', 'default.foo'],
+    ['bar/httpbin', '*', 'PERMISSIVE', 'default', 'Istio default'],
+  ],
+  'seed-4-workload-strict': [
+    ['bar/httpbin', '*', 'STRICT', 'workload', 'httpbin.bar'],
+    ['bar/sleep', '*', 'PERMISSIVE', 'default', 'Istio default'],
+  ],
+  'seed-5-port-level-disable': [
+    ['bar/httpbin', '*', 'STRICT', 'workload', 'httpbin.bar'],
+    ['bar/httpbin', '80', 'DISABLE', 'port', 'httpbin.bar'],
+  ],
+  'seed-6-precedence': [
+    ['foo/httpbin', '*', 'DISABLE', 'workload', 'httpbin.foo'],
+    ['foo/sleep', '*', 'STRICT', 'namespace', 'default.foo'],
+  ],
+};
+
+async function matrixCell(page, client, service) {
+  const cell = page.locator(`#matrix td[data-client="${client}"][data-service="${service}"]`);
+  assert.equal(await cell.count(), 1, `one matrix cell for ${client} → ${service}`);
+  return (await cell.innerText()).trim();
+}
+
+async function modeRow(page, workload, port) {
+  const row = page.locator(`#modes tr[data-workload="${workload}"][data-port="${port}"]`);
+  assert.equal(await row.count(), 1, `one effective-mode row for ${workload} port ${port}`);
+  return {
+    mode: await row.getAttribute('data-mode'),
+    decidedAt: await row.getAttribute('data-decided-at'),
+    text: await row.innerText(),
+  };
+}
+
+test('every seed lab example shows the lab matrix, its effective modes and diagnostics for exactly its resets', async () => {
+  const { page, done } = await openPage();
+  for (const [id, grid] of Object.entries(SEED)) {
+    await loadExample(page, id);
+    for (const client of NAMESPACES) {
+      const seen = [];
+      for (const server of NAMESPACES) seen.push(await matrixCell(page, `${client}/sleep`, `${server}/httpbin:8000`));
+      assert.deepEqual(seen, grid[client], `${id}: sleep.${client} → httpbin.{foo,bar,legacy}`);
+    }
+    for (const [workload, port, mode, level, by] of MODES[id]) {
+      const row = await modeRow(page, workload, port);
+      assert.equal(row.mode, mode, `${id}: mode of ${workload} port ${port}`);
+      assert.equal(row.decidedAt, level, `${id}: level deciding ${workload} port ${port}`);
+      assert.ok(row.text.includes(by), `${id}: ${workload} port ${port} names "${by}" in: ${row.text}`);
+    }
+    // The only errors are the analysis' warnings about the resets the matrix shows:
+    // one per Service port that a sidecar-less client can no longer reach.
+    const errors = await page.locator('#diagnostics .diag.error').evaluateAll((els) =>
+      els.map((e) => ({ code: e.dataset.code, text: e.innerText })));
+    const otherErrors = errors.filter((e) => e.code !== 'plaintext-client-to-strict');
+    assert.deepEqual(otherErrors, [], `${id}: no other error diagnostics`);
+    const resetTargets = new Set(await page.locator('#matrix td[data-outcome="reset"]').evaluateAll((els) =>
+      els.map((e) => e.dataset.service.replace(/^([^/]+)\/([^:]+)/, '$2.$1'))));
+    const flagged = new Set(errors.map((e) => e.text.match(/ to (\S+:\d+) are reset/)?.[1]));
+    assert.deepEqual([...flagged].sort(), [...resetTargets].sort(), `${id}: resets flagged in the diagnostics`);
+    if (id === 'seed-5-port-level-disable') {
+      await page.screenshot({ path: join(SHOTS, 'seed-5-port-level-disable.png'), fullPage: true });
+    }
+  }
+  await done();
+});
+
+test('the shop example resets the sidecar-less batch job except on the permissive catalog port', async () => {
+  const { page, done } = await openPage();
+  await loadExample(page, 'shop');
+  assert.equal(await matrixCell(page, 'batch/inventory-sync', 'shop/productcatalogservice:3550'), P);
+  assert.equal(await matrixCell(page, 'batch/inventory-sync', 'shop/frontend:80'), R);
+  assert.equal(await matrixCell(page, 'shop/frontend', 'shop/cartservice:7070'), M);
+  const catalog = await modeRow(page, 'shop/productcatalogservice', '3550');
+  assert.equal(catalog.mode, 'PERMISSIVE');
+  assert.equal(catalog.decidedAt, 'port');
+  assert.equal((await modeRow(page, 'shop/cartservice', '*')).mode, 'STRICT');
+  await page.screenshot({ path: join(SHOTS, 'shop.png'), fullPage: true });
+  await done();
+});
+
+test('the common mistakes example warns and shows the ignored policies', async () => {
+  const { page, done } = await openPage();
+  await loadExample(page, 'common-mistakes');
+  assert.ok(await page.locator('#diagnostics .diag.warning, #diagnostics .diag.error').count() >= 3,
+    'at least one finding per mistake');
+  // The newer namespace-wide policy in foo is ignored; the older PERMISSIVE one decides.
+  const fooSleep = await modeRow(page, 'foo/sleep', '*');
+  assert.equal(fooSleep.mode, 'PERMISSIVE');
+  assert.ok(fooSleep.text.includes('lock-down.foo'), fooSleep.text);
+  // The root-namespace policy with a selector does not make httpbin.bar STRICT through
+  // the mesh level; the workload policy in bar does, and its port 8000 entry is ignored.
+  const barHttpbin = await modeRow(page, 'bar/httpbin', '*');
+  assert.equal(barHttpbin.decidedAt, 'workload');
+  await page.screenshot({ path: join(SHOTS, 'common-mistakes.png'), fullPage: true });
+  await done();
+});
+
+const BROKEN = [
+  'apiVersion: security.istio.io/v1',
+  'kind: PeerAuthentication',
+  'metadata:',
+  '  name: default',
+  '  namespace: foo',
+  'spec:',
+  '  mtls:',
+];
+
+test('a mistyped mode shows an error on its line, and clicking it selects that line', async () => {
+  const { page, done } = await openPage();
+  const count = await evaluations(page);
+  await page.fill('#input', BROKEN.join('\n') + '\n');
+  // Typed key by key: only the debounced evaluation after the last key counts.
+  await page.locator('#input').press('End');
+  await page.locator('#input').pressSequentially('    mode: STRICTT', { delay: 15 });
+  await page.waitForFunction(
+    (n) => Number(document.body.dataset.evaluations) > n && !document.body.dataset.pending
+      && document.querySelector('#diagnostics .diag.error'),
+    count,
+  );
+  const error = page.locator('#diagnostics .diag.error').first();
+  assert.equal(await error.getAttribute('data-line'), '8');
+  assert.match(await error.innerText(), /STRICTT/);
+  assert.match(await error.innerText(), /line 8/);
+  assert.equal(await page.locator('#gutter .bad').innerText(), '8');
+
+  await page.locator('#input').evaluate((t) => t.setSelectionRange(0, 0));
+  await error.click();
+  const selected = await page.locator('#input').evaluate((t) => t.value.slice(t.selectionStart, t.selectionEnd));
+  assert.equal(selected, '    mode: STRICTT');
+  await page.screenshot({ path: join(SHOTS, 'broken-policy.png'), fullPage: true });
+
+  // Fixing the typo clears the error.
+  const before = await evaluations(page);
+  await page.locator('#input').press('Backspace');
+  await waitForEvaluationAfter(page, before);
+  assert.equal(await page.locator('#diagnostics .diag.error').count(), 0);
+  await done();
+});
+
+test('the URL fragment carries the text and settings to a fresh page', async () => {
+  const first = await openPage();
+  await loadExample(first.page, 'seed-3-namespace-strict');
+  const text = BROKEN.join('\n') + '\n    mode: STRICT\n# shared by link\n';
+  const count = await evaluations(first.page);
+  await first.page.fill('#input', text);
+  await first.page.click('.settings summary');
+  await first.page.uncheck('#auto-mtls');
+  await waitForEvaluationAfter(first.page, count);
+  await first.page.waitForFunction(() => document.body.dataset.saved === document.body.dataset.evaluations);
+  const url = first.page.url();
+  assert.match(url, /#z=[A-Za-z0-9_-]+$/);
+  await first.done();
+
+  const second = await openPage(url.slice(url.indexOf('#')));
+  assert.equal(await second.page.inputValue('#input'), text);
+  assert.equal(await second.page.isChecked('#auto-mtls'), false);
+  await second.done();
+});
+
+test('a panic inside wasm shows a message and the page keeps working', async () => {
+  const { page, done } = await openPage();
+  await page.evaluate(() => window.peerauth.selfTestPanic());
+  const fault = page.locator('#fault');
+  assert.ok(await fault.isVisible());
+  assert.match(await fault.innerText(), /self-test panic requested by the page/);
+  await loadExample(page, 'seed-2-mesh-strict');
+  assert.equal(await matrixCell(page, 'legacy/sleep', 'foo/httpbin:8000'), R);
+  assert.equal(await fault.isVisible(), false, 'the crash message goes once the checker works again');
+  await done();
+});
+
+test('a document that is not YAML is reported, and the rest still evaluates', async () => {
+  const { page, done } = await openPage();
+  await loadExample(page, 'seed-2-mesh-strict');
+  const text = await page.inputValue('#input');
+  const count = await evaluations(page);
+  await page.fill('#input', `kind: [unclosed\n---\n${text}`);
+  await waitForEvaluationAfter(page, count);
+  const error = page.locator('#diagnostics .diag.error').first();
+  assert.match(await error.getAttribute('data-code'), /^input-/);
+  assert.equal(await matrixCell(page, 'legacy/sleep', 'foo/httpbin:8000'), R);
+  await done();
+});
+
+test('opened files are joined into one stream and evaluated together', async () => {
+  const { page, done } = await openPage();
+  const manifests = new URL('../../manifests/', import.meta.url);
+  const files = await Promise.all(
+    ['steps/3-namespace-strict/peer-authentication.yaml', 'workloads/foo.yaml', 'workloads/legacy.yaml'].map(
+      async (rel) => ({ name: rel.split('/').pop(), mimeType: 'text/yaml', buffer: await readFile(new URL(rel, manifests)) }),
+    ),
+  );
+  const count = await evaluations(page);
+  await page.setInputFiles('#file-input', files);
+  await waitForEvaluationAfter(page, count);
+  const text = await page.inputValue('#input');
+  assert.match(text, /^# ---- peer-authentication\.yaml\n/);
+  assert.match(text, /\n---\n# ---- foo\.yaml\n/);
+  assert.equal(await page.inputValue('#example'), '');
+  assert.equal(await matrixCell(page, 'legacy/sleep', 'foo/httpbin:8000'), R);
+  assert.equal(await matrixCell(page, 'foo/sleep', 'foo/httpbin:8000'), M);
+  assert.equal(await matrixCell(page, 'foo/sleep', 'legacy/httpbin:8000'), P);
+  await done();
+});
+
+test('a large matrix draws the first clients and all of them on request', async () => {
+  const { page, done } = await openPage();
+  const docs = ['apiVersion: v1\nkind: Namespace\nmetadata:\n  name: big\n  labels:\n    istio-injection: enabled\n'];
+  for (let i = 0; i < 60; i++) {
+    docs.push(`apiVersion: v1\nkind: Pod\nmetadata:\n  name: app${i}\n  namespace: big\n  labels:\n    app: app${i}\n` +
+      'spec:\n  containers:\n    - name: main\n      image: example\n      ports:\n        - containerPort: 8080\n');
+    docs.push(`apiVersion: v1\nkind: Service\nmetadata:\n  name: app${i}\n  namespace: big\nspec:\n  selector:\n    app: app${i}\n` +
+      '  ports:\n    - port: 80\n      targetPort: 8080\n');
+  }
+  const count = await evaluations(page);
+  await page.fill('#input', docs.join('---\n'));
+  await waitForEvaluationAfter(page, count);
+  // 60 × 60 = 3,600 cells is over the page's budget of 3,000: 50 rows first.
+  assert.equal(await page.locator('#matrix tbody tr[data-client]').count(), 50);
+  await page.getByRole('button', { name: /Show all 60/ }).click();
+  assert.equal(await page.locator('#matrix tbody tr[data-client]').count(), 60);
+  assert.equal(await matrixCell(page, 'big/app59', 'big/app0:80'), M);
+  await done();
+});

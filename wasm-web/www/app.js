@@ -1,0 +1,587 @@
+// The page: an editor, and three views of what `policy` (compiled to wasm) says
+// about its text. Everything runs in this tab; the URL fragment carries the state.
+import { EXAMPLES } from './examples.js';
+
+const DEBOUNCE_MS = 200;
+// Chromium accepts URLs of megabytes, but chat tools and proxies cut much
+// earlier; past this the "Copy link" button warns.
+const SHARE_URL_WARN = 8000;
+// Laying out a 100 × 100 table takes seconds; past this many cells only the first
+// rows are drawn until the reader asks for all of them.
+const MATRIX_CELL_BUDGET = 3000;
+
+const $ = (id) => document.getElementById(id);
+const input = $('input');
+const gutter = $('gutter');
+
+let timer = null;
+let evaluations = 0;
+let lineStarts = [0];
+let showAllClients = false;
+let lastResult = null;
+
+// ---- the checker, in a worker ----------------------------------------------------
+
+let worker = null;
+let nextId = 0;
+const waiting = new Map();
+
+// Resolves once the worker has instantiated the wasm module.
+function startWorker() {
+  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  return new Promise((ok, fail) => {
+    worker.onmessage = ({ data }) => {
+      if (data.type === 'ready') {
+        $('version').textContent = data.version;
+        ok();
+      } else if (data.type === 'load-error') {
+        fail(new Error(data.message));
+      } else {
+        waiting.get(data.id)?.(data);
+        waiting.delete(data.id);
+      }
+    };
+    worker.onerror = (e) => fail(new Error(e.message || 'the checker could not start'));
+  });
+}
+
+function ask(message) {
+  const id = ++nextId;
+  return new Promise((ok) => {
+    waiting.set(id, ok);
+    worker.postMessage({ ...message, id });
+  });
+}
+
+// A module that trapped may hold broken state: drop the worker, start a new one.
+function restartWorker(why) {
+  showFault(`The checker crashed (${why}). This is a bug in peerauth; the page has restarted the ` +
+    'checker; edit the text to try again. Please report the input that caused it.', true);
+  worker.terminate();
+  for (const reply of waiting.values()) reply({ type: 'crash', message: 'restarted' });
+  waiting.clear();
+  return startWorker().catch((e) => showFault(`Could not restart the checker: ${e.message}`));
+}
+
+function options() {
+  return {
+    rootNamespace: $('root-namespace').value.trim() || 'istio-system',
+    autoMtls: $('auto-mtls').checked,
+  };
+}
+
+// Resolves to the parsed evaluation, or to null after showing why there is none.
+async function evaluateText(text, opts) {
+  if (!worker) return null;
+  const reply = await ask({ type: 'evaluate', text, options: JSON.stringify(opts) });
+  if (reply.type === 'crash') {
+    await restartWorker(reply.message);
+    return null;
+  }
+  timings.wasm = Math.round(reply.ms * 10) / 10;
+  return JSON.parse(reply.json);
+}
+
+function showFault(message, untilNextEvaluation = false) {
+  const box = $('fault');
+  box.textContent = message;
+  box.hidden = false;
+  box.dataset.untilNextEvaluation = String(untilNextEvaluation);
+}
+
+function clearCrashFault() {
+  const box = $('fault');
+  if (box.dataset.untilNextEvaluation === 'true') box.hidden = true;
+}
+
+// ---- editor -----------------------------------------------------------------
+
+function computeLineStarts(text) {
+  const starts = [0];
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
+  return starts;
+}
+
+let gutterLines = 0;
+// Line numbers change only when the line count does; cheap enough to run on every key.
+function renderLineNumbers() {
+  if (lineStarts.length === gutterLines) return;
+  gutterLines = lineStarts.length;
+  let text = '';
+  for (let n = 1; n <= gutterLines; n++) text += `${n}\n`;
+  $('gutter-numbers').textContent = text + '\n';
+}
+
+// `marks`: line → 'bad' | 'warn'. Drawn as an overlay so the numbers stay untouched.
+function renderGutter(marks) {
+  renderLineNumbers();
+  const layer = $('gutter-marks');
+  const lineHeight = 20; // --editor-line in style.css
+  const spans = [];
+  for (const [line, kind] of marks) {
+    if (line > gutterLines) continue;
+    const span = document.createElement('span');
+    span.className = `mark ${kind}`;
+    span.style.top = `${8 + (line - 1) * lineHeight}px`;
+    span.textContent = String(line);
+    spans.push(span);
+  }
+  layer.replaceChildren(...spans);
+}
+
+input.addEventListener('scroll', () => {
+  gutter.scrollTop = input.scrollTop;
+});
+
+// Select the whole of 1-based `line` and scroll it into view.
+function selectLine(line) {
+  const starts = computeLineStarts(input.value);
+  const n = Math.min(Math.max(line, 1), starts.length);
+  const start = starts[n - 1];
+  let end = input.value.indexOf('\n', start);
+  if (end === -1) end = input.value.length;
+  input.focus();
+  input.setSelectionRange(start, end);
+  const lineHeight = parseFloat(getComputedStyle(input).lineHeight) || 20;
+  input.scrollTop = Math.max(0, (n - 1) * lineHeight - input.clientHeight / 3);
+  gutter.scrollTop = input.scrollTop;
+}
+
+// ---- rendering ----------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') node.className = v;
+    else if (k === 'dataset') Object.assign(node.dataset, v);
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function renderSummary(result) {
+  const s = result.summary ?? {};
+  const box = $('summary');
+  box.replaceChildren(
+    el('span', { class: s.errors ? 'count-error' : '' }, plural(s.errors ?? 0, 'error')), ' · ',
+    el('span', { class: s.warnings ? 'count-warning' : '' }, plural(s.warnings ?? 0, 'warning')), ' · ',
+    `${plural(s.peer_authentications ?? 0, 'PeerAuthentication')}, ${plural(s.destination_rules ?? 0, 'DestinationRule')}, ` +
+      `${plural(s.workloads ?? 0, 'workload')}, ${plural(s.services ?? 0, 'Service')}`,
+    result.skipped?.length ? ` · ${result.skipped.length} other documents skipped` : '',
+  );
+}
+
+function renderDiagnostics(result) {
+  const list = $('diagnostics');
+  const items = result.diagnostics.map((d) => {
+    const loc = d.location;
+    const where = loc ? `line ${loc.line}` + (loc.document !== undefined ? ` · doc ${loc.document + 1}` : '') : '';
+    const code = d.istio_code ? `${d.code} (${d.istio_code})` : d.code;
+    const button = el('button', {
+      type: 'button',
+      class: `diag ${d.severity}`,
+      dataset: { code: d.code, severity: d.severity, line: loc ? String(loc.line) : '' },
+      'aria-label': `${d.severity} ${d.code}${where ? ', ' + where : ''}: ${d.message}`,
+      onclick: loc ? () => selectLine(loc.line) : undefined,
+      disabled: !loc,
+    },
+    el('span', { class: 'sev' }, d.severity),
+    el('span', { class: 'code' }, code),
+    el('span', { class: 'where' }, where),
+    el('span', { class: 'message' }, d.message),
+    d.hint ? el('span', { class: 'hint' }, d.hint) : null);
+    return el('li', {}, button);
+  });
+  if (items.length === 0) items.push(el('li', { class: 'empty' }, 'No problems found.'));
+  list.replaceChildren(...items);
+}
+
+function policyLink(policy) {
+  const label = `${policy.name}.${policy.namespace}`;
+  const line = policy.location?.line;
+  return line
+    ? el('button', { type: 'button', class: 'link', title: `Go to line ${line}`, onclick: () => selectLine(line) }, label)
+    : el('code', {}, label);
+}
+
+function decidedBy(resolution) {
+  if (resolution.decided_at === 'default') {
+    return [el('span', { title: 'No PeerAuthentication applies: Istio defaults to PERMISSIVE' }, 'Istio default')];
+  }
+  const step = [...resolution.steps].reverse().find((s) => s.level === resolution.decided_at && s.policy);
+  return step ? [`${resolution.decided_at}: `, policyLink(step.policy)] : [resolution.decided_at];
+}
+
+function ignoredList(resolution) {
+  if (!resolution.ignored?.length) return null;
+  return el('ul', { class: 'ignored' }, resolution.ignored.map((i) =>
+    el('li', {}, policyLink(i.policy), ` — ${i.message}`)));
+}
+
+function modeRow(w, port, resolution, first) {
+  const key = `${w.namespace}/${w.name}`;
+  return el('tr', {
+    class: first ? 'workload-row' : '',
+    dataset: { workload: key, port: port === null ? '*' : String(port), mode: resolution.mode, decidedAt: resolution.decided_at },
+  },
+  first
+    ? el('th', { scope: 'row', rowspan: String(1 + Object.keys(w.ports).length) },
+      el('span', { class: 'ns' }, `${w.namespace}/`), w.name,
+      el('span', { class: `badge ${w.sidecar ? 'sidecar' : 'no-sidecar'}` }, w.sidecar ? 'sidecar' : 'no sidecar'))
+    : null,
+  el('td', { class: 'port' }, port === null ? 'all ports' : String(port)),
+  el('td', { class: `mode mode-${resolution.mode}` }, resolution.mode,
+    w.sidecar ? null : el('span', { class: 'badge', title: 'Without a sidecar nothing enforces this mode: plaintext is accepted' }, 'not enforced')),
+  el('td', { class: 'decided' }, decidedBy(resolution)),
+  el('td', {}, ignoredList(resolution)));
+}
+
+function renderModes(result) {
+  const body = $('modes').tBodies[0];
+  const rows = [];
+  for (const w of result.workloads) {
+    rows.push(modeRow(w, null, w.workload, true));
+    for (const [port, resolution] of Object.entries(w.ports)) rows.push(modeRow(w, Number(port), resolution, false));
+  }
+  if (rows.length === 0) {
+    rows.push(el('tr', {}, el('td', { colspan: '5', class: 'empty' }, 'No workloads (Deployments, Pods, …) in the input.')));
+  }
+  body.replaceChildren(...rows);
+}
+
+function cellView(cell) {
+  if (cell.outcome === 'allowed') {
+    return cell.mtls ? ['mtls', '200 · mTLS'] : ['plain', '200 · plain'];
+  }
+  return cell.outcome === 'reset' ? ['reset', 'reset'] : ['failed', 'fail'];
+}
+
+function renderMatrix(result) {
+  const table = $('matrix');
+  if (!result.matrix) {
+    table.replaceChildren(el('caption', { class: 'empty' }, 'Matrix not computed.'));
+    return;
+  }
+  const columns = new Map();
+  const byPair = new Map();
+  for (const c of result.matrix.cells) {
+    const col = `${c.service_namespace}/${c.service}:${c.service_port}`;
+    if (!columns.has(col)) columns.set(col, c);
+    byPair.set(`${c.client_namespace}/${c.client}|${col}`, c);
+  }
+  if (columns.size === 0 || result.workloads.length === 0) {
+    table.replaceChildren(el('caption', { class: 'empty' }, 'Add workloads and Services to see who can reach whom.'));
+    return;
+  }
+  const head = el('tr', {}, el('th', { scope: 'col' }, 'client ↓ / service →'),
+    [...columns].map(([col, c]) => el('th', { scope: 'col', dataset: { service: col } },
+      el('span', { class: 'ns' }, `${c.service_namespace}/`), el('br'), `${c.service}:${c.service_port}`)));
+  const maxRows = Math.max(10, Math.floor(MATRIX_CELL_BUDGET / columns.size));
+  const clients = showAllClients ? result.workloads : result.workloads.slice(0, maxRows);
+  const rows = clients.map((w) => {
+    const client = `${w.namespace}/${w.name}`;
+    return el('tr', { dataset: { client } },
+      el('th', { scope: 'row' }, el('span', { class: 'ns' }, `${w.namespace}/`), w.name,
+        el('span', { class: `badge ${w.sidecar ? 'sidecar' : 'no-sidecar'}` }, w.sidecar ? 'sidecar' : 'no sidecar')),
+      [...columns.keys()].map((col) => {
+        const cell = byPair.get(`${client}|${col}`);
+        if (!cell) return el('td', { dataset: { client, service: col, outcome: 'none' } }, el('span', { class: 'cell none' }, '—'));
+        const [cls, text] = cellView(cell);
+        return el('td', {
+          dataset: { client, service: col, outcome: cell.outcome, mtls: String(cell.mtls), clientTls: cell.client_tls, serverMode: cell.server_mode },
+          title: cell.explanation,
+        }, el('span', { class: `cell ${cls}` }, text));
+      }));
+  });
+  if (clients.length < result.workloads.length) {
+    rows.push(el('tr', {}, el('td', { colspan: String(columns.size + 1), class: 'more' },
+      `${clients.length} of ${result.workloads.length} clients shown. `,
+      el('button', {
+        type: 'button',
+        onclick: () => {
+          showAllClients = true;
+          if (lastResult) renderMatrix(lastResult);
+        },
+      }, `Show all ${result.workloads.length} (${result.workloads.length * columns.size} cells, slow)`))));
+  }
+  table.replaceChildren(el('thead', {}, head), el('tbody', {}, rows));
+}
+
+// Milliseconds spent per step of the last evaluation (read by the benchmark).
+const timings = {};
+function timed(name, fn) {
+  const t0 = performance.now();
+  const value = fn();
+  timings[name] = Math.round((performance.now() - t0) * 10) / 10;
+  return value;
+}
+
+function render(result) {
+  lastResult = result;
+  timed('summary', () => renderSummary(result));
+  timed('diagnostics', () => renderDiagnostics(result));
+  timed('modes', () => renderModes(result));
+  timed('matrix', () => renderMatrix(result));
+  timed('gutter', () => renderMarks(result));
+}
+
+function renderMarks(result) {
+  const marks = new Map();
+  for (const d of result.diagnostics) {
+    const line = d.location?.line;
+    if (!line) continue;
+    if (d.severity === 'error') marks.set(line, 'bad');
+    else if (d.severity === 'warning' && !marks.has(line)) marks.set(line, 'warn');
+  }
+  renderGutter(marks);
+}
+
+// ---- evaluation loop -------------------------------------------------------------
+
+let inFlight = false;
+let again = false;
+
+// `pending` tells tests and the benchmark that a newer evaluation is still to come.
+function markPending() {
+  if (timer !== null || inFlight) document.body.dataset.pending = 'true';
+  else delete document.body.dataset.pending;
+}
+
+// Evaluate the current text now. While one evaluation runs in the worker, later
+// calls only note that the text changed; the newest text is evaluated next.
+async function evaluateNow() {
+  clearTimeout(timer);
+  timer = null;
+  if (inFlight) {
+    again = true;
+    return;
+  }
+  inFlight = true;
+  markPending();
+  try {
+    do {
+      again = false;
+      const text = input.value;
+      const started = performance.now();
+      const result = await evaluateText(text, options());
+      timings.evaluate = Math.round((performance.now() - started) * 10) / 10;
+      if (again) continue;
+      if (!result) {
+        renderGutter(new Map());
+        break;
+      }
+      lineStarts = computeLineStarts(text);
+      render(result);
+      clearCrashFault();
+      evaluations += 1;
+      timings.total = Math.round((performance.now() - started) * 10) / 10;
+      document.body.dataset.status = 'ready';
+      document.body.dataset.timings = JSON.stringify(timings);
+      document.body.dataset.evaluations = String(evaluations);
+      saveToFragment().catch((e) => showFault(`Could not update the link: ${e.message}`));
+    } while (again);
+  } finally {
+    inFlight = false;
+    markPending();
+  }
+}
+
+// Once the text is edited it is no longer the example the menu names.
+function forgetEditedExample() {
+  const select = $('example');
+  if (!select.value) return;
+  const ex = EXAMPLES.find((e) => e.id === select.value);
+  if (ex && ex.text === input.value) return;
+  select.value = '';
+  $('example-description').textContent = 'edited';
+  $('example-description').title = '';
+}
+
+function scheduleEvaluate() {
+  clearTimeout(timer);
+  forgetEditedExample();
+  lineStarts = computeLineStarts(input.value);
+  renderLineNumbers();
+  timer = setTimeout(evaluateNow, DEBOUNCE_MS);
+  markPending();
+}
+
+input.addEventListener('input', scheduleEvaluate);
+$('root-namespace').addEventListener('input', scheduleEvaluate);
+$('auto-mtls').addEventListener('change', evaluateNow);
+
+// ---- examples and files -------------------------------------------------------
+
+function fillExamples() {
+  const select = $('example');
+  const groups = new Map();
+  for (const ex of EXAMPLES) {
+    if (!groups.has(ex.group)) groups.set(ex.group, el('optgroup', { label: ex.group }));
+    groups.get(ex.group).append(el('option', { value: ex.id, title: ex.description }, ex.title));
+  }
+  select.append(...groups.values());
+  select.addEventListener('change', () => {
+    const ex = EXAMPLES.find((e) => e.id === select.value);
+    if (ex) loadExample(ex);
+  });
+}
+
+function loadExample(ex) {
+  input.value = ex.text;
+  input.scrollTop = 0;
+  $('example').value = ex.id;
+  $('example-description').textContent = ex.description;
+  $('example-description').title = ex.description;
+  evaluateNow();
+}
+
+async function loadFiles(files) {
+  const texts = await Promise.all([...files].map(async (f) => `# ---- ${f.name}\n${(await f.text()).trimEnd()}\n`));
+  if (texts.length === 0) return;
+  input.value = texts.join('---\n');
+  $('example').value = '';
+  $('example-description').textContent = [...files].map((f) => f.name).join(', ');
+  evaluateNow();
+}
+
+$('open-files').addEventListener('click', () => $('file-input').click());
+$('file-input').addEventListener('change', (e) => loadFiles(e.target.files));
+const editor = $('editor');
+editor.addEventListener('dragover', (e) => {
+  e.preventDefault();
+  editor.classList.add('dragging');
+});
+editor.addEventListener('dragleave', () => editor.classList.remove('dragging'));
+editor.addEventListener('drop', (e) => {
+  e.preventDefault();
+  editor.classList.remove('dragging');
+  loadFiles(e.dataTransfer.files);
+});
+
+// ---- the URL fragment: #z=<base64url(deflate-raw(JSON))>, or #j= uncompressed ------
+
+function toBase64Url(bytes) {
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+function fromBase64Url(text) {
+  const bin = atob(text.replace(/-/g, '+').replace(/_/g, '/'));
+  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+}
+
+async function pipe(bytes, stream) {
+  const out = new Blob([bytes]).stream().pipeThrough(stream);
+  return new Uint8Array(await new Response(out).arrayBuffer());
+}
+
+async function encodeState(state) {
+  const bytes = new TextEncoder().encode(JSON.stringify(state));
+  if (typeof CompressionStream === 'function') {
+    return `z=${toBase64Url(await pipe(bytes, new CompressionStream('deflate-raw')))}`;
+  }
+  return `j=${toBase64Url(bytes)}`;
+}
+
+async function decodeState(fragment) {
+  const [kind, data] = [fragment.slice(0, 2), fragment.slice(2)];
+  let bytes = fromBase64Url(data);
+  if (kind === 'z=') bytes = await pipe(bytes, new DecompressionStream('deflate-raw'));
+  else if (kind !== 'j=') throw new Error('unknown link format');
+  const state = JSON.parse(new TextDecoder().decode(bytes));
+  if (typeof state.t !== 'string') throw new Error('the link carries no text');
+  return state;
+}
+
+let saving = Promise.resolve();
+function saveToFragment() {
+  const state = { t: input.value, o: options(), e: $('example').value || undefined };
+  saving = saving.then(async () => {
+    const fragment = await encodeState(state);
+    history.replaceState(null, '', `#${fragment}`);
+    document.body.dataset.saved = String(evaluations);
+  });
+  return saving;
+}
+
+async function restoreFromFragment() {
+  const fragment = location.hash.slice(1);
+  if (!fragment) return false;
+  try {
+    const state = await decodeState(fragment);
+    input.value = state.t;
+    if (state.o) {
+      $('root-namespace').value = state.o.rootNamespace ?? 'istio-system';
+      $('auto-mtls').checked = state.o.autoMtls !== false;
+    }
+    const ex = EXAMPLES.find((e) => e.id === state.e);
+    if (ex && ex.text === state.t) {
+      $('example').value = ex.id;
+      $('example-description').textContent = ex.description;
+    }
+    return true;
+  } catch (e) {
+    showFault(`This link could not be read (${e.message}); showing an example instead.`);
+    return false;
+  }
+}
+
+$('share').addEventListener('click', async () => {
+  await saving;
+  const url = location.href;
+  const note = url.length > SHARE_URL_WARN ? ` (long link: ${url.length} characters; some tools cut links this long)` : '';
+  try {
+    await navigator.clipboard.writeText(url);
+    $('share').textContent = 'Link copied';
+  } catch {
+    $('share').textContent = 'Copy the address bar';
+  }
+  $('share').title = `The link holds the whole text${note}.`;
+  setTimeout(() => { $('share').textContent = 'Copy link'; }, 2000);
+});
+
+window.addEventListener('hashchange', async () => {
+  if (await restoreFromFragment()) evaluateNow();
+});
+
+// ---- start ------------------------------------------------------------------------
+
+// For the benchmark and for debugging from the console.
+window.peerauth = {
+  // Resolves to the parsed evaluation (null if the checker crashed).
+  evaluate: (text, opts = {}) => evaluateText(text, { ...options(), ...opts }),
+  // Proves the crash path: the module panics on purpose, the page shows it and recovers.
+  selfTestPanic: async () => {
+    const reply = await ask({ type: 'panic' });
+    if (reply.type === 'crash') await restartWorker(reply.message);
+  },
+};
+
+async function start() {
+  fillExamples();
+  const restored = await restoreFromFragment();
+  try {
+    await startWorker();
+  } catch (e) {
+    document.body.dataset.status = 'failed';
+    const hint = location.protocol === 'file:' ? ' Serve this folder over HTTP: browsers do not run module workers or WebAssembly from file:// pages.' : '';
+    showFault(`Could not load the checker (${e.message}).${hint}`);
+    $('summary').textContent = 'The checker is not available.';
+    return;
+  }
+  if (restored) evaluateNow();
+  else loadExample(EXAMPLES.find((e) => e.id === 'shop') ?? EXAMPLES[0]);
+}
+
+start();
