@@ -73,7 +73,8 @@ build-web:
 	bash wasm-web/build.sh
 
 build-oci: build-filter
-	cargo run --quiet --release -p peerauth-tests --bin oci-image -- --wasm $(OUT)/peerauth_filter.wasm --out $(OUT)/oci --tag 0.1.0
+	cargo run --quiet --release -p peerauth-tests --bin oci-image -- --wasm $(OUT)/peerauth_filter.wasm --out $(OUT)/oci --tag 0.1.0 \
+	  --pin-template manifests/wasmplugin/peerauth-strict-httpbin-bar.yaml --pinned-out $(OUT)/wasmplugin-pinned.yaml
 
 ## ---- the two commands --------------------------------------------------------
 
