@@ -382,7 +382,7 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::facts::NoMtls;
+    use crate::facts::{ConnectionFacts, NoMtls};
 
     const FOO: &str = "spiffe://cluster.local/ns/foo/sa/sleep";
     const GW: &str =
@@ -393,8 +393,8 @@ mod tests {
         Config::parse(json.as_bytes()).unwrap()
     }
 
-    fn plaintext(port: u32) -> Facts {
-        Facts {
+    fn plaintext_conn(port: u32) -> ConnectionFacts {
+        ConnectionFacts {
             security: Security::Plaintext(NoMtls::NoTls),
             peer_uri: None,
             peer_dns: None,
@@ -403,6 +403,12 @@ mod tests {
             tls_version: None,
             destination_port: Some(port),
             source_address: Some("127.0.0.1:40000".into()),
+        }
+    }
+
+    fn plaintext(port: u32) -> Facts {
+        Facts {
+            conn: plaintext_conn(port),
             xfcc: None,
             now_unix: Some(1_800_000_000),
         }
@@ -410,10 +416,13 @@ mod tests {
 
     fn mtls(port: u32, peer: &str) -> Facts {
         Facts {
-            security: Security::Mtls,
-            peer_uri: Some(peer.into()),
-            peer_sha256: Some(HASH.into()),
-            tls_version: Some("TLSv1.3".into()),
+            conn: ConnectionFacts {
+                security: Security::Mtls,
+                peer_uri: Some(peer.into()),
+                peer_sha256: Some(HASH.into()),
+                tls_version: Some("TLSv1.3".into()),
+                ..plaintext_conn(port)
+            },
             ..plaintext(port)
         }
     }

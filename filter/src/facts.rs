@@ -37,23 +37,22 @@ impl Security {
     }
 }
 
-/// Everything gathered for one decision.
+/// Everything gathered for one decision: the connection's facts (reachable
+/// directly through `Deref`) plus what belongs to this request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Facts {
-    pub security: Security,
-    /// First URI SAN of the peer certificate, unparsed (parsed during the decision).
-    pub peer_uri: Option<String>,
-    pub peer_dns: Option<String>,
-    pub peer_subject: Option<String>,
-    /// Lowercase hex SHA-256 of the peer certificate (DER).
-    pub peer_sha256: Option<String>,
-    pub tls_version: Option<String>,
-    pub destination_port: Option<u32>,
-    pub source_address: Option<String>,
+    pub conn: ConnectionFacts,
     /// `x-forwarded-client-cert` as it reached the filter (after Envoy's rewrite).
     pub xfcc: Option<String>,
     /// Seconds since the Unix epoch, for certificate validity checks.
     pub now_unix: Option<i64>,
+}
+
+impl std::ops::Deref for Facts {
+    type Target = ConnectionFacts;
+    fn deref(&self) -> &ConnectionFacts {
+        &self.conn
+    }
 }
 
 fn string(host: &dyn Host, path: &[&str]) -> Option<String> {
@@ -78,9 +77,11 @@ fn port(host: &dyn Host, path: &[&str]) -> Option<u32> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionFacts {
     pub security: Security,
+    /// First URI SAN of the peer certificate, unparsed (parsed during the decision).
     pub peer_uri: Option<String>,
     pub peer_dns: Option<String>,
     pub peer_subject: Option<String>,
+    /// Lowercase hex SHA-256 of the peer certificate (DER).
     pub peer_sha256: Option<String>,
     pub tls_version: Option<String>,
     pub destination_port: Option<u32>,
@@ -137,14 +138,7 @@ impl Facts {
     /// Combine connection facts with the request's XFCC header and the time.
     pub fn new(conn: &ConnectionFacts, xfcc: Option<String>, now_unix: Option<i64>) -> Facts {
         Facts {
-            security: conn.security,
-            peer_uri: conn.peer_uri.clone(),
-            peer_dns: conn.peer_dns.clone(),
-            peer_subject: conn.peer_subject.clone(),
-            peer_sha256: conn.peer_sha256.clone(),
-            tls_version: conn.tls_version.clone(),
-            destination_port: conn.destination_port,
-            source_address: conn.source_address.clone(),
+            conn: conn.clone(),
             xfcc,
             now_unix,
         }

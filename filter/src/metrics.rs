@@ -83,12 +83,12 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::decide::decide;
-    use crate::facts::{Facts, NoMtls, Security};
+    use crate::facts::{ConnectionFacts, Facts, NoMtls, Security};
 
     #[test]
     fn decision_names_carry_every_label_before_the_metric_name() {
         let c = Config::parse(br#"{"mtls":{"mode":"STRICT"}}"#).unwrap();
-        let f = Facts {
+        let conn = ConnectionFacts {
             security: Security::Plaintext(NoMtls::NoTls),
             peer_uri: None,
             peer_dns: None,
@@ -97,9 +97,8 @@ mod tests {
             tls_version: None,
             destination_port: Some(8080),
             source_address: None,
-            xfcc: None,
-            now_unix: None,
         };
+        let f = Facts::new(&conn, None, None);
         let d = decide(&c, &f);
         assert_eq!(
             decision_metric(&d, false),

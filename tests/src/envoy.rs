@@ -175,6 +175,22 @@ impl Envoy {
         admin_port: u16,
         ports: &[u16],
     ) -> Result<Envoy, EnvoyError> {
+        let mut envoy = Envoy::spawn(name, dir, bootstrap, admin_port, "info")?;
+        envoy.wait_ready(ports, Duration::from_secs(30))?;
+        Ok(envoy)
+    }
+
+    /// Start Envoy without waiting for it (see [`Envoy::wait_ready`]). Every Envoy
+    /// runs with `--disable-hot-restart`: with `--use-dynamic-base-id`, two Envoys
+    /// starting together can pick the same base id, and the second then hot-restarts
+    /// the first away (it logs `caught ENVOY_SIGTERM`).
+    pub fn spawn(
+        name: &str,
+        dir: &Path,
+        bootstrap: &Value,
+        admin_port: u16,
+        log_level: &str,
+    ) -> Result<Envoy, EnvoyError> {
         let n = INSTANCE.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{name}-{}-{n}", std::process::id());
         std::fs::create_dir_all(dir)?;
@@ -187,7 +203,13 @@ impl Envoy {
         let child = Command::new(envoy_binary())
             .arg("-c")
             .arg(&config_path)
-            .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
+            .args([
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "-l",
+                log_level,
+            ])
             // The log is read by tests while Envoy runs: flush it promptly.
             .args(["--file-flush-interval-msec", "50"])
             .arg("--log-path")
@@ -196,17 +218,17 @@ impl Envoy {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        let mut envoy = Envoy {
+        Ok(Envoy {
             name: name.to_string(),
             admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
             log_path,
             child,
-        };
-        envoy.wait_ready(ports, Duration::from_secs(30))?;
-        Ok(envoy)
+        })
     }
 
-    fn wait_ready(&mut self, ports: &[u16], timeout: Duration) -> Result<(), EnvoyError> {
+    /// Wait until the admin reports LIVE and every port in `ports` accepts
+    /// connections; an error (with the log tail) if Envoy exits or `timeout` passes.
+    pub fn wait_ready(&mut self, ports: &[u16], timeout: Duration) -> Result<(), EnvoyError> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(_)) = self.child.try_wait() {

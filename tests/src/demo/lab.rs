@@ -25,9 +25,9 @@ use policy::{MeshConfig, MtlsMode, Severity};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -93,18 +93,15 @@ pub fn stop_all() {
     }
 }
 
-/// An Envoy the lab started; killed when dropped.
-///
-/// The lab starts its Envoys itself rather than through `envoy::Envoy::start` because
-/// it tracks their pids for Ctrl-C clean-up. Like every Envoy we start it runs with
-/// `--disable-hot-restart`: with `--use-dynamic-base-id`, two Envoys starting together
-/// can pick the same base id, and the second then hot-restarts the first away (it logs
-/// `caught ENVOY_SIGTERM`).
-pub struct LabEnvoy {
-    pub name: String,
-    pub admin: SocketAddr,
-    pub log_path: PathBuf,
-    child: Child,
+/// An Envoy the lab started; killed when dropped. It wraps [`envoy::Envoy`] to keep its
+/// pid in `PIDS` while it runs, so Ctrl-C can stop every Envoy the lab started.
+pub struct LabEnvoy(envoy::Envoy);
+
+impl std::ops::Deref for LabEnvoy {
+    type Target = envoy::Envoy;
+    fn deref(&self) -> &envoy::Envoy {
+        &self.0
+    }
 }
 
 impl LabEnvoy {
@@ -117,84 +114,34 @@ impl LabEnvoy {
         admin_port: u16,
         ports: &[u16],
     ) -> Result<LabEnvoy, LabError> {
-        std::fs::create_dir_all(dir)?;
-        let config_path = dir.join(format!("{name}-{admin_port}.json"));
-        let log_path = dir.join(format!("{name}-{admin_port}.log"));
-        std::fs::write(&config_path, bootstrap.to_string())?;
-        let child = Command::new(envoy::envoy_binary())
-            .arg("-c")
-            .arg(&config_path)
-            .args([
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "-l",
-                "warning",
-            ])
-            .arg("--log-path")
-            .arg(&log_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        if let Ok(mut pids) = PIDS.lock() {
-            pids.push(child.id());
-        }
-        let stopping = STOPPING.load(std::sync::atomic::Ordering::SeqCst);
-        let mut envoy = LabEnvoy {
+        let not_ready = |why: String| LabError::EnvoyNotReady {
             name: name.to_string(),
-            admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
-            log_path,
-            child,
+            why,
+            log: String::new(),
         };
-        if stopping {
-            return Err(envoy.not_ready("the lab is stopping"));
+        let inner = envoy::Envoy::spawn(name, dir, bootstrap, admin_port, "warning")
+            .map_err(|e| not_ready(e.to_string()))?;
+        if let Ok(mut pids) = PIDS.lock() {
+            pids.push(inner.pid());
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = envoy.child.try_wait() {
-                return Err(envoy.not_ready(&format!("exited with {status}")));
-            }
-            let live = envoy::http_get(envoy.admin, "/ready")
-                .is_ok_and(|(code, body)| code == 200 && body.contains("LIVE"));
-            let listening = ports
-                .iter()
-                .all(|p| TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], *p))).is_ok());
-            if live && listening {
-                return Ok(envoy);
-            }
-            if Instant::now() > deadline {
-                return Err(envoy.not_ready("not ready after 30 s"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let mut envoy = LabEnvoy(inner);
+        if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(not_ready("the lab is stopping".into()));
         }
-    }
-
-    fn not_ready(&self, why: &str) -> LabError {
-        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(20).collect();
-        LabError::EnvoyNotReady {
-            name: self.name.clone(),
-            why: why.to_string(),
-            log: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        match envoy.0.wait_ready(ports, Duration::from_secs(30)) {
+            Ok(()) => Ok(envoy),
+            Err(_) => Err(LabError::EnvoyNotReady {
+                name: name.to_string(),
+                why: "it exited or was not ready after 30 s".into(),
+                log: envoy.log_tail(20),
+            }),
         }
-    }
-
-    /// `/stats` (text).
-    pub fn stats(&self) -> std::io::Result<String> {
-        Ok(envoy::http_get(self.admin, "/stats")?.1)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 }
 
 impl Drop for LabEnvoy {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let pid = self.child.id();
+        let pid = self.0.pid();
         if let Ok(mut pids) = PIDS.lock() {
             pids.retain(|p| *p != pid);
         }
