@@ -5,7 +5,7 @@ use crate::json::{
     self, Cell, ClientTls, Level, Outcome, PolicyRef, Resolution, Summary, WorkloadDescription,
 };
 use policy::diagnostic::{Diagnostic, Severity};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 
 /// `path:line: error[code]: message`, then the hint, like a compiler.
@@ -296,19 +296,25 @@ pub fn matrix(
         write!(out, "  {c:<w$}")?;
     }
     writeln!(out)?;
+    // `namespace/name` → `namespace/name:port` → cell, built once.
+    let mut by_pair: HashMap<String, HashMap<String, &Cell>> = HashMap::new();
+    for c in cells {
+        by_pair
+            .entry(format!("{}/{}", c.client.namespace, c.client.name))
+            .or_default()
+            .entry(format!(
+                "{}/{}:{}",
+                c.service.namespace, c.service.name, c.service.port
+            ))
+            .or_insert(c);
+    }
     for (client, row) in clients.iter().zip(&rows) {
         let mut line = format!("{row:<first$}");
+        let row_cells = by_pair.get(client);
         for (service, w) in services.iter().zip(&widths) {
-            let text = cells
-                .iter()
-                .find(|c| {
-                    &format!("{}/{}", c.client.namespace, c.client.name) == client
-                        && &format!(
-                            "{}/{}:{}",
-                            c.service.namespace, c.service.name, c.service.port
-                        ) == service
-                })
-                .map(short_cell)
+            let text = row_cells
+                .and_then(|r| r.get(service))
+                .map(|c| short_cell(c))
                 .unwrap_or("-");
             line.push_str(&format!("  {text:<w$}"));
         }

@@ -17,7 +17,7 @@ pub mod json;
 
 use cli::{CheckArgs, Cli, Command, DescribeArgs, MatrixArgs, MeshArgs};
 use policy::diagnostic::{Diagnostic, Location, Severity};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
@@ -207,9 +207,10 @@ fn describe(
         .filter(|w| has_labels(&w.labels, pairs(&args.selector)))
         .collect();
     matched.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let reach = mesh.reach();
     let workloads: Vec<json::WorkloadDescription> = matched
         .iter()
-        .map(|w| convert::workload(w, &mesh.describe(w)))
+        .map(|w| convert::workload(w, &reach.describe(w)))
         .collect();
     if workloads.is_empty() {
         let known: Vec<&str> = mesh
@@ -274,42 +275,43 @@ fn matrix(
 ) -> io::Result<u8> {
     let mut loaded = load(&args.files.files, &args.mesh, stdin);
     let mesh = &loaded.report.mesh;
-    let client_ok = |ns: &str, name: &str| {
-        mesh.workloads.iter().any(|w| {
-            w.namespace == ns && w.name == name && has_labels(&w.labels, pairs(&args.client_label))
-        })
-    };
+    // Which clients and Services pass the label filters, decided once each.
+    let clients_ok: HashSet<(&str, &str)> = mesh
+        .workloads
+        .iter()
+        .filter(|w| has_labels(&w.labels, pairs(&args.client_label)))
+        .map(|w| (w.namespace.as_str(), w.name.as_str()))
+        .collect();
     // A Service is a server when a pod it selects carries the labels (or, with no
     // such pod in the files, when its own selector does).
-    let server_ok = |ns: &str, name: &str| {
-        mesh.services
-            .iter()
-            .filter(|s| s.namespace == ns && s.name == name)
-            .any(|s| {
-                let selected: Vec<_> = mesh
-                    .workloads
-                    .iter()
-                    .filter(|w| {
-                        w.namespace == s.namespace
-                            && !s.selector.is_empty()
-                            && has_labels(&w.labels, &s.selector)
-                    })
-                    .collect();
-                if selected.is_empty() {
-                    has_labels(&s.selector, pairs(&args.server_label))
-                } else {
-                    selected
-                        .iter()
-                        .any(|w| has_labels(&w.labels, pairs(&args.server_label)))
-                }
-            })
-    };
+    let servers_ok: HashSet<(&str, &str)> = mesh
+        .services
+        .iter()
+        .filter(|s| {
+            let mut selected = mesh
+                .workloads
+                .iter()
+                .filter(|w| {
+                    w.namespace == s.namespace
+                        && !s.selector.is_empty()
+                        && has_labels(&w.labels, &s.selector)
+                })
+                .peekable();
+            if selected.peek().is_none() {
+                has_labels(&s.selector, pairs(&args.server_label))
+            } else {
+                selected.any(|w| has_labels(&w.labels, pairs(&args.server_label)))
+            }
+        })
+        .map(|s| (s.namespace.as_str(), s.name.as_str()))
+        .collect();
     let cells: Vec<json::Cell> = mesh
         .matrix()
         .cells
         .iter()
         .filter(|c| {
-            client_ok(&c.client_namespace, &c.client) && server_ok(&c.service_namespace, &c.service)
+            clients_ok.contains(&(c.client_namespace.as_str(), c.client.as_str()))
+                && servers_ok.contains(&(c.service_namespace.as_str(), c.service.as_str()))
         })
         .map(convert::cell)
         .collect();
@@ -319,13 +321,15 @@ fn matrix(
         .collect();
     clients.dedup();
     let mut services: Vec<String> = Vec::new();
+    let mut seen: HashSet<(&str, &str, u16)> = HashSet::new();
     for c in &cells {
-        let s = format!(
-            "{}/{}:{}",
-            c.service.namespace, c.service.name, c.service.port
+        let key = (
+            c.service.namespace.as_str(),
+            c.service.name.as_str(),
+            c.service.port,
         );
-        if !services.contains(&s) {
-            services.push(s);
+        if seen.insert(key) {
+            services.push(format!("{}/{}:{}", key.0, key.1, key.2));
         }
     }
     if cells.is_empty() {

@@ -82,16 +82,113 @@ fn every_step_of_the_seed_lab_passes_validation() {
 }
 
 #[test]
-fn mesh_strict_is_an_error_while_a_legacy_client_still_sends_plaintext() {
+fn mesh_strict_warns_about_the_legacy_clients_and_fails_only_with_strict() {
+    // Step 2 breaks legacy on purpose, and offline we cannot know legacy really
+    // calls those ports: a warning, which fails the run only with --strict.
     let (code, doc) = check(&["manifests/workloads", "manifests/steps/2-mesh-strict"]);
+    assert_eq!(code, 0, "{:#?}", doc.diagnostics);
+    let resets: Vec<_> = doc
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == "plaintext-client-to-strict")
+        .collect();
+    assert_eq!(resets.len(), 4, "{:#?}", doc.diagnostics);
+    for d in resets {
+        assert_eq!(d.severity, Severity::Warning);
+        assert!(!d.input_error);
+        assert!(d.message.contains("sleep.legacy"), "{}", d.message);
+    }
+    assert_eq!((doc.summary.errors, doc.summary.warnings), (0, 4));
+    let (code, doc) = check(&[
+        "manifests/workloads",
+        "manifests/steps/2-mesh-strict",
+        "--strict",
+    ]);
     assert_eq!(code, 1);
+    assert!(doc.strict);
+}
+
+#[test]
+fn a_disabling_destination_rule_towards_strict_is_still_an_error() {
+    let rule = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: plain\n  namespace: foo\nspec:\n  host: httpbin.bar.svc.cluster.local\n  trafficPolicy:\n    tls:\n      mode: DISABLE\n";
+    let out = peerauth_with_stdin(
+        &[
+            "check",
+            "manifests/workloads",
+            "manifests/steps/2-mesh-strict",
+            "-",
+            "--json",
+        ],
+        rule,
+    );
+    let doc: CheckDocument = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(out.code, 1, "{:#?}", doc.diagnostics);
     let d = doc
         .diagnostics
         .iter()
-        .find(|d| d.code == "plaintext-client-to-strict")
+        .find(|d| d.code == "dr-disable-to-strict")
         .expect("finding");
     assert_eq!(d.severity, Severity::Error);
-    assert!(!d.input_error);
+    assert_eq!(d.file.as_deref(), Some("<stdin>"));
+}
+
+#[test]
+fn checking_every_step_at_once_reports_redefined_resources_instead_of_self_conflicts() {
+    // The seed lab's steps are alternative states of one cluster: together they
+    // define bar/httpbin and foo/default more than once.
+    let (code, doc) = check(&["manifests/"]);
+    let duplicates: Vec<_> = doc
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == "resource-duplicate")
+        .collect();
+    let named: Vec<String> = duplicates
+        .iter()
+        .map(|d| {
+            let r = d.resource.as_ref().unwrap();
+            format!("{} {}/{}", r.kind, r.namespace, r.name)
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [
+            "DestinationRule bar/httpbin",
+            "PeerAuthentication bar/httpbin",
+            "PeerAuthentication foo/default"
+        ],
+        "{:#?}",
+        doc.diagnostics
+    );
+    for d in &duplicates {
+        assert_eq!(d.severity, Severity::Warning);
+        // Both places, file:line, and what kubectl would do.
+        let places = d.message.matches("manifests/steps/").count();
+        assert_eq!(places, 2, "{}", d.message);
+        assert!(d.message.contains("kubectl apply"), "{}", d.message);
+        assert!(
+            d.hint
+                .as_deref()
+                .is_some_and(|h| h.contains("one folder per run")),
+            "{d:?}"
+        );
+    }
+    let foo_default = duplicates[2];
+    assert!(
+        foo_default.message.contains(
+            "at manifests/steps/3-namespace-strict/peer-authentication.yaml:2 and again at manifests/steps/6-precedence/peer-authentication.yaml:3"
+        ),
+        "{}",
+        foo_default.message
+    );
+    assert_eq!(
+        foo_default.file.as_deref(),
+        Some("manifests/steps/6-precedence/peer-authentication.yaml")
+    );
+    // No finding compares a resource with another definition of itself.
+    for d in &doc.diagnostics {
+        assert!(!d.code.starts_with("pa-several-"), "{d:#?}");
+    }
+    assert_eq!(code, 0, "only warnings: {:#?}", doc.diagnostics);
 }
 
 #[test]

@@ -9,10 +9,10 @@
 use crate::diagnostic::{self as d, Diagnostic, Location, Rule};
 use crate::mesh::{DestinationRule, Mesh, PeerAuthentication, Service, Workload};
 use crate::mode::{MtlsMode, TlsMode};
-use crate::reach::{Cell, ClientReason, ClientTls, Outcome};
-use crate::resolve::{resolve_port, target_port, Level, Resolution};
+use crate::reach::{Call, ClientTls, Outcome, Reach, Reason};
+use crate::resolve::{target_port, Level, Resolution};
 use crate::validate::Lines;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Every cross-resource finding for the mesh.
 pub fn run(mesh: &Mesh) -> Vec<Diagnostic> {
@@ -49,14 +49,99 @@ struct Finding {
     path: Option<String>,
 }
 
+/// The mesh with the lookups every rule repeats built once.
+struct Ctx<'m> {
+    mesh: &'m Mesh,
+    reach: Reach<'m>,
+    /// Workloads by namespace, in mesh order.
+    workloads: HashMap<&'m str, Vec<&'m Workload>>,
+    /// Services by namespace, in mesh order.
+    services: HashMap<&'m str, Vec<&'m Service>>,
+    /// The first policy of each namespace/name.
+    policies: HashMap<(&'m str, &'m str), &'m PeerAuthentication>,
+}
+
+impl<'m> Ctx<'m> {
+    fn new(mesh: &'m Mesh) -> Self {
+        let mut workloads: HashMap<&str, Vec<&Workload>> = HashMap::new();
+        for w in &mesh.workloads {
+            workloads.entry(w.namespace.as_str()).or_default().push(w);
+        }
+        let mut services: HashMap<&str, Vec<&Service>> = HashMap::new();
+        for s in &mesh.services {
+            services.entry(s.namespace.as_str()).or_default().push(s);
+        }
+        let mut policies = HashMap::new();
+        for p in &mesh.peer_authentications {
+            policies
+                .entry((p.namespace.as_str(), p.name.as_str()))
+                .or_insert(p);
+        }
+        Self {
+            mesh,
+            reach: mesh.reach(),
+            workloads,
+            services,
+            policies,
+        }
+    }
+
+    fn workloads_in(&self, namespace: &str) -> &[&'m Workload] {
+        self.workloads.get(namespace).map_or(&[], Vec::as_slice)
+    }
+
+    /// Services selecting `workload` (only its namespace's can), in mesh order.
+    fn services_of<'a>(&'a self, workload: &'a Workload) -> impl Iterator<Item = &'m Service> + 'a {
+        self.services
+            .get(workload.namespace.as_str())
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |s| s.selects(workload))
+    }
+
+    /// [`Mesh::served_ports`], looking only at the workload's namespace's Services.
+    fn served_ports(&self, workload: &Workload) -> BTreeSet<u32> {
+        let mut ports: BTreeSet<u32> = workload.ports.iter().map(|p| u32::from(p.port)).collect();
+        for service in self.services_of(workload) {
+            for sp in &service.ports {
+                if let Some(port) = target_port(workload, &sp.target_port) {
+                    ports.insert(port);
+                }
+            }
+        }
+        ports
+    }
+
+    fn resolve_port(&self, server: &Workload, port: u32) -> Resolution {
+        self.reach
+            .resolver()
+            .resolve_port(&server.namespace, &server.labels, port)
+    }
+
+    /// The policy that decided a resolution's mode (the last step declaring a mode).
+    fn deciding_policy(&self, r: &Resolution) -> Option<&'m PeerAuthentication> {
+        let step = r
+            .steps
+            .iter()
+            .rev()
+            .find(|s| s.declared != MtlsMode::Unset)?;
+        let policy = step.policy.as_ref()?;
+        self.policies
+            .get(&(policy.namespace.as_str(), policy.name.as_str()))
+            .copied()
+    }
+}
+
 fn findings(mesh: &Mesh) -> Vec<Finding> {
+    let ctx = Ctx::new(mesh);
     let mut out = Vec::new();
     several_namespace_wide(mesh, &mut out);
-    several_workload_policies(mesh, &mut out);
-    selectors_matching_nothing(mesh, &mut out);
-    port_level_keys(mesh, &mut out);
-    destination_rules(mesh, &mut out);
-    resets(mesh, &mut out);
+    several_workload_policies(&ctx, &mut out);
+    selectors_matching_nothing(&ctx, &mut out);
+    port_level_keys(&ctx, &mut out);
+    destination_rules(&ctx, &mut out);
+    resets(&ctx, &mut out);
     out
 }
 
@@ -119,26 +204,21 @@ fn several_namespace_wide(mesh: &Mesh, out: &mut Vec<Finding>) {
     }
 }
 
-fn workload_policies<'m>(mesh: &'m Mesh, w: &Workload) -> Vec<&'m PeerAuthentication> {
-    by_age(
-        mesh.peer_authentications
-            .iter()
-            .filter(|p| p.namespace == w.namespace && p.namespace != mesh.config.root_namespace)
-            .filter(|p| !p.is_namespace_wide() && p.selects(&w.labels))
-            .collect(),
-    )
-}
-
 /// KIA0003 / istio#48036: several workload policies on one workload are never merged.
-fn several_workload_policies(mesh: &Mesh, out: &mut Vec<Finding>) {
-    let mut reported: BTreeSet<(String, String, String)> = BTreeSet::new();
+fn several_workload_policies(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+    let mesh = ctx.mesh;
+    let mut reported: BTreeSet<(&str, &str, &str)> = BTreeSet::new();
     for w in &mesh.workloads {
-        let policies = workload_policies(mesh, w);
-        let Some((winner, newer)) = policies.split_first() else {
+        // The workload policies of its namespace that select it, oldest first.
+        let mut policies = ctx
+            .reach
+            .resolver()
+            .workload_candidates(&w.namespace, &w.labels);
+        let Some(winner) = policies.next() else {
             continue;
         };
-        for p in newer {
-            if !reported.insert((p.namespace.clone(), p.name.clone(), w.name.clone())) {
+        for p in policies {
+            if !reported.insert((&p.namespace, &p.name, &w.name)) {
                 continue;
             }
             out.push(on_policy(
@@ -161,7 +241,7 @@ fn several_workload_policies(mesh: &Mesh, out: &mut Vec<Finding>) {
         if p.is_namespace_wide() || p.namespace == mesh.config.root_namespace {
             continue;
         }
-        if mesh.workloads.iter().any(|w| w.namespace == p.namespace) {
+        if !ctx.workloads_in(&p.namespace).is_empty() {
             continue;
         }
         if let Some(selector) = &p.selector {
@@ -193,20 +273,17 @@ fn several_workload_policies(mesh: &Mesh, out: &mut Vec<Finding>) {
 }
 
 /// KIA0004, only for namespaces whose workloads were given (else we cannot know).
-fn selectors_matching_nothing(mesh: &Mesh, out: &mut Vec<Finding>) {
+fn selectors_matching_nothing(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+    let mesh = ctx.mesh;
     for p in &mesh.peer_authentications {
         if p.is_namespace_wide() || p.namespace == mesh.config.root_namespace {
             continue;
         }
-        let mut in_ns = mesh
-            .workloads
-            .iter()
-            .filter(|w| w.namespace == p.namespace)
-            .peekable();
-        if in_ns.peek().is_none() {
+        let in_ns = ctx.workloads_in(&p.namespace);
+        if in_ns.is_empty() {
             continue;
         }
-        if !in_ns.any(|w| p.selects(&w.labels)) {
+        if !in_ns.iter().any(|w| p.selects(&w.labels)) {
             let labels: Vec<String> = p
                 .selector
                 .iter()
@@ -232,7 +309,8 @@ fn selectors_matching_nothing(mesh: &Mesh, out: &mut Vec<Finding>) {
 }
 
 /// #49098: portLevelMtls is keyed by the container port.
-fn port_level_keys(mesh: &Mesh, out: &mut Vec<Finding>) {
+fn port_level_keys(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+    let mesh = ctx.mesh;
     for p in mesh
         .peer_authentications
         .iter()
@@ -241,21 +319,22 @@ fn port_level_keys(mesh: &Mesh, out: &mut Vec<Finding>) {
         if p.namespace == mesh.config.root_namespace {
             continue;
         }
-        let selected: Vec<&Workload> = mesh
-            .workloads
+        let selected: Vec<&Workload> = ctx
+            .workloads_in(&p.namespace)
             .iter()
-            .filter(|w| w.namespace == p.namespace && p.selects(&w.labels))
+            .copied()
+            .filter(|w| p.selects(&w.labels))
             .collect();
         if selected.is_empty() {
             continue;
         }
-        let served: BTreeSet<u32> = selected.iter().flat_map(|w| mesh.served_ports(w)).collect();
+        let served: BTreeSet<u32> = selected.iter().flat_map(|w| ctx.served_ports(w)).collect();
         for &port in p.port_level.keys() {
             if served.contains(&port) {
                 continue;
             }
             let via_service = selected.iter().find_map(|w| {
-                mesh.services.iter().filter(|s| s.selects(w)).find_map(|s| {
+                ctx.services_of(w).find_map(|s| {
                     let sp = s.ports.iter().find(|sp| u32::from(sp.port) == port)?;
                     Some((s, target_port(w, &sp.target_port)?))
                 })
@@ -288,19 +367,6 @@ fn port_level_keys(mesh: &Mesh, out: &mut Vec<Finding>) {
     }
 }
 
-/// The policy that decided a resolution's mode (the last step declaring a mode).
-fn deciding_policy<'m>(mesh: &'m Mesh, r: &Resolution) -> Option<&'m PeerAuthentication> {
-    let step = r
-        .steps
-        .iter()
-        .rev()
-        .find(|s| s.declared != MtlsMode::Unset)?;
-    let policy = step.policy.as_ref()?;
-    mesh.peer_authentications
-        .iter()
-        .find(|p| p.name == policy.name && p.namespace == policy.namespace)
-}
-
 fn level_code(level: Level, mesh_code: &'static str, other: &'static str) -> Option<&'static str> {
     Some(if level == Level::Mesh {
         mesh_code
@@ -312,37 +378,47 @@ fn level_code(level: Level, mesh_code: &'static str, other: &'static str) -> Opt
 /// DestinationRules whose TLS mode contradicts the server: IST0115 (mTLS to
 /// no sidecar), KIA0505/0506 (mTLS to DISABLE), KIA0207/0208 (DISABLE to
 /// STRICT) and SIMPLE/MUTUAL to a sidecar (#14130).
-fn destination_rules(mesh: &Mesh, out: &mut Vec<Finding>) {
-    let namespaces: Vec<&str> = mesh.namespaces.keys().map(String::as_str).collect();
-    for dr in &mesh.destination_rules {
-        for service in &mesh.services {
-            // Only rules istiod actually picks for some client namespace.
-            let used = namespaces.iter().any(|ns| {
-                mesh.destination_rule_for(ns, service)
-                    .is_some_and(|chosen| {
-                        chosen.name == dr.name && chosen.namespace == dr.namespace
-                    })
-            });
-            if !used {
-                continue;
-            }
-            for sp in &service.ports {
-                let Some(mode) = dr.port_tls.get(&u32::from(sp.port)).copied().or(dr.tls) else {
+fn destination_rules(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+    let mesh = ctx.mesh;
+    if !mesh.destination_rules.is_empty() {
+        // The rules istiod picks for each service from some client namespace
+        // (by namespace/name, as a rule is named in findings).
+        let chosen: Vec<BTreeSet<(&str, &str)>> = mesh
+            .services
+            .iter()
+            .map(|service| {
+                mesh.namespaces
+                    .keys()
+                    .filter_map(|ns| ctx.reach.destination_rule_for(ns, service))
+                    .map(|dr| (dr.namespace.as_str(), dr.name.as_str()))
+                    .collect()
+            })
+            .collect();
+        for dr in &mesh.destination_rules {
+            for (service, chosen) in mesh.services.iter().zip(&chosen) {
+                // Only rules istiod actually picks for some client namespace.
+                if !chosen.contains(&(dr.namespace.as_str(), dr.name.as_str())) {
                     continue;
-                };
-                for server in mesh.endpoints(service) {
-                    let Some(target) = target_port(server, &sp.target_port) else {
+                }
+                for sp in &service.ports {
+                    let Some(mode) = dr.port_tls.get(&u32::from(sp.port)).copied().or(dr.tls)
+                    else {
                         continue;
                     };
-                    if let Some(diag) =
-                        dr_against_server(mesh, dr, service, sp.port, mode, server, target)
-                    {
-                        let path = if dr.port_tls.contains_key(&u32::from(sp.port)) {
-                            "/spec/trafficPolicy/portLevelSettings"
-                        } else {
-                            "/spec/trafficPolicy/tls/mode"
+                    for server in mesh.endpoints(service) {
+                        let Some(target) = target_port(server, &sp.target_port) else {
+                            continue;
                         };
-                        out.push(on_rule(diag, dr, Some(path.to_string())));
+                        if let Some(diag) =
+                            dr_against_server(ctx, dr, service, sp.port, mode, server, target)
+                        {
+                            let path = if dr.port_tls.contains_key(&u32::from(sp.port)) {
+                                "/spec/trafficPolicy/portLevelSettings"
+                            } else {
+                                "/spec/trafficPolicy/tls/mode"
+                            };
+                            out.push(on_rule(diag, dr, Some(path.to_string())));
+                        }
                     }
                 }
             }
@@ -352,7 +428,7 @@ fn destination_rules(mesh: &Mesh, out: &mut Vec<Finding>) {
 }
 
 fn dr_against_server(
-    mesh: &Mesh,
+    ctx: &Ctx<'_>,
     dr: &DestinationRule,
     service: &Service,
     port: u16,
@@ -372,14 +448,9 @@ fn dr_against_server(
             )
         });
     }
-    let r = resolve_port(
-        &mesh.peer_authentications,
-        &mesh.config.root_namespace,
-        &server.namespace,
-        &server.labels,
-        target,
-    );
-    let by = deciding_policy(mesh, &r)
+    let r = ctx.resolve_port(server, target);
+    let by = ctx
+        .deciding_policy(&r)
         .map(|p| format!(" by {}/{}", p.namespace, p.name))
         .unwrap_or_default();
     match (mode, r.mode) {
@@ -425,29 +496,30 @@ fn dr_against_server(
 
 /// Resets the matrix shows for clients without a sidecar or with auto mTLS off,
 /// grouped per server port, naming the clients.
-fn resets(mesh: &Mesh, out: &mut Vec<Finding>) {
-    let matrix = mesh.matrix();
-    let mut groups: BTreeMap<(&'static str, &str, &str, u16), Vec<&Cell>> = BTreeMap::new();
-    for cell in &matrix.cells {
-        if cell.outcome != Outcome::Reset || cell.client_tls != ClientTls::Plaintext {
-            continue;
+fn resets(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+    let mesh = ctx.mesh;
+    // (code, service namespace, service name, port) → the clients reset there, in matrix order.
+    let mut groups: BTreeMap<(&'static str, &str, &str, u16), Vec<Call<'_>>> = BTreeMap::new();
+    ctx.reach.calls(|call| {
+        if call.outcome != Outcome::Reset || call.client_tls != ClientTls::Plaintext {
+            return;
         }
-        let code = match cell.client_reason {
-            ClientReason::NoSidecar => d::PLAINTEXT_CLIENT_TO_STRICT.code,
-            ClientReason::AutoMtlsOff => d::STRICT_WITHOUT_MTLS_CLIENTS.code,
+        let code = match call.reason {
+            Reason::NoSidecar => d::PLAINTEXT_CLIENT_TO_STRICT.code,
+            Reason::AutoMtlsOff => d::STRICT_WITHOUT_MTLS_CLIENTS.code,
             // DestinationRule-caused resets are reported on the rule.
-            ClientReason::DestinationRule { .. } | ClientReason::AutoMtls => continue,
+            Reason::Rule(..) | Reason::AutoMtls => return,
         };
         groups
             .entry((
                 code,
-                cell.service_namespace.as_str(),
-                cell.service.as_str(),
-                cell.service_port,
+                call.service.namespace.as_str(),
+                call.service.name.as_str(),
+                call.service_port,
             ))
             .or_default()
-            .push(cell);
-    }
+            .push(call);
+    });
     for ((code, ns, name, port), cells) in groups {
         let Some(service) = mesh
             .services
@@ -460,18 +532,12 @@ fn resets(mesh: &Mesh, out: &mut Vec<Finding>) {
             continue;
         };
         let Some(first) = cells.first() else { continue };
-        let r = resolve_port(
-            &mesh.peer_authentications,
-            &mesh.config.root_namespace,
-            &server.namespace,
-            &server.labels,
-            first.target_port,
-        );
+        let r = ctx.resolve_port(server, first.target_port);
         let clients: Vec<String> = cells
             .iter()
-            .map(|c| format!("{}.{}", c.client, c.client_namespace))
+            .map(|c| format!("{}.{}", c.client.name, c.client.namespace))
             .collect();
-        let policy = deciding_policy(mesh, &r);
+        let policy = ctx.deciding_policy(&r);
         let by = policy
             .map(|p| format!(" by {}/{}", p.namespace, p.name))
             .unwrap_or_default();

@@ -91,12 +91,13 @@ rules! {
     DR_UNKNOWN_TLS_MODE = "dr-unknown-tls-mode", Error, Some("IST0106"), "a TLS mode is not DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL";
     DR_PORT_MISSING = "dr-port-missing", Error, Some("IST0106"), "a portLevelSettings entry has no port number";
     DR_PORT_OUT_OF_RANGE = "dr-port-out-of-range", Error, Some("IST0106"), "a portLevelSettings port is not in 1..65535";
+    RESOURCE_DUPLICATE = "resource-duplicate", Warning, None, "the same resource (kind, namespace, name) is defined more than once: the last definition replaces the others, as with `kubectl apply`";
     PA_SEVERAL_NAMESPACE_WIDE = "pa-several-namespace-wide", Warning, Some("KIA0002"), "several mesh-wide or namespace-wide policies: only the oldest applies";
     PA_SEVERAL_WORKLOAD_POLICIES = "pa-several-workload-policies", Warning, Some("KIA0003"), "several workload policies select one workload: only the oldest applies (#48036)";
     PA_SELECTOR_MATCHES_NO_WORKLOAD = "pa-selector-matches-no-workload", Warning, Some("KIA0004"), "a policy's selector matches no workload in its namespace";
     PA_PORT_IS_SERVICE_PORT = "pa-port-is-service-port", Warning, None, "a portLevelMtls key is a Service port, not the container port (#49098)";
     PA_PORT_NOT_TARGETED = "pa-port-not-targeted", Warning, None, "a portLevelMtls port is neither a container port nor targeted by any Service";
-    PLAINTEXT_CLIENT_TO_STRICT = "plaintext-client-to-strict", Error, None, "clients without a sidecar call a STRICT port: their connections are reset";
+    PLAINTEXT_CLIENT_TO_STRICT = "plaintext-client-to-strict", Warning, None, "clients without a sidecar call a STRICT port: their connections are reset (if they really call it)";
     DR_DISABLE_TO_STRICT = "dr-disable-to-strict", Error, Some("KIA0207"), "a DestinationRule disables TLS towards a STRICT port: connections are reset";
     STRICT_WITHOUT_MTLS_CLIENTS = "strict-without-mtls-clients", Error, Some("KIA0501"), "auto mTLS is off and no ISTIO_MUTUAL DestinationRule covers a STRICT port";
     DR_MTLS_TO_NO_SIDECAR = "dr-mtls-to-workload-without-sidecar", Error, Some("IST0115"), "an ISTIO_MUTUAL DestinationRule targets workloads without a sidecar";

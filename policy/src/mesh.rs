@@ -7,7 +7,7 @@ use crate::model::{
 };
 use crate::validate::{self, Lines};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Mesh-wide settings istiod takes from `MeshConfig`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,28 +261,59 @@ impl Mesh {
     /// namespace only a truthy *label* turns it on (the webhook's object
     /// selector sees labels, not annotations). A namespace never declared
     /// does not inject.
+    ///
+    /// The same resource (kind, namespace, name) defined more than once is
+    /// reported as `resource-duplicate` and only its last valid definition is
+    /// used, as `kubectl apply` of the files in order would leave it (an
+    /// invalid definition would be rejected, so it replaces nothing).
     pub fn build(resources: &[Located<Resource>], config: MeshConfig) -> (Mesh, Vec<Diagnostic>) {
         let mut mesh = Mesh {
             config,
             ..Mesh::default()
         };
         let mut diagnostics = Vec::new();
+        let mut valid = Vec::with_capacity(resources.len());
         for r in resources {
+            let found = validate::resource(r, &mesh.config);
+            valid.push(!found.iter().any(|d| d.severity == Severity::Error));
+            diagnostics.extend(found);
+        }
+        // Last-applied wins: a definition is used unless a later valid one has its identity.
+        let mut used = valid.clone();
+        let mut last: HashMap<Identity<'_>, usize> = HashMap::new();
+        for (i, r) in resources.iter().enumerate() {
+            if !valid.get(i).copied().unwrap_or(false) {
+                continue;
+            }
+            let Some(id) = Identity::of(&r.value) else {
+                continue;
+            };
+            if let Some(earlier) = last.insert(id, i) {
+                if let (Some(flag), Some(e)) = (used.get_mut(earlier), resources.get(earlier)) {
+                    *flag = false;
+                    diagnostics.push(duplicate(&id, e, r));
+                }
+            }
+        }
+        let resources: Vec<&Located<Resource>> = resources
+            .iter()
+            .zip(&used)
+            .filter_map(|(r, &used)| used.then_some(r))
+            .collect();
+        let mut disabled: BTreeSet<&str> = BTreeSet::new();
+        for r in &resources {
             if let Resource::Namespace { meta } = &r.value {
                 let labels = &meta.labels;
-                let enabled = labels.get("istio-injection").map(String::as_str) != Some("disabled")
-                    && (labels.get("istio-injection").map(String::as_str) == Some("enabled")
-                        || labels.contains_key("istio.io/rev"));
+                let injection = labels.get("istio-injection").map(String::as_str);
+                let enabled = injection != Some("disabled")
+                    && (injection == Some("enabled") || labels.contains_key("istio.io/rev"));
+                if injection == Some("disabled") {
+                    disabled.insert(&meta.name);
+                }
                 mesh.namespaces.insert(meta.name.clone(), enabled);
             }
         }
         for r in resources {
-            let found = validate::resource(r, &mesh.config);
-            let invalid = found.iter().any(|d| d.severity == Severity::Error);
-            diagnostics.extend(found);
-            if invalid {
-                continue;
-            }
             let location = r.location.clone();
             match &r.value {
                 Resource::Namespace { .. } => {}
@@ -326,10 +357,7 @@ impl Mesh {
                 } => {
                     let namespace = validate::namespace_of(meta);
                     let ns_injects = mesh.namespaces.get(&namespace).copied().unwrap_or(false);
-                    let ns_disabled = resources.iter().any(|r| {
-                        matches!(&r.value, Resource::Namespace { meta } if meta.name == namespace
-                            && meta.labels.get("istio-injection").map(String::as_str) == Some("disabled"))
-                    });
+                    let ns_disabled = disabled.contains(namespace.as_str());
                     mesh.workloads.push(Workload {
                         name: meta.name.clone(),
                         namespace,
@@ -392,6 +420,64 @@ impl Service {
                 .iter()
                 .all(|(k, v)| workload.labels.get(k) == Some(v))
     }
+}
+
+/// What `kubectl apply` tells resources apart by: kind, namespace (none for a
+/// Namespace) and name. Every workload kind (`Deployment`, `Pod`, …) is its own kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Identity<'r> {
+    kind: &'r str,
+    namespace: Option<&'r str>,
+    name: &'r str,
+}
+
+impl<'r> Identity<'r> {
+    /// `None` for a resource without a name (nothing else can replace it).
+    fn of(resource: &'r Resource) -> Option<Self> {
+        let (kind, meta, namespaced) = match resource {
+            Resource::PeerAuthentication { meta, .. } => ("PeerAuthentication", meta, true),
+            Resource::DestinationRule { meta, .. } => ("DestinationRule", meta, true),
+            Resource::Namespace { meta } => ("Namespace", meta, false),
+            Resource::Workload {
+                source_kind, meta, ..
+            } => (source_kind.as_str(), meta, true),
+            Resource::Service { meta, .. } => ("Service", meta, true),
+        };
+        // As `validate::namespace_of`: missing or empty means `default`.
+        let namespace = match meta.namespace.as_deref() {
+            Some(ns) if !ns.is_empty() => ns,
+            _ => "default",
+        };
+        (!meta.name.is_empty()).then_some(Identity {
+            kind,
+            namespace: namespaced.then_some(namespace),
+            name: &meta.name,
+        })
+    }
+}
+
+/// `resource-duplicate` on the `later` definition of `id`, naming both places.
+fn duplicate(
+    id: &Identity<'_>,
+    earlier: &Located<Resource>,
+    later: &Located<Resource>,
+) -> Diagnostic {
+    let at = |l: &Location| format!("{}:{}", l.source, l.line);
+    let what = match &id.namespace {
+        Some(ns) => format!("{} {ns}/{}", id.kind, id.name),
+        None => format!("{} {}", id.kind, id.name),
+    };
+    crate::diagnostic::RESOURCE_DUPLICATE
+        .diagnostic(
+            format!(
+                "{what} is defined at {} and again at {}: the later definition replaces the earlier one, as `kubectl apply` of both would (only the last definition is checked)",
+                at(&earlier.location),
+                at(&later.location),
+            ),
+            "if the files are alternative states of one cluster (like the seed lab's steps), check one state at a time, one folder per run; if both resources should exist, give them different names",
+        )
+        .on(id.kind, id.namespace.unwrap_or(""), id.name)
+        .at(later.location.clone())
 }
 
 /// Istio's `injectRequired`, reduced to labels and annotations.
@@ -473,6 +559,188 @@ mod tests {
         let annotation_off = map(&[("sidecar.istio.io/inject", "false")]);
         assert!(sidecar_injected(true, false, &label_on, &annotation_off));
         assert!(!sidecar_injected(true, false, &annotation_off, &label_on));
+    }
+
+    fn pa(name: &str, namespace: &str, spec: &str) -> String {
+        format!(
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n{spec}"
+        )
+    }
+
+    fn duplicates(report: &crate::Report) -> Vec<&Diagnostic> {
+        report
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == "resource-duplicate")
+            .collect()
+    }
+
+    #[test]
+    fn a_later_definition_of_the_same_resource_replaces_the_earlier_one() {
+        let step_a = pa(
+            "httpbin",
+            "bar",
+            "  selector:\n    matchLabels:\n      app: httpbin\n  mtls:\n    mode: STRICT\n",
+        );
+        let step_b = pa(
+            "httpbin",
+            "bar",
+            "  selector:\n    matchLabels:\n      app: httpbin\n  mtls:\n    mode: PERMISSIVE\n",
+        );
+        let report = crate::check(
+            &[("a/pa.yaml", &step_a), ("b/pa.yaml", &step_b)],
+            MeshConfig::default(),
+        );
+        let policies = &report.mesh.peer_authentications;
+        assert_eq!(policies.len(), 1, "{policies:?}");
+        assert_eq!(policies[0].mode, MtlsMode::Permissive);
+        assert_eq!(policies[0].location.source, "b/pa.yaml");
+        let found = duplicates(&report);
+        assert_eq!(found.len(), 1, "{:#?}", report.diagnostics);
+        let d = found[0];
+        assert_eq!(d.severity, Severity::Warning);
+        assert!(
+            d.message.starts_with(
+                "PeerAuthentication bar/httpbin is defined at a/pa.yaml:1 and again at b/pa.yaml:1"
+            ),
+            "{}",
+            d.message
+        );
+        assert!(d.message.contains("kubectl apply"), "{}", d.message);
+        assert!(d
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("one state at a time")));
+        let location = d.location.as_ref().unwrap();
+        assert_eq!((location.source.as_str(), location.line), ("b/pa.yaml", 1));
+        let resource = d.resource.as_ref().unwrap();
+        assert_eq!(
+            (
+                resource.kind.as_str(),
+                resource.namespace.as_str(),
+                resource.name.as_str()
+            ),
+            ("PeerAuthentication", "bar", "httpbin")
+        );
+    }
+
+    #[test]
+    fn a_resource_is_no_longer_compared_with_its_own_earlier_definition() {
+        let workload = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: httpbin, namespace: bar}\nspec: {template: {metadata: {labels: {app: httpbin}}}}\n";
+        let step = pa(
+            "httpbin",
+            "bar",
+            "  selector:\n    matchLabels:\n      app: httpbin\n  mtls:\n    mode: STRICT\n",
+        );
+        let wide = pa("default", "foo", "  mtls:\n    mode: STRICT\n");
+        let report = crate::check(
+            &[
+                ("w.yaml", workload),
+                ("4.yaml", &step),
+                ("5.yaml", &step),
+                ("3.yaml", &wide),
+                ("6.yaml", &wide),
+            ],
+            MeshConfig::default(),
+        );
+        let codes: Vec<&str> = report.diagnostics.iter().map(|d| d.code.as_str()).collect();
+        assert_eq!(
+            codes,
+            ["resource-duplicate", "resource-duplicate"],
+            "{:#?}",
+            report.diagnostics
+        );
+    }
+
+    #[test]
+    fn with_three_definitions_each_replaces_the_previous_and_the_last_wins() {
+        let text: Vec<String> = ["STRICT", "DISABLE", "PERMISSIVE"]
+            .iter()
+            .map(|m| pa("default", "foo", &format!("  mtls:\n    mode: {m}\n")))
+            .collect();
+        let report = crate::check(
+            &[
+                ("1.yaml", &text[0]),
+                ("2.yaml", &text[1]),
+                ("3.yaml", &text[2]),
+            ],
+            MeshConfig::default(),
+        );
+        let found = duplicates(&report);
+        let pairs: Vec<(&str, &str)> = found
+            .iter()
+            .map(|d| {
+                let later = d.location.as_ref().unwrap().source.as_str();
+                let earlier = if d.message.contains("at 1.yaml:1 and") {
+                    "1.yaml"
+                } else {
+                    "2.yaml"
+                };
+                (earlier, later)
+            })
+            .collect();
+        assert_eq!(pairs, [("1.yaml", "2.yaml"), ("2.yaml", "3.yaml")]);
+        assert_eq!(report.mesh.peer_authentications.len(), 1);
+        assert_eq!(
+            report.mesh.peer_authentications[0].mode,
+            MtlsMode::Permissive
+        );
+    }
+
+    #[test]
+    fn an_invalid_later_definition_replaces_nothing() {
+        let good = pa("default", "foo", "  mtls:\n    mode: STRICT\n");
+        let bad = pa("default", "foo", "  mtls:\n    mode: STRICTER\n");
+        let report = crate::check(
+            &[("1.yaml", &good), ("2.yaml", &bad)],
+            MeshConfig::default(),
+        );
+        assert!(duplicates(&report).is_empty(), "{:#?}", report.diagnostics);
+        assert!(report
+            .diagnostics
+            .iter()
+            .any(|d| d.code == "pa-unknown-mode"));
+        assert_eq!(report.mesh.peer_authentications.len(), 1);
+        assert_eq!(report.mesh.peer_authentications[0].mode, MtlsMode::Strict);
+    }
+
+    #[test]
+    fn same_names_in_other_namespaces_or_of_other_kinds_are_different_resources() {
+        let text = [
+            pa("httpbin", "foo", "  mtls:\n    mode: STRICT\n"),
+            pa("httpbin", "bar", "  mtls:\n    mode: STRICT\n"),
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: httpbin, namespace: foo}\nspec: {host: httpbin}\n".to_string(),
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: httpbin, namespace: foo}\nspec: {template: {metadata: {labels: {app: httpbin}}}}\n".to_string(),
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: httpbin, namespace: foo}\nspec: {template: {metadata: {labels: {app: httpbin}}}}\n".to_string(),
+            "apiVersion: v1\nkind: Service\nmetadata: {name: httpbin, namespace: foo}\nspec: {selector: {app: httpbin}, ports: [{port: 80}]}\n".to_string(),
+        ]
+        .join("---\n");
+        let report = crate::check(&[("all.yaml", &text)], MeshConfig::default());
+        assert!(duplicates(&report).is_empty(), "{:#?}", report.diagnostics);
+        assert_eq!(report.mesh.peer_authentications.len(), 2);
+        assert_eq!(report.mesh.workloads.len(), 2);
+    }
+
+    #[test]
+    fn the_last_namespace_definition_decides_injection() {
+        let on = "apiVersion: v1\nkind: Namespace\nmetadata: {name: foo, labels: {istio-injection: enabled}}\n";
+        let off = "apiVersion: v1\nkind: Namespace\nmetadata: {name: foo, labels: {istio-injection: disabled}}\n";
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: foo, labels: {sidecar.istio.io/inject: \"true\"}}\n";
+        for (first, second, sidecar) in [(on, off, false), (off, on, true)] {
+            let report = crate::check(
+                &[("1.yaml", first), ("2.yaml", second), ("pod.yaml", pod)],
+                MeshConfig::default(),
+            );
+            assert_eq!(duplicates(&report).len(), 1);
+            let d = duplicates(&report)[0];
+            assert!(
+                d.message
+                    .starts_with("Namespace foo is defined at 1.yaml:1"),
+                "{}",
+                d.message
+            );
+            assert_eq!(report.mesh.workloads[0].sidecar, sidecar, "{second}");
+        }
     }
 
     #[test]

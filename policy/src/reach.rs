@@ -3,8 +3,9 @@
 
 use crate::mesh::{DestinationRule, Mesh, Service, Workload};
 use crate::mode::{MtlsMode, TlsMode};
-use crate::resolve::{resolve_port, target_port};
+use crate::resolve::{target_port, Resolver, WorkloadReport};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// What the client's sidecar (or the bare client) puts on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,35 +89,7 @@ impl Mesh {
         client_namespace: &str,
         service: &Service,
     ) -> Option<&DestinationRule> {
-        let fqdn = self.service_fqdn(service);
-        let root = self.config.root_namespace.as_str();
-        let local = self.best_rule(&fqdn, |dr| {
-            dr.namespace == client_namespace && !exports_nowhere(dr)
-        });
-        local
-            .or_else(|| {
-                self.best_rule(&fqdn, |dr| {
-                    dr.namespace == service.namespace && exported_to(dr, client_namespace)
-                })
-            })
-            .or_else(|| {
-                self.best_rule(&fqdn, |dr| {
-                    dr.namespace == root && exported_to(dr, client_namespace)
-                })
-            })
-    }
-
-    fn best_rule(
-        &self,
-        fqdn: &str,
-        eligible: impl Fn(&DestinationRule) -> bool,
-    ) -> Option<&DestinationRule> {
-        self.destination_rules
-            .iter()
-            .filter(|dr| eligible(dr))
-            .filter_map(|dr| host_match_rank(&self.resolve_host(dr), fqdn).map(|rank| (rank, dr)))
-            .min_by(|(ra, a), (rb, b)| ra.cmp(rb).then_with(|| a.name.cmp(&b.name)))
-            .map(|(_, dr)| dr)
+        Rules::new(self).for_service(client_namespace, service, &self.service_fqdn(service))
     }
 
     /// A DR host as istiod reads it: a name without dots is short for
@@ -135,63 +108,243 @@ impl Mesh {
     /// What happens when `client` calls `service:port`. `None` if the service has no such port
     /// or selects no workload (or its named targetPort names no container port).
     /// With several endpoints, the first workload (in mesh order) decides.
+    ///
+    /// Indexes the mesh on every call: for many calls use [`Mesh::reach`] once.
     pub fn connect(&self, client: &Workload, service: &Service, service_port: u16) -> Option<Cell> {
-        let sp = service.ports.iter().find(|p| p.port == service_port)?;
         let server = self.endpoints(service).next()?;
-        let target = target_port(server, &sp.target_port)?;
-        let server_mode = if server.sidecar {
-            resolve_port(
-                &self.peer_authentications,
-                &self.config.root_namespace,
-                &server.namespace,
-                &server.labels,
-                target,
-            )
-            .mode
+        let resolver = Resolver::for_namespace(
+            &self.peer_authentications,
+            &self.config.root_namespace,
+            &server.namespace,
+        );
+        let reach = Reach {
+            mesh: self,
+            resolver,
+            rules: Rules::new(self),
+        };
+        reach.connect(client, service, service_port)
+    }
+
+    /// Every workload × every service port, in a stable order (namespace, name, port).
+    pub fn matrix(&self) -> Matrix {
+        self.reach().matrix()
+    }
+
+    /// This mesh with its policies and DestinationRules indexed once, for
+    /// answering many `describe` / `connect` questions or building the matrix.
+    pub fn reach(&self) -> Reach<'_> {
+        Reach {
+            mesh: self,
+            resolver: self.resolver(),
+            rules: Rules::new(self),
+        }
+    }
+}
+
+/// A [`Mesh`] with the lookups the matrix repeats built once: PeerAuthentications
+/// grouped by namespace in istiod's order ([`Resolver`]) and DestinationRules
+/// grouped by namespace with their hosts resolved. Borrowing the mesh keeps the
+/// index from going stale.
+#[derive(Debug, Clone)]
+pub struct Reach<'m> {
+    mesh: &'m Mesh,
+    resolver: Resolver<'m>,
+    rules: Rules<'m>,
+}
+
+/// DestinationRules by namespace, each with its host as istiod reads it, in mesh order.
+#[derive(Debug, Clone)]
+struct Rules<'m> {
+    root: &'m str,
+    by_namespace: HashMap<&'m str, Vec<(String, &'m DestinationRule)>>,
+}
+
+impl<'m> Rules<'m> {
+    fn new(mesh: &'m Mesh) -> Self {
+        let mut by_namespace: HashMap<&str, Vec<(String, &DestinationRule)>> = HashMap::new();
+        for dr in &mesh.destination_rules {
+            by_namespace
+                .entry(dr.namespace.as_str())
+                .or_default()
+                .push((mesh.resolve_host(dr), dr));
+        }
+        Self {
+            root: &mesh.config.root_namespace,
+            by_namespace,
+        }
+    }
+
+    /// [`Mesh::destination_rule_for`], with `fqdn` the service's name.
+    fn for_service(
+        &self,
+        client_namespace: &str,
+        service: &Service,
+        fqdn: &str,
+    ) -> Option<&'m DestinationRule> {
+        self.best(client_namespace, fqdn, |dr| !exports_nowhere(dr))
+            .or_else(|| {
+                self.best(&service.namespace, fqdn, |dr| {
+                    exported_to(dr, client_namespace)
+                })
+            })
+            .or_else(|| self.best(self.root, fqdn, |dr| exported_to(dr, client_namespace)))
+    }
+
+    /// The most specific eligible rule of `namespace` for `fqdn` (then the first by name).
+    fn best(
+        &self,
+        namespace: &str,
+        fqdn: &str,
+        eligible: impl Fn(&DestinationRule) -> bool,
+    ) -> Option<&'m DestinationRule> {
+        self.by_namespace
+            .get(namespace)?
+            .iter()
+            .filter(|(_, dr)| eligible(dr))
+            .filter_map(|(host, dr)| host_match_rank(host, fqdn).map(|rank| (rank, *dr)))
+            .min_by(|(ra, a), (rb, b)| ra.cmp(rb).then_with(|| a.name.cmp(&b.name)))
+            .map(|(_, dr)| dr)
+    }
+}
+
+/// Why the client sends what it sends, borrowing the rule (see [`ClientReason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason<'m> {
+    NoSidecar,
+    Rule(&'m DestinationRule, TlsMode),
+    AutoMtls,
+    AutoMtlsOff,
+}
+
+/// One client → service port as [`Reach::calls`] yields it: a [`Cell`] that
+/// borrows the mesh instead of copying names, plus the deciding endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'m> {
+    pub client: &'m Workload,
+    pub service: &'m Service,
+    pub service_port: u16,
+    /// The endpoint that decides (the first workload the service selects).
+    pub server: &'m Workload,
+    pub target_port: u32,
+    pub server_mode: MtlsMode,
+    pub client_tls: ClientTls,
+    pub(crate) reason: Reason<'m>,
+    pub outcome: Outcome,
+    pub mtls: bool,
+}
+
+/// A service with its deciding endpoint and, per Service port (sorted, once
+/// each), the target port and the server's mode there.
+struct Target<'m> {
+    service: &'m Service,
+    fqdn: String,
+    server: &'m Workload,
+    ports: Vec<(u16, u32, MtlsMode)>,
+}
+
+impl<'m> Reach<'m> {
+    /// The mesh this index was built from.
+    pub fn mesh(&self) -> &'m Mesh {
+        self.mesh
+    }
+
+    /// The mesh's PeerAuthentications, indexed.
+    pub fn resolver(&self) -> &Resolver<'m> {
+        &self.resolver
+    }
+
+    /// [`Mesh::describe`] without indexing the policies again.
+    pub fn describe(&self, workload: &Workload) -> WorkloadReport {
+        self.resolver.describe(self.mesh, workload)
+    }
+
+    /// [`Mesh::destination_rule_for`] without indexing the rules again.
+    pub fn destination_rule_for(
+        &self,
+        client_namespace: &str,
+        service: &Service,
+    ) -> Option<&'m DestinationRule> {
+        self.rules
+            .for_service(client_namespace, service, &self.mesh.service_fqdn(service))
+    }
+
+    /// The inbound mode of `server` on container port `target`: its effective
+    /// mode, or DISABLE (plaintext only) without a sidecar.
+    fn server_mode(&self, server: &Workload, target: u32) -> MtlsMode {
+        if server.sidecar {
+            self.resolver
+                .mode(&server.namespace, &server.labels, Some(target))
         } else {
             MtlsMode::Disable
+        }
+    }
+
+    /// [`Mesh::connect`] without indexing the mesh again.
+    pub fn connect(&self, client: &Workload, service: &Service, service_port: u16) -> Option<Cell> {
+        let sp = service.ports.iter().find(|p| p.port == service_port)?;
+        let server = self.mesh.endpoints(service).next()?;
+        let target_port = target_port(server, &sp.target_port)?;
+        let server_mode = self.server_mode(server, target_port);
+        let rule = if client.sidecar {
+            self.destination_rule_for(&client.namespace, service)
+        } else {
+            None
         };
-        let (client_tls, client_reason) =
-            self.client_tls(client, service, service_port, server.sidecar, server_mode);
+        Some(
+            self.call(
+                client,
+                rule,
+                service,
+                service_port,
+                server,
+                target_port,
+                server_mode,
+            )
+            .cell(),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn call<'c>(
+        &self,
+        client: &'c Workload,
+        rule: Option<&'c DestinationRule>,
+        service: &'c Service,
+        service_port: u16,
+        server: &'c Workload,
+        target_port: u32,
+        server_mode: MtlsMode,
+    ) -> Call<'c> {
+        let (client_tls, reason) =
+            self.client_tls(client, rule, service_port, server.sidecar, server_mode);
         let (outcome, mtls) = outcome(client_tls, server.sidecar, server_mode);
-        let explanation = explain(
+        Call {
             client,
             service,
             service_port,
             server,
-            &client_reason,
-            client_tls,
+            target_port,
             server_mode,
-            outcome,
-        );
-        Some(Cell {
-            client_namespace: client.namespace.clone(),
-            client: client.name.clone(),
-            service_namespace: service.namespace.clone(),
-            service: service.name.clone(),
-            service_port,
-            target_port: target,
             client_tls,
-            client_reason,
-            server_mode,
+            reason,
             outcome,
             mtls,
-            explanation,
-        })
+        }
     }
 
-    fn client_tls(
+    /// `rule` is the DestinationRule istiod picks for the client (only looked up for sidecars).
+    fn client_tls<'c>(
         &self,
         client: &Workload,
-        service: &Service,
+        rule: Option<&'c DestinationRule>,
         service_port: u16,
         server_sidecar: bool,
         server_mode: MtlsMode,
-    ) -> (ClientTls, ClientReason) {
+    ) -> (ClientTls, Reason<'c>) {
         if !client.sidecar {
-            return (ClientTls::Plaintext, ClientReason::NoSidecar);
+            return (ClientTls::Plaintext, Reason::NoSidecar);
         }
-        if let Some(dr) = self.destination_rule_for(&client.namespace, service) {
+        if let Some(dr) = rule {
             // Port-level settings replace the top-level TLS settings for that (Service) port.
             if let Some(mode) = dr
                 .port_tls
@@ -204,46 +357,160 @@ impl Mesh {
                     TlsMode::Disable => ClientTls::Plaintext,
                     TlsMode::Simple | TlsMode::Mutual => ClientTls::OtherTls,
                 };
-                return (
-                    tls,
-                    ClientReason::DestinationRule {
-                        name: dr.name.clone(),
-                        namespace: dr.namespace.clone(),
-                        mode,
-                    },
-                );
+                return (tls, Reason::Rule(dr, mode));
             }
         }
-        if !self.config.auto_mtls {
-            return (ClientTls::Plaintext, ClientReason::AutoMtlsOff);
+        if !self.mesh.config.auto_mtls {
+            return (ClientTls::Plaintext, Reason::AutoMtlsOff);
         }
         if server_sidecar && server_mode != MtlsMode::Disable {
-            (ClientTls::IstioMutual, ClientReason::AutoMtls)
+            (ClientTls::IstioMutual, Reason::AutoMtls)
         } else {
-            (ClientTls::Plaintext, ClientReason::AutoMtls)
+            (ClientTls::Plaintext, Reason::AutoMtls)
         }
     }
 
     /// Every workload × every service port, in a stable order (namespace, name, port).
     pub fn matrix(&self) -> Matrix {
-        let mut clients: Vec<&Workload> = self.workloads.iter().collect();
-        clients.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        let mut services: Vec<&Service> = self.services.iter().collect();
-        services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         let mut cells = Vec::new();
-        for client in &clients {
-            for service in &services {
-                let mut ports: Vec<u16> = service.ports.iter().map(|p| p.port).collect();
-                ports.sort_unstable();
-                ports.dedup();
-                for port in ports {
-                    if let Some(cell) = self.connect(client, service, port) {
-                        cells.push(cell);
-                    }
+        self.calls(|call| cells.push(call.cell()));
+        Matrix { cells }
+    }
+
+    /// The matrix's calls, in its order, without writing cells: each service's
+    /// endpoint and port modes are resolved once, and each client namespace's
+    /// DestinationRule once per service. `each` gets every call; [`Call::cell`]
+    /// turns one into the matrix's [`Cell`].
+    pub fn calls(&self, mut each: impl FnMut(Call<'m>)) {
+        let mut clients: Vec<&Workload> = self.mesh.workloads.iter().collect();
+        clients.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let mut services: Vec<&Service> = self.mesh.services.iter().collect();
+        services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let targets: Vec<Target<'m>> = services
+            .into_iter()
+            .filter_map(|service| {
+                let server = self.mesh.endpoints(service).next()?;
+                let mut numbers: Vec<u16> = service.ports.iter().map(|p| p.port).collect();
+                numbers.sort_unstable();
+                numbers.dedup();
+                let ports = numbers
+                    .into_iter()
+                    .filter_map(|port| {
+                        let sp = service.ports.iter().find(|p| p.port == port)?;
+                        let target = target_port(server, &sp.target_port)?;
+                        Some((port, target, self.server_mode(server, target)))
+                    })
+                    .collect();
+                Some(Target {
+                    service,
+                    fqdn: self.mesh.service_fqdn(service),
+                    server,
+                    ports,
+                })
+            })
+            .collect();
+        // The rule a client gets depends only on its namespace, and clients
+        // come sorted by namespace.
+        let mut rules: Vec<Option<Option<&DestinationRule>>> = vec![None; targets.len()];
+        let mut rules_for: Option<&str> = None;
+        for client in clients {
+            if rules_for != Some(client.namespace.as_str()) {
+                rules_for = Some(client.namespace.as_str());
+                rules.iter_mut().for_each(|r| *r = None);
+            }
+            for (t, cached) in targets.iter().zip(rules.iter_mut()) {
+                let rule = if client.sidecar {
+                    *cached.get_or_insert_with(|| {
+                        self.rules
+                            .for_service(&client.namespace, t.service, &t.fqdn)
+                    })
+                } else {
+                    None
+                };
+                for &(port, target, server_mode) in &t.ports {
+                    each(self.call(client, rule, t.service, port, t.server, target, server_mode));
                 }
             }
         }
-        Matrix { cells }
+    }
+}
+
+impl Call<'_> {
+    /// The reason as the public, owned [`ClientReason`].
+    pub fn client_reason(&self) -> ClientReason {
+        match self.reason {
+            Reason::NoSidecar => ClientReason::NoSidecar,
+            Reason::Rule(dr, mode) => ClientReason::DestinationRule {
+                name: dr.name.clone(),
+                namespace: dr.namespace.clone(),
+                mode,
+            },
+            Reason::AutoMtls => ClientReason::AutoMtls,
+            Reason::AutoMtlsOff => ClientReason::AutoMtlsOff,
+        }
+    }
+
+    /// The cell, with its explanation.
+    pub fn cell(&self) -> Cell {
+        Cell {
+            client_namespace: self.client.namespace.clone(),
+            client: self.client.name.clone(),
+            service_namespace: self.service.namespace.clone(),
+            service: self.service.name.clone(),
+            service_port: self.service_port,
+            target_port: self.target_port,
+            client_tls: self.client_tls,
+            client_reason: self.client_reason(),
+            server_mode: self.server_mode,
+            outcome: self.outcome,
+            mtls: self.mtls,
+            explanation: self.explain(),
+        }
+    }
+
+    /// One sentence: what the client sends and why, what the server is, and
+    /// the result ([`Cell::explanation`]).
+    pub fn explain(&self) -> String {
+        use std::fmt::Write as _;
+        let sends = match self.client_tls {
+            ClientTls::Plaintext => "plaintext",
+            ClientTls::IstioMutual => "Istio mTLS",
+            ClientTls::OtherTls => "non-Istio TLS",
+        };
+        let (client, service, server) = (self.client, self.service, self.server);
+        let mut s = String::with_capacity(160);
+        let _ = write!(
+            s,
+            "{}.{} sends {sends} to {}.{}:{} because ",
+            client.name, client.namespace, service.name, service.namespace, self.service_port
+        );
+        let _ = match self.reason {
+            Reason::NoSidecar => s.write_str("it has no sidecar"),
+            Reason::Rule(dr, mode) => {
+                write!(
+                    s,
+                    "DestinationRule {}/{} sets {mode}",
+                    dr.namespace, dr.name
+                )
+            }
+            Reason::AutoMtls => s.write_str("of auto mTLS"),
+            Reason::AutoMtlsOff => s.write_str("auto mTLS is off and no DestinationRule sets TLS"),
+        };
+        let _ = if server.sidecar {
+            write!(
+                s,
+                "; {}.{} is {}",
+                server.name, server.namespace, self.server_mode
+            )
+        } else {
+            write!(s, "; {}.{} has no sidecar", server.name, server.namespace)
+        };
+        s.push_str(match self.outcome {
+            Outcome::Allowed => ", so the request succeeds",
+            Outcome::Reset => ", so the connection is reset",
+            Outcome::Failed => ", so TLS bytes reach a plaintext listener and the request fails",
+        });
+        s
     }
 }
 
@@ -292,50 +559,6 @@ pub fn outcome(client: ClientTls, server_sidecar: bool, server_mode: MtlsMode) -
         (ClientTls::OtherTls, MtlsMode::Strict) => (Outcome::Reset, false),
         (ClientTls::OtherTls, _) => (Outcome::Failed, false),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn explain(
-    client: &Workload,
-    service: &Service,
-    port: u16,
-    server: &Workload,
-    reason: &ClientReason,
-    tls: ClientTls,
-    server_mode: MtlsMode,
-    outcome: Outcome,
-) -> String {
-    let sends = match tls {
-        ClientTls::Plaintext => "plaintext",
-        ClientTls::IstioMutual => "Istio mTLS",
-        ClientTls::OtherTls => "non-Istio TLS",
-    };
-    let why = match reason {
-        ClientReason::NoSidecar => "it has no sidecar".to_string(),
-        ClientReason::DestinationRule {
-            name,
-            namespace,
-            mode,
-        } => {
-            format!("DestinationRule {namespace}/{name} sets {mode}")
-        }
-        ClientReason::AutoMtls => "of auto mTLS".to_string(),
-        ClientReason::AutoMtlsOff => "auto mTLS is off and no DestinationRule sets TLS".to_string(),
-    };
-    let server_text = if server.sidecar {
-        format!("{}.{} is {server_mode}", server.name, server.namespace)
-    } else {
-        format!("{}.{} has no sidecar", server.name, server.namespace)
-    };
-    let result = match outcome {
-        Outcome::Allowed => "the request succeeds",
-        Outcome::Reset => "the connection is reset",
-        Outcome::Failed => "TLS bytes reach a plaintext listener and the request fails",
-    };
-    format!(
-        "{}.{} sends {sends} to {}.{}:{port} because {why}; {server_text}, so {result}",
-        client.name, client.namespace, service.name, service.namespace
-    )
 }
 
 #[cfg(test)]
@@ -629,6 +852,69 @@ spec: {selector: {app: nothing}, ports: [{port: 80}]}
         assert!(mesh.connect(client, httpbin, 1234).is_none());
         let nobody = mesh.services.iter().find(|s| s.name == "nobody").unwrap();
         assert!(mesh.connect(client, nobody, 80).is_none());
+    }
+
+    #[test]
+    fn the_matrix_holds_exactly_what_connect_answers_for_each_pair() {
+        let extra = dr("wild", "foo", "*.local", "ISTIO_MUTUAL", "")
+            + "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ports, namespace: bar}\nspec:\n  host: httpbin\n  trafficPolicy:\n    tls: {mode: SIMPLE}\n    portLevelSettings:\n    - port: {number: 9000}\n      tls: {mode: DISABLE}\n"
+            + "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: bar}\nspec: {mtls: {mode: STRICT}}\n";
+        for auto_mtls in [true, false] {
+            let report = check(
+                &[("lab.yaml", LAB), ("extra.yaml", &extra)],
+                MeshConfig {
+                    auto_mtls,
+                    ..MeshConfig::default()
+                },
+            );
+            assert!(
+                report
+                    .diagnostics
+                    .iter()
+                    .all(|d| !d.code.starts_with("input-")),
+                "{:#?}",
+                report.diagnostics
+            );
+            let mesh = report.mesh;
+            let reach = mesh.reach();
+            let mut expected = Vec::new();
+            let mut clients: Vec<&Workload> = mesh.workloads.iter().collect();
+            clients.sort_by_key(|w| (&w.namespace, &w.name));
+            let mut services: Vec<&Service> = mesh.services.iter().collect();
+            services.sort_by_key(|s| (&s.namespace, &s.name));
+            for client in &clients {
+                for service in &services {
+                    let mut ports: Vec<u16> = service.ports.iter().map(|p| p.port).collect();
+                    ports.sort_unstable();
+                    for port in ports {
+                        let cell = mesh.connect(client, service, port);
+                        assert_eq!(reach.connect(client, service, port), cell);
+                        expected.extend(cell);
+                    }
+                }
+            }
+            let matrix = reach.matrix();
+            assert_eq!(matrix.cells, expected);
+            assert_eq!(mesh.matrix(), matrix);
+            // Both rule kinds and the reset by STRICT show up, so the index was exercised.
+            assert!(matrix
+                .cells
+                .iter()
+                .any(|c| reason_rule(c) == Some(("foo", "wild"))));
+            assert!(matrix
+                .cells
+                .iter()
+                .any(|c| reason_rule(c) == Some(("bar", "ports"))));
+            // Port 9000's own setting replaces the rule's top-level SIMPLE.
+            assert!(matrix.cells.iter().any(|c| c.service_port == 9000
+                && c.client_namespace == "bar"
+                && c.client_tls == ClientTls::Plaintext
+                && c.outcome == Outcome::Reset));
+            assert!(matrix.cells.iter().any(|c| c.outcome == Outcome::Reset));
+            for w in &mesh.workloads {
+                assert_eq!(reach.describe(w), mesh.describe(w));
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::mesh::{Mesh, PeerAuthentication, Workload};
 use crate::mode::MtlsMode;
 use crate::model::TargetPort;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Which level of the hierarchy a policy sits at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -97,78 +97,272 @@ struct Picked<'p> {
     ignored: Vec<Ignored>,
 }
 
-/// istiod's `getConfigsForWorkload` + the level split of `ComposePeerAuthentication`.
-fn pick<'p>(
-    policies: &'p [PeerAuthentication],
-    root_namespace: &str,
-    namespace: &str,
-    labels: &BTreeMap<String, String>,
-) -> Picked<'p> {
-    let mut mesh = Vec::new();
-    let mut ns = Vec::new();
-    let mut workload = Vec::new();
-    let mut ignored = Vec::new();
-    for p in policies {
-        let in_root = p.namespace == root_namespace;
-        if !(in_root || p.namespace == namespace) || !p.selects(labels) {
-            continue;
-        }
-        if p.is_namespace_wide() {
-            if in_root {
-                mesh.push(p);
+/// The policies of one namespace, split the way istiod's levels need them.
+#[derive(Debug, Clone, Default)]
+struct Group<'p> {
+    /// Selector-less (or empty-`matchLabels`) policies, oldest first; ties keep input order.
+    wide: Vec<&'p PeerAuthentication>,
+    /// Policies with labels, oldest first; ties keep input order.
+    selecting: Vec<&'p PeerAuthentication>,
+    /// Policies with labels, in input order.
+    selecting_in_order: Vec<&'p PeerAuthentication>,
+}
+
+/// The PeerAuthentications of a mesh indexed for resolution: grouped by
+/// namespace and sorted by istiod's age order once, so resolving a workload
+/// reads only its own namespace's and the root namespace's policies, and the
+/// oldest candidate of each level is the first that matches.
+///
+/// Build one per set of policies and ask it many questions (`Mesh::reach`
+/// keeps one for the matrix and `describe`); [`resolve_workload`] and
+/// [`resolve_port`] build a throwaway one per call.
+#[derive(Debug, Clone)]
+pub struct Resolver<'p> {
+    root: &'p str,
+    groups: HashMap<&'p str, Group<'p>>,
+    empty: Group<'p>,
+}
+
+impl<'p> Resolver<'p> {
+    /// Index `policies` (any namespaces) for a mesh whose root namespace is `root_namespace`.
+    pub fn new(policies: &'p [PeerAuthentication], root_namespace: &'p str) -> Self {
+        Self::build(policies, root_namespace, |_| true)
+    }
+
+    /// An index of only the root namespace's and `namespace`'s policies: enough
+    /// to resolve workloads of `namespace`, for one-off questions.
+    pub(crate) fn for_namespace(
+        policies: &'p [PeerAuthentication],
+        root_namespace: &'p str,
+        namespace: &str,
+    ) -> Self {
+        Self::build(policies, root_namespace, |p| {
+            p.namespace == root_namespace || p.namespace == namespace
+        })
+    }
+
+    fn build(
+        policies: &'p [PeerAuthentication],
+        root_namespace: &'p str,
+        keep: impl Fn(&PeerAuthentication) -> bool,
+    ) -> Self {
+        // istiod's order (creationTimestamp, name, namespace), computed once per
+        // policy; the sort is stable, so exact ties keep the input order.
+        let mut by_age: Vec<((i128, &str, &str), &PeerAuthentication)> = policies
+            .iter()
+            .filter(|p| keep(p))
+            .map(|p| (p.age_key(), p))
+            .collect();
+        by_age.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut groups: HashMap<&str, Group<'_>> = HashMap::new();
+        for (_, p) in by_age {
+            let group = groups.entry(p.namespace.as_str()).or_default();
+            if p.is_namespace_wide() {
+                group.wide.push(p);
             } else {
-                ns.push(p);
+                group.selecting.push(p);
             }
-        } else if in_root {
+        }
+        for p in policies
+            .iter()
+            .filter(|p| !p.is_namespace_wide() && keep(p))
+        {
+            groups
+                .entry(p.namespace.as_str())
+                .or_default()
+                .selecting_in_order
+                .push(p);
+        }
+        Self {
+            root: root_namespace,
+            groups,
+            empty: Group::default(),
+        }
+    }
+
+    fn group(&self, namespace: &str) -> &Group<'p> {
+        self.groups.get(namespace).unwrap_or(&self.empty)
+    }
+
+    /// The workload policies of `namespace` whose selector picks `labels`,
+    /// oldest first (none in the root namespace: istiod ignores those).
+    pub(crate) fn workload_candidates<'a>(
+        &'a self,
+        namespace: &str,
+        labels: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = &'p PeerAuthentication> + 'a {
+        let group = if namespace == self.root {
+            &self.empty
+        } else {
+            self.group(namespace)
+        };
+        group
+            .selecting
+            .iter()
+            .copied()
+            .filter(move |p| p.selects(labels))
+    }
+
+    /// The winner of each level, without the bookkeeping of what was ignored.
+    fn winners(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> [Option<&'p PeerAuthentication>; 3] {
+        let mesh = self.group(self.root).wide.first().copied();
+        if namespace == self.root {
+            return [mesh, None, None];
+        }
+        let namespace_winner = self.group(namespace).wide.first().copied();
+        let workload = self.workload_candidates(namespace, labels).next();
+        [mesh, namespace_winner, workload]
+    }
+
+    /// istiod's `getConfigsForWorkload` + the level split of `ComposePeerAuthentication`.
+    fn pick(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Picked<'p> {
+        let root = self.group(self.root);
+        let mut ignored = Vec::new();
+        for p in root.selecting_in_order.iter().filter(|p| p.selects(labels)) {
             ignored.push(Ignored {
                 policy: PolicyRef::to(p),
                 reason: IgnoreReason::SelectorInRootNamespace,
                 message: format!(
-                    "selector in root namespace {root_namespace}, ignored by istiod (it is not mesh-wide; istio/istio#61023)"
+                    "selector in root namespace {}, ignored by istiod (it is not mesh-wide; istio/istio#61023)",
+                    self.root
                 ),
             });
-        } else {
-            workload.push(p);
         }
-    }
-    let mut oldest = |mut candidates: Vec<&'p PeerAuthentication>, level: Level, what: &str| {
-        candidates.sort_by(|a, b| a.age_key().cmp(&b.age_key()));
-        let mut it = candidates.into_iter();
-        let winner = it.next();
-        if let Some(w) = winner {
-            for p in it {
+        let mut oldest = |candidates: &mut dyn Iterator<Item = &'p PeerAuthentication>,
+                          level: Level,
+                          what: &str| {
+            let winner = candidates.next();
+            if let Some(w) = winner {
+                for p in candidates {
+                    ignored.push(Ignored {
+                        policy: PolicyRef::to(p),
+                        reason: IgnoreReason::NewerThanWinner {
+                            winner: PolicyRef::to(w),
+                            level,
+                        },
+                        message: format!(
+                            "newer {what} policy, ignored ({} is older and wins)",
+                            PolicyRef::to(w)
+                        ),
+                    });
+                }
+            }
+            winner
+        };
+        let mesh = oldest(&mut root.wide.iter().copied(), Level::Mesh, "mesh-wide");
+        let (namespace_winner, workload_winner) = if namespace == self.root {
+            (None, None)
+        } else {
+            let namespace_winner = oldest(
+                &mut self.group(namespace).wide.iter().copied(),
+                Level::Namespace,
+                "namespace-wide",
+            );
+            let workload_winner = oldest(
+                &mut self.workload_candidates(namespace, labels),
+                Level::Workload,
+                "workload",
+            );
+            (namespace_winner, workload_winner)
+        };
+        for p in [mesh, namespace_winner].into_iter().flatten() {
+            if !p.port_level.is_empty() {
                 ignored.push(Ignored {
                     policy: PolicyRef::to(p),
-                    reason: IgnoreReason::NewerThanWinner {
-                        winner: PolicyRef::to(w),
-                        level,
-                    },
-                    message: format!(
-                        "newer {what} policy, ignored ({} is older and wins)",
-                        PolicyRef::to(w)
-                    ),
+                    reason: IgnoreReason::PortLevelOnNonWorkloadPolicy,
+                    message: "portLevelMtls on a mesh/namespace-wide policy, ignored".to_string(),
                 });
             }
         }
-        winner
-    };
-    let mesh = oldest(mesh, Level::Mesh, "mesh-wide");
-    let namespace_winner = oldest(ns, Level::Namespace, "namespace-wide");
-    let workload_winner = oldest(workload, Level::Workload, "workload");
-    for p in [mesh, namespace_winner].into_iter().flatten() {
-        if !p.port_level.is_empty() {
-            ignored.push(Ignored {
-                policy: PolicyRef::to(p),
-                reason: IgnoreReason::PortLevelOnNonWorkloadPolicy,
-                message: "portLevelMtls on a mesh/namespace-wide policy, ignored".to_string(),
-            });
+        Picked {
+            mesh,
+            namespace: namespace_winner,
+            workload: workload_winner,
+            ignored,
         }
     }
-    Picked {
-        mesh,
-        namespace: namespace_winner,
-        workload: workload_winner,
-        ignored,
+
+    /// [`resolve_workload`] over this index.
+    pub fn resolve_workload(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Resolution {
+        compose(&self.pick(namespace, labels))
+    }
+
+    /// [`resolve_port`] over this index.
+    pub fn resolve_port(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        port: u32,
+    ) -> Resolution {
+        let picked = self.pick(namespace, labels);
+        with_port(compose(&picked), picked.workload, port)
+    }
+
+    /// Only the effective mode (never `Unset`) of the workload (`port: None`) or
+    /// of one container port: the `mode` of [`Self::resolve_workload`] /
+    /// [`Self::resolve_port`], without building the steps and ignore list.
+    pub fn mode(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        port: Option<u32>,
+    ) -> MtlsMode {
+        let [mesh, namespace_winner, workload] = self.winners(namespace, labels);
+        let mut mode = MtlsMode::Permissive;
+        for p in [mesh, namespace_winner, workload].into_iter().flatten() {
+            if p.mode != MtlsMode::Unset {
+                mode = p.mode;
+            }
+        }
+        let port_mode = port
+            .zip(workload)
+            .and_then(|(port, w)| w.port_level.get(&port).copied());
+        match port_mode {
+            Some(m) if m != MtlsMode::Unset => m,
+            _ => mode,
+        }
+    }
+
+    /// [`Mesh::describe`] with this index; `mesh` must hold the indexed policies.
+    pub(crate) fn describe(&self, mesh: &Mesh, workload: &Workload) -> WorkloadReport {
+        let picked = self.pick(&workload.namespace, &workload.labels);
+        let base = compose(&picked);
+        let mut resolution = base.clone();
+        let served = mesh.served_ports(workload);
+        let mut ports: BTreeSet<u32> = served.clone();
+        if let Some(p) = picked.workload {
+            for &port in p.port_level.keys() {
+                ports.insert(port);
+                if !served.contains(&port) {
+                    resolution.ignored.push(Ignored {
+                        policy: PolicyRef::to(p),
+                        reason: IgnoreReason::PortNotAContainerPort { port },
+                        message: format!(
+                            "portLevelMtls port {port} is not a container port of {}; portLevelMtls is keyed by the container (target) port",
+                            workload.name
+                        ),
+                    });
+                }
+            }
+        }
+        WorkloadReport {
+            namespace: workload.namespace.clone(),
+            name: workload.name.clone(),
+            sidecar: workload.sidecar,
+            ports: ports
+                .into_iter()
+                .map(|port| (port, with_port(base.clone(), picked.workload, port)))
+                .collect(),
+            workload: resolution,
+        }
     }
 }
 
@@ -180,14 +374,16 @@ fn pick<'p>(
 /// policy of `namespace`, then the oldest matching workload policy; a missing
 /// or UNSET level inherits. "Oldest" orders by creationTimestamp, then name,
 /// then namespace; a missing timestamp sorts after every timestamp.
+///
+/// Indexes `policies` on every call: to resolve many workloads, build one
+/// [`Resolver`] and ask it.
 pub fn resolve_workload(
     policies: &[PeerAuthentication],
     root_namespace: &str,
     namespace: &str,
     labels: &BTreeMap<String, String>,
 ) -> Resolution {
-    let picked = pick(policies, root_namespace, namespace, labels);
-    compose(&picked)
+    Resolver::for_namespace(policies, root_namespace, namespace).resolve_workload(namespace, labels)
 }
 
 fn compose(picked: &Picked<'_>) -> Resolution {
@@ -219,20 +415,13 @@ fn compose(picked: &Picked<'_>) -> Resolution {
     }
 }
 
-/// Resolve the mode for one container (target) port: the workload's mode,
-/// overridden by the workload-level policy's `portLevelMtls` entry for `port`
-/// (an UNSET entry takes the workload's mode). Port entries of mesh/namespace
-/// policies are never read.
-pub fn resolve_port(
-    policies: &[PeerAuthentication],
-    root_namespace: &str,
-    namespace: &str,
-    labels: &BTreeMap<String, String>,
+/// Apply the workload policy's `portLevelMtls` entry for `port`, if any.
+fn with_port(
+    mut resolution: Resolution,
+    workload: Option<&PeerAuthentication>,
     port: u32,
 ) -> Resolution {
-    let picked = pick(policies, root_namespace, namespace, labels);
-    let mut resolution = compose(&picked);
-    if let Some(p) = picked.workload {
+    if let Some(p) = workload {
         if let Some(&declared) = p.port_level.get(&port) {
             if declared != MtlsMode::Unset {
                 resolution.mode = declared;
@@ -247,6 +436,24 @@ pub fn resolve_port(
         }
     }
     resolution
+}
+
+/// Resolve the mode for one container (target) port: the workload's mode,
+/// overridden by the workload-level policy's `portLevelMtls` entry for `port`
+/// (an UNSET entry takes the workload's mode). Port entries of mesh/namespace
+/// policies are never read.
+///
+/// Indexes `policies` on every call: to resolve many ports, build one
+/// [`Resolver`] and ask it.
+pub fn resolve_port(
+    policies: &[PeerAuthentication],
+    root_namespace: &str,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    port: u32,
+) -> Resolution {
+    Resolver::for_namespace(policies, root_namespace, namespace)
+        .resolve_port(namespace, labels, port)
 }
 
 /// The offline `istioctl x describe pod`.
@@ -268,44 +475,21 @@ impl Mesh {
     /// Service target ports are listed in `workload.ignored` as
     /// `PortNotAContainerPort` (istiod still builds a chain for them, but
     /// nothing a Service routes reaches it).
+    ///
+    /// Indexes the policies on every call: to describe many workloads, use
+    /// [`Mesh::reach`] (or a [`Resolver`]) once.
     pub fn describe(&self, workload: &Workload) -> WorkloadReport {
-        let root = self.config.root_namespace.as_str();
-        let policies = &self.peer_authentications;
-        let mut resolution =
-            resolve_workload(policies, root, &workload.namespace, &workload.labels);
-        let served = self.served_ports(workload);
-        let mut ports: BTreeSet<u32> = served.clone();
-        let picked = pick(policies, root, &workload.namespace, &workload.labels);
-        if let Some(p) = picked.workload {
-            for &port in p.port_level.keys() {
-                ports.insert(port);
-                if !served.contains(&port) {
-                    resolution.ignored.push(Ignored {
-                        policy: PolicyRef::to(p),
-                        reason: IgnoreReason::PortNotAContainerPort { port },
-                        message: format!(
-                            "portLevelMtls port {port} is not a container port of {}; portLevelMtls is keyed by the container (target) port",
-                            workload.name
-                        ),
-                    });
-                }
-            }
-        }
-        WorkloadReport {
-            namespace: workload.namespace.clone(),
-            name: workload.name.clone(),
-            sidecar: workload.sidecar,
-            ports: ports
-                .into_iter()
-                .map(|port| {
-                    (
-                        port,
-                        resolve_port(policies, root, &workload.namespace, &workload.labels, port),
-                    )
-                })
-                .collect(),
-            workload: resolution,
-        }
+        Resolver::for_namespace(
+            &self.peer_authentications,
+            &self.config.root_namespace,
+            &workload.namespace,
+        )
+        .describe(self, workload)
+    }
+
+    /// The mesh's PeerAuthentications indexed for resolution.
+    pub fn resolver(&self) -> Resolver<'_> {
+        Resolver::new(&self.peer_authentications, &self.config.root_namespace)
     }
 
     /// Container ports plus numeric/named target ports of Services selecting `workload`.
@@ -674,5 +858,197 @@ mod tests {
         ];
         let r = resolve_workload(&policies, ROOT, ROOT, &labels(&[("app", "foo")]));
         assert_eq!((r.mode, r.decided_at), (Disable, Level::Mesh));
+    }
+
+    #[test]
+    fn one_resolver_answers_like_the_one_off_functions_for_every_workload_and_port() {
+        let mut workload = pa("w", "my-ns", Some(NOW), Some(&[("app", "foo")]), Unset);
+        workload.port_level = [(80, Disable), (90, Unset), (100, Strict)]
+            .into_iter()
+            .collect();
+        let policies = [
+            pa("default", ROOT, Some(NOW), None, Strict),
+            pa("older", ROOT, Some(SECOND_AGO), None, Permissive),
+            pa("sel", ROOT, None, Some(&[("app", "foo")]), Disable),
+            pa("default", "my-ns", None, None, Disable),
+            pa(
+                "z",
+                "my-ns",
+                Some(SECOND_AGO),
+                Some(&[("stage", "prod")]),
+                Permissive,
+            ),
+            workload,
+            pa("default", "other", None, None, Unset),
+        ];
+        let resolver = Resolver::new(&policies, ROOT);
+        for namespace in [ROOT, "my-ns", "other", "nowhere"] {
+            for pairs in [
+                &[][..],
+                &[("app", "foo")],
+                &[("app", "foo"), ("stage", "prod")],
+            ] {
+                let l = labels(pairs);
+                let workload = resolve_workload(&policies, ROOT, namespace, &l);
+                assert_eq!(resolver.resolve_workload(namespace, &l), workload);
+                assert_eq!(resolver.mode(namespace, &l, None), workload.mode);
+                for port in [80, 90, 100, 8080] {
+                    let one_off = resolve_port(&policies, ROOT, namespace, &l, port);
+                    assert_eq!(resolver.resolve_port(namespace, &l, port), one_off);
+                    assert_eq!(
+                        resolver.mode(namespace, &l, Some(port)),
+                        one_off.mode,
+                        "{namespace} {pairs:?} port {port}"
+                    );
+                }
+            }
+        }
+        // The oldest mesh policy wins, the selector one in the root is ignored, and
+        // the namespace's oldest workload policy (z, by timestamp) beats w.
+        let r = resolver.resolve_port("my-ns", &labels(&[("app", "foo"), ("stage", "prod")]), 80);
+        assert_eq!(r.steps[0].policy.as_ref().unwrap().name, "older");
+        assert_eq!((r.mode, r.decided_at), (Permissive, Level::Workload));
+        assert_eq!(r.steps[2].policy.as_ref().unwrap().name, "z");
+    }
+
+    /// istiod's selection written the plain way (every policy scanned, each
+    /// level's candidates sorted), as `resolve` did before the index: the
+    /// indexed `Resolver` must pick exactly the same.
+    mod reference {
+        use super::*;
+
+        pub fn resolve<'p>(
+            policies: &'p [PeerAuthentication],
+            root: &str,
+            namespace: &str,
+            labels: &BTreeMap<String, String>,
+            port: Option<u32>,
+        ) -> (MtlsMode, Level, Vec<String>, Vec<String>) {
+            let (mut mesh, mut ns, mut workload, mut ignored) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for p in policies {
+                let in_root = p.namespace == root;
+                if !(in_root || p.namespace == namespace) || !p.selects(labels) {
+                    continue;
+                }
+                match (p.is_namespace_wide(), in_root) {
+                    (true, true) => mesh.push(p),
+                    (true, false) => ns.push(p),
+                    (false, true) => ignored.push(format!("root {}", p.name)),
+                    (false, false) => workload.push(p),
+                }
+            }
+            let mut oldest = |mut c: Vec<&'p PeerAuthentication>| {
+                c.sort_by(|a, b| a.age_key().cmp(&b.age_key()));
+                let winner = c.first().copied();
+                for p in c.iter().skip(1) {
+                    ignored.push(format!("newer {}.{}", p.name, p.namespace));
+                }
+                winner
+            };
+            let winners = [oldest(mesh), oldest(ns), oldest(workload)];
+            let (mut mode, mut level) = (MtlsMode::Permissive, Level::Default);
+            let mut applied = Vec::new();
+            for (p, l) in winners
+                .iter()
+                .zip([Level::Mesh, Level::Namespace, Level::Workload])
+            {
+                let Some(p) = p else { continue };
+                applied.push(format!("{}.{}", p.name, p.namespace));
+                if p.mode != MtlsMode::Unset {
+                    (mode, level) = (p.mode, l);
+                }
+            }
+            if let (Some(port), Some(w)) = (port, winners[2]) {
+                if let Some(&m) = w.port_level.get(&port) {
+                    applied.push(format!("{}.{} port", w.name, w.namespace));
+                    if m != MtlsMode::Unset {
+                        (mode, level) = (m, Level::Port);
+                    }
+                }
+            }
+            (mode, level, applied, ignored)
+        }
+    }
+
+    fn summary(r: &Resolution, with_port: bool) -> (MtlsMode, Level, Vec<String>, Vec<String>) {
+        let applied = r
+            .steps
+            .iter()
+            .map(|s| {
+                let p = s.policy.as_ref().unwrap();
+                if s.level == Level::Port && with_port {
+                    format!("{} port", p)
+                } else {
+                    p.to_string()
+                }
+            })
+            .collect();
+        let ignored = r
+            .ignored
+            .iter()
+            .filter_map(|i| match &i.reason {
+                IgnoreReason::SelectorInRootNamespace => Some(format!("root {}", i.policy.name)),
+                IgnoreReason::NewerThanWinner { .. } => Some(format!("newer {}", i.policy)),
+                _ => None,
+            })
+            .collect();
+        (r.mode, r.decided_at, applied, ignored)
+    }
+
+    fn any_policy() -> impl proptest::strategy::Strategy<Value = PeerAuthentication> {
+        use proptest::prelude::*;
+        let namespace = prop::sample::select(vec![ROOT, "a", "b"]);
+        let name = prop::sample::select(vec!["p", "q", "r", "default"]);
+        let stamp = prop::option::of(prop::sample::select(vec![NOW, SECOND_AGO]));
+        let selector = prop::option::of(prop::collection::btree_map(
+            prop::sample::select(vec!["app", "tier"]),
+            prop::sample::select(vec!["x", "y"]),
+            0..=2,
+        ));
+        let mode = prop::sample::select(vec![Unset, Disable, Permissive, Strict]);
+        let ports = prop::collection::btree_map(
+            prop::sample::select(vec![80u32, 90]),
+            prop::sample::select(vec![Unset, Disable, Permissive, Strict]),
+            0..=2,
+        );
+        (namespace, name, stamp, selector, mode, ports).prop_map(
+            |(namespace, name, stamp, selector, mode, port_level)| PeerAuthentication {
+                name: name.into(),
+                namespace: namespace.into(),
+                creation_timestamp: stamp.map(Into::into),
+                selector: selector.map(|s| {
+                    s.into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                }),
+                mode,
+                port_level,
+                location: Location::default(),
+            },
+        )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_index_picks_what_a_scan_of_every_policy_picks(
+            policies in proptest::collection::vec(any_policy(), 0..12),
+            namespace in proptest::sample::select(vec![ROOT, "a", "b"]),
+            app in proptest::option::of(proptest::sample::select(vec!["x", "y"])),
+            tier in proptest::option::of(proptest::sample::select(vec!["x", "y"])),
+        ) {
+            let mut l = BTreeMap::new();
+            if let Some(v) = app { l.insert("app".to_string(), v.to_string()); }
+            if let Some(v) = tier { l.insert("tier".to_string(), v.to_string()); }
+            let resolver = Resolver::new(&policies, ROOT);
+            let r = resolver.resolve_workload(namespace, &l);
+            proptest::prop_assert_eq!(summary(&r, false), reference::resolve(&policies, ROOT, namespace, &l, None));
+            proptest::prop_assert_eq!(resolver.mode(namespace, &l, None), r.mode);
+            for port in [80, 90, 100] {
+                let r = resolver.resolve_port(namespace, &l, port);
+                proptest::prop_assert_eq!(summary(&r, true), reference::resolve(&policies, ROOT, namespace, &l, Some(port)));
+                proptest::prop_assert_eq!(resolver.mode(namespace, &l, Some(port)), r.mode);
+            }
+        }
     }
 }

@@ -407,7 +407,9 @@ impl<'a> Ctx<'a> {
                         let field_lines = lines
                             .into_iter()
                             .filter(|(path, _)| {
-                                !path.is_empty() && (keep_all || path.matches('/').count() <= 3)
+                                !path.is_empty()
+                                    && (keep_all
+                                        || path.bytes().filter(|&b| b == b'/').count() <= 3)
                             })
                             .collect();
                         self.out.resources.push(Located {

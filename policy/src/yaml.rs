@@ -79,7 +79,7 @@ struct Frame {
 
 /// Escape one JSON-pointer segment (RFC 6901).
 pub(crate) fn pointer_segment(s: &str) -> Cow<'_, str> {
-    if s.contains(['~', '/']) {
+    if s.bytes().any(|b| b == b'~' || b == b'/') {
         Cow::Owned(s.replace('~', "~0").replace('/', "~1"))
     } else {
         Cow::Borrowed(s)
@@ -156,19 +156,19 @@ fn looks_like_float(s: &str) -> bool {
         && body.chars().any(|c| c.is_ascii_digit())
 }
 
-fn scalar_value(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Value {
+fn scalar_value(text: Cow<'_, str>, style: ScalarStyle, tag: Option<&Tag>) -> Value {
     if let Some(tag) = tag {
         if tag.is_yaml_core_schema() {
             match tag.suffix.as_str() {
-                "str" => return Value::String(text.to_string()),
+                "str" => return Value::String(text.into_owned()),
                 "null" => return Value::Null,
                 _ => {}
             }
         }
     }
     match style {
-        ScalarStyle::Plain => resolve_plain(text),
-        _ => Value::String(text.to_string()),
+        ScalarStyle::Plain => resolve_plain(&text),
+        _ => Value::String(text.into_owned()),
     }
 }
 
@@ -180,6 +180,23 @@ fn key_text(v: &Value) -> Option<String> {
         Value::Null => Some(String::new()),
         _ => None,
     }
+}
+
+/// [`key_text`], taking the string instead of copying it.
+fn into_key_text(v: Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s),
+        other => key_text(&other),
+    }
+}
+
+/// `parent/segment`, the JSON pointer of a child node.
+fn child_path(parent: &str, segment: &str) -> String {
+    let mut path = String::with_capacity(parent.len() + 1 + segment.len());
+    path.push_str(parent);
+    path.push('/');
+    path.push_str(segment);
+    path
 }
 
 /// Parse one chunk of YAML text (one or more documents) whose first line is
@@ -196,7 +213,7 @@ pub(crate) fn parse_chunk(
         line_offset,
         anchors: HashMap::new(),
         frames: Vec::new(),
-        lines: BTreeMap::new(),
+        lines: Vec::new(),
         root: None,
         root_line: 0,
         in_doc: false,
@@ -251,7 +268,8 @@ struct Builder<'b> {
     line_offset: u32,
     anchors: HashMap<usize, (Value, usize, usize)>,
     frames: Vec<Frame>,
-    lines: BTreeMap<String, u32>,
+    /// Path → line, in document order (made a map when the document ends).
+    lines: Vec<(String, u32)>,
     root: Option<Value>,
     root_line: u32,
     in_doc: bool,
@@ -276,7 +294,8 @@ impl Builder<'_> {
         Some(Tree {
             value,
             line: self.root_line,
-            lines: std::mem::take(&mut self.lines),
+            // One sort of a nearly sorted list instead of a tree insert per node.
+            lines: self.lines.drain(..).collect(),
         })
     }
 
@@ -293,10 +312,10 @@ impl Builder<'_> {
                 Container::Map {
                     key: Some((k, key_line)),
                     ..
-                } => Some((format!("{}/{}", frame.path, pointer_segment(k)), *key_line)),
+                } => Some((child_path(&frame.path, &pointer_segment(k)), *key_line)),
                 Container::Map { key: None, .. } => None,
                 Container::Seq(items) => {
-                    Some((format!("{}/{}", frame.path, items.len()), node_line))
+                    Some((child_path(&frame.path, &items.len().to_string()), node_line))
                 }
             },
         }
@@ -307,7 +326,7 @@ impl Builder<'_> {
         match event {
             Event::Scalar(text, style, anchor, tag) => {
                 self.budget.charge(1, line)?;
-                let value = scalar_value(&text, style, tag.as_deref());
+                let value = scalar_value(text, style, tag.as_deref());
                 self.leaf(
                     Built {
                         value,
@@ -353,7 +372,7 @@ impl Builder<'_> {
                                 .into(),
                     });
                 };
-                self.lines.insert(path.clone(), node_line);
+                self.lines.push((path.clone(), node_line));
                 let container = if is_map {
                     Container::Map {
                         map: Map::new(),
@@ -417,7 +436,15 @@ impl Builder<'_> {
             ..
         }) = self.frames.last_mut()
         {
-            let Some(k) = key_text(&built.value) else {
+            let k = if anchor != 0 {
+                let k = key_text(&built.value);
+                self.anchors
+                    .insert(anchor, (built.value, built.size, built.height));
+                k
+            } else {
+                into_key_text(built.value)
+            };
+            let Some(k) = k else {
                 return Err(TreeError::Syntax {
                     line,
                     message: "mapping keys must be scalars".into(),
@@ -429,15 +456,11 @@ impl Builder<'_> {
                     message: format!("duplicate key {k:?}; remove one of them"),
                 });
             }
-            if anchor != 0 {
-                self.anchors
-                    .insert(anchor, (built.value, built.size, built.height));
-            }
             *key = Some((k, line));
             return Ok(());
         }
         if let Some((path, node_line)) = self.position(line) {
-            self.lines.insert(path, node_line);
+            self.lines.push((path, node_line));
         }
         self.finish(built, anchor)
     }

@@ -199,6 +199,17 @@ fn step_2_names_the_legacy_clients_that_will_be_reset_at_the_mode_line() {
         "{}",
         to_httpbin_foo.message
     );
+    // Offline we cannot know legacy really calls these ports, and step 2 breaks
+    // legacy on purpose: a warning, so the step itself has no error.
+    assert!(resets.iter().all(|d| d.severity == Severity::Warning));
+    assert!(
+        report
+            .diagnostics
+            .iter()
+            .all(|d| d.severity != Severity::Error),
+        "{:#?}",
+        report.diagnostics
+    );
     let location = to_httpbin_foo.location.as_ref().unwrap();
     assert_eq!(
         (location.source.as_str(), location.line),
@@ -322,4 +333,57 @@ fn diagnostics_are_sorted_by_source_then_line() {
     sorted.sort();
     assert_eq!(keys, sorted);
     assert!(keys.len() >= 2);
+}
+
+#[test]
+fn all_steps_at_once_report_each_redefined_resource_and_keep_the_last_definition() {
+    let report = report(&[
+        ("2/pa.yaml", STEP2_PA),
+        ("3/pa.yaml", STEP3_PA),
+        ("4/pa.yaml", STEP4_PA),
+        ("4/dr.yaml", STEP4_DR),
+        ("5/pa.yaml", STEP5_PA),
+        ("5/dr.yaml", STEP5_DR),
+        ("6/pa.yaml", STEP6_PA),
+        ("6/dr.yaml", STEP6_DR),
+    ]);
+    let mut duplicates: Vec<(String, &str)> = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == "resource-duplicate")
+        .map(|d| {
+            let r = d.resource.as_ref().unwrap();
+            let at = d.location.as_ref().unwrap().source.as_str();
+            (format!("{} {}/{}", r.kind, r.namespace, r.name), at)
+        })
+        .collect();
+    duplicates.sort();
+    assert_eq!(
+        duplicates,
+        [
+            ("DestinationRule bar/httpbin".to_string(), "5/dr.yaml"),
+            ("PeerAuthentication bar/httpbin".to_string(), "5/pa.yaml"),
+            ("PeerAuthentication foo/default".to_string(), "6/pa.yaml"),
+        ]
+    );
+    // No rule compares a resource with its own other definition any more.
+    for d in &report.diagnostics {
+        assert!(
+            !d.code.starts_with("pa-several-"),
+            "a resource compared with itself: {d:#?}"
+        );
+    }
+    let pa = |ns: &str, name: &str| {
+        let found: Vec<_> = report
+            .mesh
+            .peer_authentications
+            .iter()
+            .filter(|p| p.namespace == ns && p.name == name)
+            .collect();
+        assert_eq!(found.len(), 1, "{ns}/{name}");
+        found[0].location.source.clone()
+    };
+    assert_eq!(pa("bar", "httpbin"), "5/pa.yaml");
+    assert_eq!(pa("foo", "default"), "6/pa.yaml");
+    assert_eq!(pa("istio-system", "default"), "2/pa.yaml");
 }

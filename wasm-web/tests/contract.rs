@@ -4,6 +4,7 @@
 
 use peerauth_web::{evaluate_json, parse_options, Options, CONTRACT, VERSION};
 use serde_json::Value;
+use std::collections::BTreeSet;
 
 const WORKLOADS: [&str; 3] = [
     include_str!("../../manifests/workloads/foo.yaml"),
@@ -39,6 +40,24 @@ fn run(text: &str) -> Value {
     serde_json::from_str(&evaluate_json(text, "")).expect("evaluate_json returns JSON")
 }
 
+// A cell is `[client, service, client_tls, client_reason, outcome, mtls]`.
+const CLIENT: usize = 0;
+const SERVICE: usize = 1;
+const CLIENT_TLS: usize = 2;
+const CLIENT_REASON: usize = 3;
+const OUTCOME: usize = 4;
+const MTLS: usize = 5;
+const EXPLANATION: usize = 6;
+
+/// The matrix row (client) and column (Service port) a cell points at.
+fn cell_ends<'a>(out: &'a Value, cell: &Value) -> (&'a Value, &'a Value) {
+    let index = |v: &Value| usize::try_from(v.as_u64().expect("an index")).unwrap();
+    let client = &out["matrix"]["clients"][index(&cell[CLIENT])];
+    let service = &out["matrix"]["services"][index(&cell[SERVICE])];
+    assert!(client.is_object() && service.is_object(), "{cell}");
+    (client, service)
+}
+
 /// `sleep.<client> → httpbin.<server>:8000` as the page shows it.
 fn cell_text(out: &Value, client: &str, server: &str) -> String {
     let cells = out["matrix"]["cells"]
@@ -47,11 +66,12 @@ fn cell_text(out: &Value, client: &str, server: &str) -> String {
     let matching: Vec<&Value> = cells
         .iter()
         .filter(|c| {
-            c["client_namespace"] == client
-                && c["client"] == "sleep"
-                && c["service_namespace"] == server
-                && c["service"] == "httpbin"
-                && c["service_port"] == 8000
+            let (from, to) = cell_ends(out, c);
+            from["namespace"] == client
+                && from["name"] == "sleep"
+                && to["namespace"] == server
+                && to["name"] == "httpbin"
+                && to["port"] == 8000
         })
         .collect();
     assert_eq!(
@@ -60,7 +80,7 @@ fn cell_text(out: &Value, client: &str, server: &str) -> String {
         "one cell for sleep.{client} → httpbin.{server}:8000"
     );
     let c = matching[0];
-    match (c["outcome"].as_str().unwrap(), c["mtls"].as_bool().unwrap()) {
+    match (c[OUTCOME].as_str().unwrap(), c[MTLS].as_bool().unwrap()) {
         ("allowed", true) => "mtls".into(),
         ("allowed", false) => "plain".into(),
         (other, _) => other.into(),
@@ -90,11 +110,15 @@ fn workload<'a>(out: &'a Value, namespace: &str, name: &str) -> &'a Value {
 }
 
 fn errors(out: &Value) -> Vec<&Value> {
+    with_severity(out, "error")
+}
+
+fn with_severity<'a>(out: &'a Value, severity: &str) -> Vec<&'a Value> {
     out["diagnostics"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|d| d["severity"] == "error")
+        .filter(|d| d["severity"] == severity)
         .collect()
 }
 
@@ -192,12 +216,166 @@ fn seed_lab_steps_give_the_lab_matrices() {
     for (name, files, expected) in cases {
         let out = run(&lab(&files));
         assert_eq!(grid(&out), rows(expected), "step {name}");
-        // Resets are also reported by the analysis; nothing else is an error.
-        let other: Vec<_> = errors(&out)
+        // Every step is a state Istio accepts and whose breakage is deliberate.
+        assert!(errors(&out).is_empty(), "step {name}: {:?}", errors(&out));
+        // The resets of sidecar-less clients are warnings naming the Service port.
+        let warned: Vec<&str> = with_severity(&out, "warning")
             .into_iter()
-            .filter(|d| d["code"] != "plaintext-client-to-strict")
+            .filter(|d| d["code"] == "plaintext-client-to-strict")
+            .map(|d| d["message"].as_str().unwrap())
             .collect();
-        assert!(other.is_empty(), "step {name}: unexpected errors {other:?}");
+        let reset: BTreeSet<String> = out["matrix"]["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c[OUTCOME] == "reset")
+            .map(|c| {
+                let (_, to) = cell_ends(&out, c);
+                let (name, ns) = (
+                    to["name"].as_str().unwrap(),
+                    to["namespace"].as_str().unwrap(),
+                );
+                format!("{name}.{ns}:{}", to["port"])
+            })
+            .collect();
+        for target in &reset {
+            assert!(
+                warned
+                    .iter()
+                    .any(|m| m.contains(&format!(" to {target} are reset"))),
+                "step {name}: no warning for resets at {target}: {warned:?}"
+            );
+        }
+        assert_eq!(warned.len(), reset.len(), "step {name}: {warned:?}");
+    }
+}
+
+#[test]
+fn the_matrix_names_every_client_and_service_port_once_and_cells_point_at_them() {
+    let out = run(&lab(&[STEP5_PA, STEP5_DR]));
+    let matrix = &out["matrix"];
+    let clients = matrix["clients"].as_array().unwrap();
+    let services = matrix["services"].as_array().unwrap();
+    let cells = matrix["cells"].as_array().unwrap();
+    // 6 workloads call each of the 6 Services' ports (httpbin 8000, sleep 80).
+    assert_eq!((clients.len(), services.len(), cells.len()), (6, 6, 36));
+    let key = |v: &Value, fields: &[&str]| -> Vec<String> {
+        fields.iter().map(|f| v[*f].to_string()).collect()
+    };
+    let client_keys: Vec<_> = clients
+        .iter()
+        .map(|c| key(c, &["namespace", "name"]))
+        .collect();
+    let service_keys: Vec<_> = services
+        .iter()
+        .map(|s| key(s, &["namespace", "name", "port"]))
+        .collect();
+    for keys in [&client_keys, &service_keys] {
+        let mut sorted = keys.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(&sorted, keys, "sorted, each once");
+    }
+    let mut pairs: Vec<(u64, u64)> = cells
+        .iter()
+        .map(|c| {
+            assert_eq!(
+                c.as_array().unwrap().len(),
+                6,
+                "no explanation unless asked: {c}"
+            );
+            (c[CLIENT].as_u64().unwrap(), c[SERVICE].as_u64().unwrap())
+        })
+        .collect();
+    let in_order = pairs.clone();
+    pairs.sort();
+    pairs.dedup();
+    assert_eq!(
+        pairs, in_order,
+        "one cell per pair, by client then Service port"
+    );
+    // The server and its mode sit on the column: port 80 of httpbin.bar is DISABLE.
+    let httpbin_bar = services
+        .iter()
+        .find(|s| s["namespace"] == "bar" && s["name"] == "httpbin")
+        .unwrap();
+    assert_eq!(httpbin_bar["port"], 8000);
+    assert_eq!(httpbin_bar["target_port"], 80);
+    assert_eq!(httpbin_bar["server_mode"], "DISABLE");
+    assert_eq!(httpbin_bar["server"]["name"], "httpbin");
+    assert_eq!(httpbin_bar["server"]["sidecar"], true);
+    let legacy_to_bar = cells
+        .iter()
+        .find(|c| {
+            let (from, to) = cell_ends(&out, c);
+            from["namespace"] == "legacy" && from["name"] == "sleep" && to == httpbin_bar
+        })
+        .unwrap();
+    assert_eq!(legacy_to_bar[CLIENT_REASON], "no-sidecar");
+    assert_eq!(legacy_to_bar[CLIENT_TLS], "plaintext");
+    let rule = cells
+        .iter()
+        .find(|c| c[CLIENT_REASON].is_object())
+        .expect("the step's DestinationRule decides some client");
+    assert_eq!(
+        rule[CLIENT_REASON]["destination-rule"]["name"], "httpbin",
+        "{rule}"
+    );
+}
+
+#[test]
+fn the_compact_matrix_holds_exactly_policys_cells_and_explanations_on_request() {
+    for files in [
+        vec![STEP2_PA],
+        vec![STEP5_PA, STEP5_DR],
+        vec![STEP6_PA, STEP6_DR],
+    ] {
+        let text = lab(&files);
+        let out: Value =
+            serde_json::from_str(&evaluate_json(&text, r#"{"explanations":true}"#)).unwrap();
+        assert_eq!(out["options"]["explanations"], true);
+        let policy_cells = policy::check(&[("input", &text)], policy::MeshConfig::default())
+            .mesh
+            .matrix()
+            .cells;
+        let cells = out["matrix"]["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), policy_cells.len());
+        for (c, p) in cells.iter().zip(&policy_cells) {
+            let (from, to) = cell_ends(&out, c);
+            let expected = serde_json::json!({
+                "client": [p.client_namespace, p.client],
+                "service": [p.service_namespace, p.service, p.service_port, p.target_port],
+                "server_mode": p.server_mode,
+                "client_tls": p.client_tls,
+                "client_reason": p.client_reason,
+                "outcome": p.outcome,
+                "mtls": p.mtls,
+                "explanation": p.explanation,
+            });
+            let got = serde_json::json!({
+                "client": [from["namespace"], from["name"]],
+                "service": [to["namespace"], to["name"], to["port"], to["target_port"]],
+                "server_mode": to["server_mode"],
+                "client_tls": c[CLIENT_TLS],
+                "client_reason": c[CLIENT_REASON],
+                "outcome": c[OUTCOME],
+                "mtls": c[MTLS],
+                "explanation": c[EXPLANATION],
+            });
+            assert_eq!(got, expected);
+            // The explanation names the deciding server, which the column carries.
+            let server = &to["server"];
+            let named = format!(
+                "; {}.{} ",
+                server["name"].as_str().unwrap(),
+                server["namespace"].as_str().unwrap()
+            );
+            assert!(
+                p.explanation.contains(&named),
+                "{named} in {}",
+                p.explanation
+            );
+        }
     }
 }
 

@@ -266,26 +266,54 @@ function cellView(cell) {
   return cell.outcome === 'reset' ? ['reset', 'reset'] : ['failed', 'fail'];
 }
 
+const SENDS = { plaintext: 'plaintext', 'istio-mutual': 'Istio mTLS', 'other-tls': 'non-Istio TLS' };
+const RESULTS = {
+  allowed: 'the request succeeds',
+  reset: 'the connection is reset',
+  failed: 'TLS bytes reach a plaintext listener and the request fails',
+};
+
+// The sentence `policy` writes for a cell (`Cell::explanation`), from the cell's
+// fields: the module sends it only when asked (`explanations: true`), which
+// would double the matrix's JSON. The browser test compares the two.
+function explain(client, service, cell) {
+  const reason = cell.client_reason;
+  let why;
+  if (reason === 'no-sidecar') why = 'it has no sidecar';
+  else if (reason === 'auto-mtls') why = 'of auto mTLS';
+  else if (reason === 'auto-mtls-off') why = 'auto mTLS is off and no DestinationRule sets TLS';
+  else {
+    const rule = reason['destination-rule'];
+    why = `DestinationRule ${rule.namespace}/${rule.name} sets ${rule.mode}`;
+  }
+  const s = service.server;
+  const server = s.sidecar ? `${s.name}.${s.namespace} is ${service.server_mode}` : `${s.name}.${s.namespace} has no sidecar`;
+  return `${client.name}.${client.namespace} sends ${SENDS[cell.client_tls]} to ${service.name}.${service.namespace}:${service.port} ` +
+    `because ${why}; ${server}, so ${RESULTS[cell.outcome]}`;
+}
+
 function renderMatrix(result) {
   const table = $('matrix');
   if (!result.matrix) {
     table.replaceChildren(el('caption', { class: 'empty' }, 'Matrix not computed.'));
     return;
   }
-  const columns = new Map();
-  const byPair = new Map();
-  for (const c of result.matrix.cells) {
-    const col = `${c.service_namespace}/${c.service}:${c.service_port}`;
-    if (!columns.has(col)) columns.set(col, c);
-    byPair.set(`${c.client_namespace}/${c.client}|${col}`, c);
-  }
+  // Contract 2: the matrix names each client and Service port once, and a cell is
+  // [client, service, client_tls, client_reason, outcome, mtls(, explanation)].
+  const { clients: matrixClients, services } = result.matrix;
+  const columns = new Map(services.map((s) => [`${s.namespace}/${s.name}:${s.port}`, s]));
+  const columnKeys = [...columns.keys()];
+  // Row key → the row's cells by column index.
+  const rowOf = new Map(matrixClients.map((c) => [`${c.namespace}/${c.name}`, []]));
+  const rowCells = [...rowOf.values()];
+  for (const cell of result.matrix.cells) rowCells[cell[0]][cell[1]] = cell;
   if (columns.size === 0 || result.workloads.length === 0) {
     table.replaceChildren(el('caption', { class: 'empty' }, 'Add workloads and Services to see who can reach whom.'));
     return;
   }
   const head = el('tr', {}, el('th', { scope: 'col' }, 'client ↓ / service →'),
-    [...columns].map(([col, c]) => el('th', { scope: 'col', dataset: { service: col } },
-      el('span', { class: 'ns' }, `${c.service_namespace}/`), el('br'), `${c.service}:${c.service_port}`)));
+    [...columns].map(([col, s]) => el('th', { scope: 'col', dataset: { service: col, serverMode: s.server_mode } },
+      el('span', { class: 'ns' }, `${s.namespace}/`), el('br'), `${s.name}:${s.port}`)));
   const maxRows = Math.max(10, Math.floor(MATRIX_CELL_BUDGET / columns.size));
   const clients = showAllClients ? result.workloads : result.workloads.slice(0, maxRows);
   const rows = clients.map((w) => {
@@ -293,13 +321,16 @@ function renderMatrix(result) {
     return el('tr', { dataset: { client } },
       el('th', { scope: 'row' }, el('span', { class: 'ns' }, `${w.namespace}/`), w.name,
         el('span', { class: `badge ${w.sidecar ? 'sidecar' : 'no-sidecar'}` }, w.sidecar ? 'sidecar' : 'no sidecar')),
-      [...columns.keys()].map((col) => {
-        const cell = byPair.get(`${client}|${col}`);
-        if (!cell) return el('td', { dataset: { client, service: col, outcome: 'none' } }, el('span', { class: 'cell none' }, '—'));
+      columnKeys.map((col, i) => {
+        const found = rowOf.get(client)?.[i];
+        if (!found) return el('td', { dataset: { client, service: col, outcome: 'none' } }, el('span', { class: 'cell none' }, '—'));
+        const [row, column, clientTls, clientReason, outcome, mtls, explanation] = found;
+        const cell = { client_tls: clientTls, client_reason: clientReason, outcome, mtls };
+        const service = services[column];
         const [cls, text] = cellView(cell);
         return el('td', {
-          dataset: { client, service: col, outcome: cell.outcome, mtls: String(cell.mtls), clientTls: cell.client_tls, serverMode: cell.server_mode },
-          title: cell.explanation,
+          dataset: { client, service: col, outcome, mtls: String(mtls), clientTls, serverMode: service.server_mode },
+          title: explanation ?? explain(matrixClients[row], service, cell),
         }, el('span', { class: `cell ${cls}` }, text));
       }));
   });
