@@ -19,14 +19,13 @@ command -v node >/dev/null || { echo "build.sh: node is required to generate exa
 
 cd "$root"
 # Keep the `target_features` section for wasm-bindgen (the shared `wasm` profile
-# strips it). opt-level 2 instead of the profile's "s": on 1,000 policies × 100
-# workloads (tests/browser/bench.mjs) the page gets its result in ~75-90 ms in
-# Chromium instead of ~140-150 ms with "z" (V8 runs the YAML scanner's and the
-# allocator's un-inlined calls slowly), for a module of ~620 KiB instead of
-# ~470 KiB (~235 KiB instead of ~200 KiB gzipped). PEERAUTH_WEB_OPT_LEVEL=z
-# builds the smallest module; see BENCHMARKS.md.
+# strips it). opt-level "s" by default: on 1,000 policies × 100 workloads
+# (tests/browser/bench.mjs) it gets its result in ~70 ms in Chromium for a module
+# of ~480 KiB; "2" is faster (~55 ms) but ~540 KiB, "z" is ~420 KiB but ~100-150 ms
+# (V8 runs the YAML scanner's and the allocator's un-inlined calls slowly).
+# PEERAUTH_WEB_OPT_LEVEL overrides it; see BENCHMARKS.md.
 CARGO_PROFILE_WASM_STRIP=false \
-CARGO_PROFILE_WASM_OPT_LEVEL="${PEERAUTH_WEB_OPT_LEVEL:-2}" \
+CARGO_PROFILE_WASM_OPT_LEVEL="${PEERAUTH_WEB_OPT_LEVEL:-s}" \
   cargo build --quiet -p peerauth-web --target wasm32-unknown-unknown --profile wasm
 
 rm -rf "$out"

@@ -102,7 +102,7 @@ impl<'m> Ctx<'m> {
 
     /// [`Mesh::served_ports`], looking only at the workload's namespace's Services.
     fn served_ports(&self, workload: &Workload) -> BTreeSet<u32> {
-        let mut ports: BTreeSet<u32> = workload.ports.iter().map(|p| u32::from(p.port)).collect();
+        let mut ports = crate::order::set(workload.ports.iter().map(|p| u32::from(p.port)));
         for service in self.services_of(workload) {
             for sp in &service.ports {
                 if let Some(port) = target_port(workload, &sp.target_port) {
@@ -164,7 +164,7 @@ fn selector_path() -> Option<String> {
 }
 
 fn by_age(mut v: Vec<&PeerAuthentication>) -> Vec<&PeerAuthentication> {
-    v.sort_by(|a, b| a.age_key().cmp(&b.age_key()));
+    crate::order::sort_by(&mut v, |a, b| a.age_key().cmp(&b.age_key()));
     v
 }
 
@@ -328,7 +328,7 @@ fn port_level_keys(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         if selected.is_empty() {
             continue;
         }
-        let served: BTreeSet<u32> = selected.iter().flat_map(|w| ctx.served_ports(w)).collect();
+        let served = crate::order::set(selected.iter().flat_map(|w| ctx.served_ports(w)));
         for &port in p.port_level.keys() {
             if served.contains(&port) {
                 continue;
@@ -387,11 +387,12 @@ fn destination_rules(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             .services
             .iter()
             .map(|service| {
-                mesh.namespaces
-                    .keys()
-                    .filter_map(|ns| ctx.reach.destination_rule_for(ns, service))
-                    .map(|dr| (dr.namespace.as_str(), dr.name.as_str()))
-                    .collect()
+                crate::order::set(
+                    mesh.namespaces
+                        .keys()
+                        .filter_map(|ns| ctx.reach.destination_rule_for(ns, service))
+                        .map(|dr| (dr.namespace.as_str(), dr.name.as_str())),
+                )
             })
             .collect();
         for dr in &mesh.destination_rules {

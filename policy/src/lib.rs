@@ -17,6 +17,7 @@ pub mod diagnostic;
 pub mod mesh;
 pub mod mode;
 pub mod model;
+pub mod order;
 pub mod reach;
 pub mod resolve;
 pub mod source;
@@ -59,7 +60,7 @@ pub fn check(sources: &[(&str, &str)], config: MeshConfig) -> Report {
         .collect();
     let field_lines = |at: &diagnostic::Location| by_location.get(at).copied();
     diagnostics.extend(analyze::run_with_lines(&mesh, field_lines));
-    diagnostics.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    order::sort_by(&mut diagnostics, |a, b| sort_key(a).cmp(&sort_key(b)));
     Report {
         mesh,
         diagnostics,

@@ -98,12 +98,12 @@ impl PeerAuthentication {
             creation_timestamp: creation_timestamp.map(str::to_string),
             selector: spec.selector.as_ref().map(|s| s.match_labels.clone()),
             mode: mode_of(spec.mtls.as_ref()),
-            port_level: spec
-                .port_level_mtls
-                .iter()
-                .flatten()
-                .filter_map(|(port, m)| Some((validate::parse_port(port)?, mode_of(Some(m)))))
-                .collect(),
+            port_level: crate::order::map(
+                spec.port_level_mtls
+                    .iter()
+                    .flatten()
+                    .filter_map(|(port, m)| Some((validate::parse_port(port)?, mode_of(Some(m))))),
+            ),
             location,
         }
     }
@@ -339,11 +339,14 @@ impl Mesh {
                         namespace: validate::namespace_of(meta),
                         host: spec.host.trim().to_string(),
                         tls: mode(policy.and_then(|p| p.tls.as_ref())),
-                        port_tls: policy
-                            .iter()
-                            .flat_map(|p| &p.port_level_settings)
-                            .filter_map(|s| Some((s.port.as_ref()?.number?, mode(s.tls.as_ref())?)))
-                            .collect(),
+                        port_tls: crate::order::map(
+                            policy
+                                .iter()
+                                .flat_map(|p| &p.port_level_settings)
+                                .filter_map(|s| {
+                                    Some((s.port.as_ref()?.number?, mode(s.tls.as_ref())?))
+                                }),
+                        ),
                         export_to: spec.export_to.clone(),
                         location,
                     });

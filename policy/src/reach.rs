@@ -382,16 +382,26 @@ impl<'m> Reach<'m> {
     /// DestinationRule once per service. `each` gets every call; [`Call::cell`]
     /// turns one into the matrix's [`Cell`].
     pub fn calls(&self, mut each: impl FnMut(Call<'m>)) {
+        self.calls_dyn(&mut each);
+    }
+
+    // Not generic, so the sorting and target set-up below are compiled once
+    // rather than once per caller's closure type.
+    fn calls_dyn(&self, each: &mut dyn FnMut(Call<'m>)) {
         let mut clients: Vec<&Workload> = self.mesh.workloads.iter().collect();
-        clients.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        crate::order::sort_by(&mut clients, |a, b| {
+            (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+        });
         let mut services: Vec<&Service> = self.mesh.services.iter().collect();
-        services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        crate::order::sort_by(&mut services, |a, b| {
+            (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+        });
         let targets: Vec<Target<'m>> = services
             .into_iter()
             .filter_map(|service| {
                 let server = self.mesh.endpoints(service).next()?;
                 let mut numbers: Vec<u16> = service.ports.iter().map(|p| p.port).collect();
-                numbers.sort_unstable();
+                crate::order::sort(&mut numbers);
                 numbers.dedup();
                 let ports = numbers
                     .into_iter()

@@ -153,7 +153,7 @@ impl<'p> Resolver<'p> {
             .filter(|p| keep(p))
             .map(|p| (p.age_key(), p))
             .collect();
-        by_age.sort_by(|a, b| a.0.cmp(&b.0));
+        crate::order::sort_by(&mut by_age, |a, b| a.0.cmp(&b.0));
         let mut groups: HashMap<&str, Group<'_>> = HashMap::new();
         for (_, p) in by_age {
             let group = groups.entry(p.namespace.as_str()).or_default();
@@ -357,10 +357,11 @@ impl<'p> Resolver<'p> {
             namespace: workload.namespace.clone(),
             name: workload.name.clone(),
             sidecar: workload.sidecar,
-            ports: ports
-                .into_iter()
-                .map(|port| (port, with_port(base.clone(), picked.workload, port)))
-                .collect(),
+            ports: crate::order::map(
+                ports
+                    .into_iter()
+                    .map(|port| (port, with_port(base.clone(), picked.workload, port))),
+            ),
             workload: resolution,
         }
     }
@@ -494,7 +495,7 @@ impl Mesh {
 
     /// Container ports plus numeric/named target ports of Services selecting `workload`.
     pub fn served_ports(&self, workload: &Workload) -> BTreeSet<u32> {
-        let mut ports: BTreeSet<u32> = workload.ports.iter().map(|p| u32::from(p.port)).collect();
+        let mut ports = crate::order::set(workload.ports.iter().map(|p| u32::from(p.port)));
         for service in &self.services {
             if !service.selects(workload) {
                 continue;

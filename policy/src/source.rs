@@ -404,14 +404,11 @@ impl<'a> Ctx<'a> {
                             resource,
                             Resource::PeerAuthentication { .. } | Resource::DestinationRule { .. }
                         );
-                        let field_lines = lines
-                            .into_iter()
-                            .filter(|(path, _)| {
-                                !path.is_empty()
-                                    && (keep_all
-                                        || path.bytes().filter(|&b| b == b'/').count() <= 3)
-                            })
-                            .collect();
+                        let mut field_lines = lines;
+                        field_lines.retain(|path, _| {
+                            !path.is_empty()
+                                && (keep_all || path.bytes().filter(|&b| b == b'/').count() <= 3)
+                        });
                         self.out.resources.push(Located {
                             value: resource,
                             location,

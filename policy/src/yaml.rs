@@ -294,8 +294,10 @@ impl Builder<'_> {
         Some(Tree {
             value,
             line: self.root_line,
-            // One sort of a nearly sorted list instead of a tree insert per node.
-            lines: self.lines.drain(..).collect(),
+            lines: {
+                crate::order::sort_by(&mut self.lines, |a, b| a.0.cmp(&b.0));
+                crate::order::map(self.lines.drain(..))
+            },
         })
     }
 

@@ -182,18 +182,14 @@ impl WorkloadEntry {
             name: report.name,
             sidecar: report.sidecar,
             workload: report.workload,
-            ports: report
-                .ports
-                .into_iter()
-                .map(|(port, r)| {
-                    let port_resolution = PortResolution {
-                        mode: r.mode,
-                        decided_at: r.decided_at,
-                        steps: r.steps,
-                    };
-                    (port, port_resolution)
-                })
-                .collect(),
+            ports: policy::order::map(report.ports.into_iter().map(|(port, r)| {
+                let port_resolution = PortResolution {
+                    mode: r.mode,
+                    decided_at: r.decided_at,
+                    steps: r.steps,
+                };
+                (port, port_resolution)
+            })),
             labels: w.labels.clone(),
             location: w.location.clone(),
         }
