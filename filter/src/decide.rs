@@ -1,5 +1,6 @@
 //! The verdict: a pure function of the configuration and the gathered facts.
 
+use crate::cert;
 use crate::config::{Action, Config, XfccPolicy};
 use crate::facts::{Facts, Security};
 use policy::spiffe::{SpiffeId, SpiffePattern};
@@ -310,62 +311,22 @@ fn nearest_element_contradicts(last: &xfcc::Element, facts: &Facts) -> Option<Re
 
 /// `Cert=` must parse, be inside its validity dates and hash to the connection's digest.
 fn check_cert(pem: &str, digest: Option<&str>, now_unix: Option<i64>) -> Option<Reason> {
-    let Some(der) = pem_to_der(pem) else {
+    let Some(der) = cert::pem_to_der(pem) else {
         return Some(Reason::XfccCertInvalid);
     };
     let hash = hex(&Sha256::digest(&der));
     if digest.is_none_or(|d| !d.eq_ignore_ascii_case(&hash)) {
         return Some(Reason::XfccMismatch);
     }
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+    let Some(validity) = cert::validity(&der) else {
         return Some(Reason::XfccCertInvalid);
     };
     if let Some(now) = now_unix.and_then(|n| x509_parser::time::ASN1Time::from_timestamp(n).ok()) {
-        if !cert.validity().is_valid_at(now) {
+        if !validity.is_valid_at(now) {
             return Some(Reason::XfccCertInvalid);
         }
     }
     None
-}
-
-/// The DER bytes of the first `CERTIFICATE` block. Decoded here rather than with
-/// x509-parser's PEM reader, whose base64 dependency costs ~37 KB of wasm.
-fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let start = pem.find(BEGIN)? + BEGIN.len();
-    let len = pem.get(start..)?.find(END)?;
-    base64_decode(pem.get(start..start + len)?)
-}
-
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits, mut padding) = (0u32, 0u32, 0usize);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                padding += 1;
-                continue;
-            }
-            b' ' | b'\t' | b'\r' | b'\n' => continue,
-            _ => return None,
-        };
-        if padding > 0 {
-            return None;
-        }
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((acc >> bits) & 0xff) as u8);
-        }
-    }
-    (padding <= 2 && !out.is_empty()).then_some(out)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -567,15 +528,6 @@ mod tests {
         let d = decide(&cfg(r#"{"allowedTrustDomains":["cluster.local"]}"#), &f);
         let line = d.log_line(&f);
         assert!(line.starts_with("peerauth: outcome=rejected reason=trust_domain_not_allowed port=80 mode=PERMISSIVE security=mutual_tls peer=\"spiffe://evil.example/ns/foo/sa/sleep\""), "{line}");
-    }
-
-    #[test]
-    fn base64_decodes_with_padding_and_line_breaks_and_refuses_garbage() {
-        assert_eq!(base64_decode("aGVs\nbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode("aGVsbG8h").unwrap(), b"hello!");
-        assert_eq!(base64_decode("aGV*"), None);
-        assert_eq!(base64_decode("aG=Vs"), None);
-        assert_eq!(pem_to_der("no pem here"), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! The pure part ([`config`], [`facts`], [`decide`], [`metrics`]) is tested natively;
 //! [`host`] only gathers facts from Envoy and applies verdicts.
 
+pub mod cert;
 pub mod config;
 pub mod decide;
 pub mod facts;
