@@ -8,13 +8,34 @@ cd "$root"
 cargo build -p peerauth-filter --target wasm32-wasip1 --profile wasm
 built="$target/wasm32-wasip1/wasm/peerauth_filter.wasm"
 mkdir -p "$root/out"
-if command -v wasm-opt >/dev/null 2>&1; then
-  wasm-opt -Oz --strip-debug --strip-producers \
-    --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-    --enable-mutable-globals \
-    "$built" -o "$root/out/peerauth_filter.wasm"
+features="--enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals"
+# The proxy-wasm SDK exports every proxy_on_* callback. Envoy calls a callback
+# only when the module exports it, so the exports below are all the filter keeps:
+# each dropped one is a V8 call per request saved (response headers and body,
+# log, done) and its SDK dispatch code (gRPC, HTTP calls, queues, ...) goes.
+# Implementing another callback in filter/src/host.rs means adding it here.
+keep="memory _initialize proxy_abi_version_0_2_1 proxy_on_memory_allocate
+      proxy_on_vm_start proxy_on_configure proxy_on_context_create
+      proxy_on_request_headers proxy_on_downstream_data proxy_on_delete"
+if command -v wasm-opt >/dev/null 2>&1 && command -v wasm-metadce >/dev/null 2>&1; then
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  {
+    echo "["
+    sep=""
+    for e in $keep; do
+      printf '%s{"name": "%s", "root": true, "export": "%s"}\n' "$sep" "$e" "$e"
+      sep=","
+    done
+    echo "]"
+  } > "$work/graph.json"
+  # shellcheck disable=SC2086
+  wasm-metadce $features -f "$work/graph.json" "$built" -o "$work/dce.wasm" > /dev/null
+  # shellcheck disable=SC2086
+  wasm-opt -Oz --strip-debug --strip-producers $features \
+    "$work/dce.wasm" -o "$root/out/peerauth_filter.wasm"
 else
-  echo "build.sh: wasm-opt not found (apt-get install binaryen); copying the cargo build" >&2
+  echo "build.sh: wasm-opt/wasm-metadce not found (apt-get install binaryen); copying the cargo build" >&2
   cp "$built" "$root/out/peerauth_filter.wasm"
 fi
 echo "cargo build: $(stat -c %s "$built") bytes; out/peerauth_filter.wasm: $(stat -c %s "$root/out/peerauth_filter.wasm") bytes"

@@ -11,7 +11,6 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -54,17 +53,40 @@ type DecisionKey = (
 );
 type ForgeryKey = (Option<u32>, &'static str, &'static str);
 
-/// Remembered connections; cleared when full (ids are unique per Envoy process).
-const MAX_CONNECTIONS: usize = 4096;
+/// Slots of the connection cache. Envoy numbers connections with one counter per
+/// process, so `id % SLOTS` spreads them evenly; a collision only evicts, and the
+/// evicted connection's facts are read again on its next request.
+const SLOTS: usize = 4096;
 
 /// State shared by all contexts of this VM (one VM per worker thread): metric
 /// ids, connection facts by `connection.id`, resolved modes by port.
 #[derive(Default)]
 struct Shared {
-    decisions: HashMap<DecisionKey, u32>,
-    forgeries: HashMap<ForgeryKey, u32>,
-    connections: HashMap<u64, Rc<Conn>>,
-    modes: HashMap<Option<u32>, MtlsMode>,
+    decisions: Few<DecisionKey, u32>,
+    forgeries: Few<ForgeryKey, u32>,
+    connections: Vec<Option<(u64, Rc<Conn>)>>,
+    modes: Few<Option<u32>, MtlsMode>,
+}
+
+/// A handful of entries found by scanning: the label combinations and ports one
+/// VM sees are few, so a scan costs no more than hashing, and each hash map key
+/// type would add its own copy of the hash table code to the module.
+struct Few<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for Few<K, V> {
+    fn default() -> Self {
+        Few(Vec::new())
+    }
+}
+
+impl<K: PartialEq, V: Copy> Few<K, V> {
+    fn get(&self, key: &K) -> Option<V> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        self.0.push((key, value));
+    }
 }
 
 /// One downstream connection: its facts, and the last decision taken on it
@@ -96,22 +118,32 @@ impl Shared {
         let Some(id) = connection_id(&Envoy) else {
             return Conn::new(ConnectionFacts::gather(&Envoy));
         };
-        if let Some(c) = self.connections.get(&id) {
-            return Rc::clone(c);
+        if self.connections.is_empty() {
+            self.connections.resize_with(SLOTS, || None);
         }
-        if self.connections.len() >= MAX_CONNECTIONS {
-            self.connections.clear();
+        let Some(slot) = usize::try_from(id % SLOTS as u64)
+            .ok()
+            .and_then(|i| self.connections.get_mut(i))
+        else {
+            return Conn::new(ConnectionFacts::gather(&Envoy));
+        };
+        match slot {
+            Some((seen, c)) if *seen == id => Rc::clone(c),
+            _ => {
+                let c = Conn::new(ConnectionFacts::gather(&Envoy));
+                *slot = Some((id, Rc::clone(&c)));
+                c
+            }
         }
-        let c = Conn::new(ConnectionFacts::gather(&Envoy));
-        self.connections.insert(id, Rc::clone(&c));
-        c
     }
 
     fn mode(&mut self, config: &Config, port: Option<u32>) -> MtlsMode {
-        *self
-            .modes
-            .entry(port)
-            .or_insert_with(|| config.mode_for(port))
+        if let Some(mode) = self.modes.get(&port) {
+            return mode;
+        }
+        let mode = config.mode_for(port);
+        self.modes.insert(port, mode);
+        mode
     }
 
     /// Count the decision; `true` when it also deserves a log line.
@@ -125,7 +157,7 @@ impl Shared {
             tcp,
         );
         let id = match self.decisions.get(&key) {
-            Some(id) => Some(*id),
+            Some(id) => Some(id),
             None => counter(&metrics::decision_metric(d, tcp)).inspect(|id| {
                 self.decisions.insert(key, *id);
             }),
@@ -136,7 +168,7 @@ impl Shared {
         if let Some(f) = &d.forgery {
             let key = (d.port, f.form_label(), f.handling.label());
             let id = match self.forgeries.get(&key) {
-                Some(id) => Some(*id),
+                Some(id) => Some(id),
                 None => counter(&metrics::forgery_metric(d, f)).inspect(|id| {
                     self.forgeries.insert(key, *id);
                 }),

@@ -6,7 +6,7 @@ use crate::mesh::{Mesh, PeerAuthentication, Workload};
 use crate::mode::MtlsMode;
 use crate::model::TargetPort;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Which level of the hierarchy a policy sits at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -119,7 +119,9 @@ struct Group<'p> {
 #[derive(Debug, Clone)]
 pub struct Resolver<'p> {
     root: &'p str,
-    groups: HashMap<&'p str, Group<'p>>,
+    // A BTreeMap rather than a HashMap: the proxy-wasm filter then needs no
+    // randomly seeded hasher at all, and there are few namespaces to look up.
+    groups: BTreeMap<&'p str, Group<'p>>,
     empty: Group<'p>,
 }
 
@@ -154,7 +156,7 @@ impl<'p> Resolver<'p> {
             .map(|p| (p.age_key(), p))
             .collect();
         crate::order::sort_by(&mut by_age, |a, b| a.0.cmp(&b.0));
-        let mut groups: HashMap<&str, Group<'_>> = HashMap::new();
+        let mut groups: BTreeMap<&str, Group<'_>> = BTreeMap::new();
         for (_, p) in by_age {
             let group = groups.entry(p.namespace.as_str()).or_default();
             if p.is_namespace_wide() {
