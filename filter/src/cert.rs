@@ -104,15 +104,14 @@ fn tbs_validity(i: &[u8]) -> Option<Validity> {
     Some(validity)
 }
 
+/// Certificates generated for tests (here and in `decide`).
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use super::*;
     use rcgen::{CertificateParams, KeyPair, SanType};
-    use x509_parser::time::ASN1Time;
 
     /// A SPIFFE workload certificate like certgen's, valid for the given Unix times.
-    fn der(not_before: i64, not_after: i64) -> Vec<u8> {
+    pub(crate) fn der(not_before: i64, not_after: i64) -> Vec<u8> {
         let mut p = CertificateParams::new(vec!["sleep.bar.svc".into()]).unwrap();
         p.subject_alt_names.push(SanType::URI(
             "spiffe://cluster.local/ns/bar/sa/sleep".try_into().unwrap(),
@@ -122,6 +121,40 @@ mod tests {
         let key = KeyPair::generate().unwrap();
         p.self_signed(&key).unwrap().der().to_vec()
     }
+
+    /// PEM with 64-column lines, as Envoy writes it into `Cert=` (URL-decoded).
+    pub(crate) fn pem_of(der: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut b64 = String::new();
+        for chunk in der.chunks(3) {
+            let n = chunk.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b))
+                << (8 * (3 - chunk.len()));
+            for k in 0..4 {
+                if k <= chunk.len() {
+                    b64.push(char::from(A[((n >> (18 - 6 * k)) & 63) as usize]));
+                } else {
+                    b64.push('=');
+                }
+            }
+        }
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|l| std::str::from_utf8(l).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::testing::{der, pem_of};
+    use super::*;
+    use x509_parser::time::ASN1Time;
 
     #[test]
     fn reads_the_same_validity_as_the_full_parser() {
@@ -153,32 +186,6 @@ mod tests {
         let der = der(1_700_000_000, 1_800_000_000);
         let pem = pem_of(&der);
         assert_eq!(pem_to_der(&pem).unwrap(), der);
-    }
-
-    /// PEM with 64-column lines, as Envoy writes it into `Cert=` (URL-decoded).
-    fn pem_of(der: &[u8]) -> String {
-        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut b64 = String::new();
-        for chunk in der.chunks(3) {
-            let n = chunk.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b))
-                << (8 * (3 - chunk.len()));
-            for k in 0..4 {
-                if k <= chunk.len() {
-                    b64.push(char::from(A[((n >> (18 - 6 * k)) & 63) as usize]));
-                } else {
-                    b64.push('=');
-                }
-            }
-        }
-        let lines: Vec<&str> = b64
-            .as_bytes()
-            .chunks(64)
-            .map(|l| std::str::from_utf8(l).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            lines.join("\n")
-        )
     }
 
     #[test]
