@@ -861,46 +861,14 @@ fn verify_catches_a_pathlen_violation_that_openssl_also_rejects() {
         "basicConstraints=critical,CA:true\nkeyUsage=critical,keyCertSign,cRLSign\n",
     )
     .unwrap();
-    let (a, o) = openssl(
+    openssl_issue(
         d,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "sub.key",
-            "-subj",
-            "/CN=Sub CA",
-            "-out",
-            "sub.csr",
-        ],
+        "sub",
+        "/CN=Sub CA",
+        ("certs/c1/ca-cert.pem", "certs/c1/ca-key.pem"),
+        "10",
+        Some("ext.cnf"),
     );
-    assert!(a, "{o}");
-    let (a, o) = openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "sub.csr",
-            "-CA",
-            "certs/c1/ca-cert.pem",
-            "-CAkey",
-            "certs/c1/ca-key.pem",
-            "-CAcreateserial",
-            "-days",
-            "10",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "sub.pem",
-        ],
-    );
-    assert!(a, "{o}");
     let chain = format!(
         "{}{}",
         read(d.join("sub.pem")),
@@ -910,44 +878,7 @@ fn verify_catches_a_pathlen_violation_that_openssl_also_rejects() {
     std::fs::create_dir(d.join("sub")).unwrap();
     std::fs::copy(d.join("sub.pem"), d.join("sub/root-cert.pem")).unwrap();
     // Issue a leaf from the sub CA with openssl too.
-    let (a, o) = openssl(
-        d,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "leaf.key",
-            "-subj",
-            "/CN=leaf",
-            "-out",
-            "leaf.csr",
-        ],
-    );
-    assert!(a, "{o}");
-    let (a, o) = openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "sub.pem",
-            "-CAkey",
-            "sub.key",
-            "-CAcreateserial",
-            "-days",
-            "5",
-            "-out",
-            "leaf.pem",
-        ],
-    );
-    assert!(a, "{o}");
+    openssl_issue(d, "leaf", "/CN=leaf", ("sub.pem", "sub.key"), "5", None);
     let (verified, out) = openssl(
         d,
         &[
@@ -995,46 +926,14 @@ fn spiffe_lint_flags_an_istio_makefile_style_workload_that_openssl_accepts() {
         "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:spiffe://cluster.local/ns/a/sa/b,URI:spiffe://cluster.local/ns/a/sa/c\n",
     )
     .unwrap();
-    let (a, o) = openssl(
+    openssl_issue(
         d,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "w.key",
-            "-subj",
-            "/O=Istio/CN=w",
-            "-out",
-            "w.csr",
-        ],
+        "w",
+        "/O=Istio/CN=w",
+        ("certs/c1/ca-cert.pem", "certs/c1/ca-key.pem"),
+        "1",
+        Some("w.cnf"),
     );
-    assert!(a, "{o}");
-    let (a, o) = openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "w.csr",
-            "-CA",
-            "certs/c1/ca-cert.pem",
-            "-CAkey",
-            "certs/c1/ca-key.pem",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "w.cnf",
-            "-out",
-            "w.pem",
-        ],
-    );
-    assert!(a, "{o}");
     let (verified, out) = openssl(
         d,
         &[

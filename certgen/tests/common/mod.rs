@@ -54,6 +54,63 @@ pub fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), s)
 }
 
+/// With openssl alone: an EC P-256 key `<name>.key` and CSR for `subject`, signed
+/// by the CA `ca` = (certificate, key) into `<name>.pem`, with `extfile`'s
+/// extensions when given.
+pub fn openssl_issue(
+    dir: &Path,
+    name: &str,
+    subject: &str,
+    ca: (&str, &str),
+    days: &str,
+    extfile: Option<&str>,
+) {
+    let (key, csr, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    let (ok, out) = openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-subj",
+            subject,
+            "-out",
+            &csr,
+        ],
+    );
+    assert!(ok, "{out}");
+    let mut args = vec![
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        ca.0,
+        "-CAkey",
+        ca.1,
+        "-CAcreateserial",
+        "-days",
+        days,
+        "-out",
+        &pem,
+    ];
+    if let Some(ext) = extfile {
+        args.extend(["-extfile", ext]);
+    }
+    let (ok, out) = openssl(dir, &args);
+    assert!(ok, "{out}");
+}
+
 #[cfg(unix)]
 pub fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
