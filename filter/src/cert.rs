@@ -12,9 +12,9 @@
 //! `SubjectPublicKeyInfo`), and the optional unique IDs and extensions that follow
 //! are only required to be well-formed DER with the context tags RFC 5280 allows.
 
-use x509_parser::asn1_rs::{Any, Class, FromDer, Tag};
+use x509_parser::asn1_rs::{Any, BitString, Class, FromDer, Tag};
 use x509_parser::certificate::Validity;
-use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo, X509Name};
+use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo, X509Name, X509Version};
 
 /// The DER bytes of the first `CERTIFICATE` block of a PEM text. Decoded here
 /// rather than with x509-parser's PEM reader, whose base64 dependency costs
@@ -71,14 +71,20 @@ pub fn validity(der: &[u8]) -> Option<Validity> {
     }
     let validity = tbs_validity(tbs.data)?;
     let (i, _) = AlgorithmIdentifier::from_der(after_tbs).ok()?;
-    let (i, signature) = Any::from_der(i).ok()?;
-    (i.is_empty() && signature.tag() == Tag::BitString).then_some(validity)
+    let (i, _) = BitString::from_der(i).ok()?;
+    i.is_empty().then_some(validity)
 }
 
 fn tbs_validity(i: &[u8]) -> Option<Validity> {
     // version [0] EXPLICIT Version DEFAULT v1
     let i = match Any::from_der(i).ok()? {
-        (rest, v) if v.class() == Class::ContextSpecific && v.tag() == Tag(0) => rest,
+        (rest, v) if v.class() == Class::ContextSpecific && v.tag() == Tag(0) => {
+            let (after, _) = X509Version::from_der(v.data).ok()?;
+            if !after.is_empty() {
+                return None;
+            }
+            rest
+        }
         _ => i,
     };
     let (i, serial) = Any::from_der(i).ok()?;
@@ -207,12 +213,22 @@ mod tests {
     }
 
     /// Every single-byte corruption is refused or read as x509-parser reads it
-    /// (without deep-parsing extensions, which this module does not look into).
+    /// (without deep-parsing extensions); the two may only disagree on a byte
+    /// inside the unique IDs and extensions, which this module checks as DER only.
     #[test]
     fn a_corrupted_certificate_is_refused_or_read_like_x509_parser_reads_it() {
         use x509_parser::certificate::X509CertificateParser;
         use x509_parser::nom::Parser;
         let good = der(1_700_000_000, 1_800_000_000);
+        let (_, cert) = x509_parser::parse_x509_certificate(&good).unwrap();
+        let offset = |s: &[u8]| s.as_ptr() as usize - good.as_ptr() as usize;
+        let spki = cert.tbs_certificate.subject_pki.raw;
+        let tbs = cert.tbs_certificate.as_ref();
+        let only_der_checked = offset(spki) + spki.len()..offset(tbs) + tbs.len();
+        assert!(
+            !only_der_checked.is_empty(),
+            "the test certificate has extensions"
+        );
         let mut refused = 0;
         for at in 0..good.len() {
             let mut bad = good.clone();
@@ -222,10 +238,14 @@ mod tests {
                 continue;
             };
             let mut full = X509CertificateParser::new().with_deep_parse_extensions(false);
-            if let Ok((rest, cert)) = full.parse(&bad) {
-                if rest.is_empty() {
+            match full.parse(&bad) {
+                Ok(([], cert)) => {
                     assert_eq!(&ours, cert.validity(), "byte {at}");
                 }
+                _ => assert!(
+                    only_der_checked.contains(&at),
+                    "byte {at}: x509-parser refuses it, this module reads it ({only_der_checked:?} are DER-only)"
+                ),
             }
         }
         // Structure bytes (tags, lengths) are most of a small certificate's header.
