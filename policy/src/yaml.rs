@@ -294,10 +294,8 @@ impl Builder<'_> {
         Some(Tree {
             value,
             line: self.root_line,
-            lines: {
-                crate::order::sort_by(&mut self.lines, |a, b| a.0.cmp(&b.0));
-                crate::order::map(self.lines.drain(..))
-            },
+            // Inserting in document order: a later duplicate key wins, as with collect.
+            lines: crate::order::map(self.lines.drain(..)),
         })
     }
 
