@@ -13,6 +13,8 @@ CARGO_BIN := $(HOME)/.cargo/bin
 
 export PATH := $(CARGO_BIN):$(PATH)
 export PEERAUTH_FILTER_WASM := $(OUT)/peerauth_filter.wasm
+# The do-nothing proxy-wasm module the filter benchmark compares against.
+NOOP_WASM := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/wasm32-wasip1/wasm/peerauth_bench_noop.wasm
 
 .PHONY: help setup setup-apt setup-rust setup-envoy setup-node build build-native build-filter build-web build-oci \
         demo test test-rust test-browser lint fmt bench clean
@@ -103,6 +105,9 @@ fmt:
 bench: setup build
 	bash certgen/bench/issue_1000.sh
 	bash tests/bench/filter_bench.sh
+	cargo build -p peerauth-bench-noop --target wasm32-wasip1 --profile wasm
+	PEERAUTH_FILTER_WASM=$(NOOP_WASM) bash tests/bench/filter_bench.sh
+	python3 tests/bench/hostcalls.py --wasm $(NOOP_WASM)
 	cd tests/browser && node bench.mjs
 
 clean:
