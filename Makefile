@@ -32,6 +32,7 @@ setup: setup-apt setup-rust setup-envoy setup-node
 setup-apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing python3 python3-pip"; \
 	if [ -n "$$missing" ]; then \
 	  echo "==> apt-get install$$missing"; \
 	  $(SUDO) apt-get update -qq; \
