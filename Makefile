@@ -13,8 +13,11 @@ CARGO_BIN := $(HOME)/.cargo/bin
 
 export PATH := $(CARGO_BIN):$(PATH)
 export PEERAUTH_FILTER_WASM := $(OUT)/peerauth_filter.wasm
-# The do-nothing proxy-wasm module the filter benchmark compares against.
-NOOP_WASM := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/wasm32-wasip1/wasm/peerauth_bench_noop.wasm
+# The baselines the filter benchmark compares against: a do-nothing module built
+# with the SDK, and the bare ABI with no SDK (what Envoy's wasm host alone costs).
+BENCH_WASM_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/wasm32-wasip1/wasm
+NOOP_WASM := $(BENCH_WASM_DIR)/peerauth_bench_noop.wasm
+BARE_WASM := $(BENCH_WASM_DIR)/peerauth_bench_bare.wasm
 
 .PHONY: help setup setup-apt setup-rust setup-envoy setup-node build build-native build-filter build-web build-oci \
         demo test test-rust test-browser lint fmt bench clean
@@ -106,9 +109,12 @@ fmt:
 bench: setup build
 	bash certgen/bench/issue_1000.sh
 	bash tests/bench/filter_bench.sh
-	cargo build -p peerauth-bench-noop --target wasm32-wasip1 --profile wasm
+	cargo build -p peerauth-bench-noop -p peerauth-bench-bare --target wasm32-wasip1 --profile wasm
 	PEERAUTH_FILTER_WASM=$(NOOP_WASM) bash tests/bench/filter_bench.sh
-	python3 tests/bench/hostcalls.py --wasm $(NOOP_WASM)
+	PEERAUTH_FILTER_WASM=$(BARE_WASM) bash tests/bench/filter_bench.sh
+	bash tests/bench/filter_bench.sh --rate 500 --connections 1
+	PEERAUTH_FILTER_WASM=$(BARE_WASM) bash tests/bench/filter_bench.sh --rate 500 --connections 1
+	python3 tests/bench/hostcalls.py --wasm $(NOOP_WASM) --bare-wasm $(BARE_WASM)
 	cd tests/browser && node bench.mjs
 
 clean:

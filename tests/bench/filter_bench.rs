@@ -8,11 +8,19 @@
 //! measured alternately (interleaved rounds); the report gives medians of
 //! p50/p99 latency and requests/s, and their ratios.
 //!
-//! Usage: filter_bench [--rounds N] [--duration SECS] [--connections C] [--wrk-cpu CPU]
-//!                     [--upstream direct|app]
+//! By default the load is closed-loop at saturation (wrk: each connection sends
+//! its next request as soon as the last is answered), which measures throughput
+//! and the latency of a saturated proxy. `--rate R` instead offers a fixed R
+//! requests/s in total (h2load `--rps` over HTTP/1.1, latencies from its
+//! per-request log): the latency a request sees when the proxy is not the
+//! bottleneck, which is how sidecars usually run.
 //!
-//! `$PEERAUTH_FILTER_WASM` replaces the filter (e.g. with the do-nothing
-//! `peerauth-bench-noop` module, to measure what any proxy-wasm filter costs).
+//! Usage: filter_bench [--rounds N] [--duration SECS] [--connections C] [--wrk-cpu CPU]
+//!                     [--upstream direct|app] [--rate R]
+//!
+//! `$PEERAUTH_FILTER_WASM` replaces the filter: with the do-nothing
+//! `peerauth-bench-noop` module (the SDK, no logic) or `peerauth-bench-bare` (the
+//! ABI by hand, no SDK), to measure what running any proxy-wasm filter costs.
 //! Run through `tests/bench/filter_bench.sh`, which builds everything first.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -30,6 +38,7 @@ struct Args {
     connections: u32,
     wrk_cpu: Option<String>,
     app: bool,
+    rate: Option<f64>,
 }
 
 fn args() -> Args {
@@ -39,6 +48,7 @@ fn args() -> Args {
         connections: 16,
         wrk_cpu: None,
         app: false,
+        rate: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -49,6 +59,7 @@ fn args() -> Args {
             "--duration" => a.duration = v.parse().unwrap(),
             "--connections" => a.connections = v.parse().unwrap(),
             "--wrk-cpu" => a.wrk_cpu = Some(v.clone()),
+            "--rate" => a.rate = Some(v.parse().unwrap()),
             "--upstream" => {
                 a.app = match v.as_str() {
                     "app" => true,
@@ -95,16 +106,73 @@ fn to_ms(v: &str) -> f64 {
     }
 }
 
-fn wrk(port: u16, server_pid: u32, a: &Args) -> Sample {
-    let before = cpu_ticks(server_pid);
-    let mut cmd = match &a.wrk_cpu {
+/// The load tool, pinned to `--wrk-cpu` when given.
+fn load_tool(a: &Args, tool: &str) -> Command {
+    match &a.wrk_cpu {
         Some(cpu) => {
             let mut c = Command::new("taskset");
-            c.args(["-c", cpu, "wrk"]);
+            c.args(["-c", cpu, tool]);
             c
         }
-        None => Command::new("wrk"),
-    };
+        None => Command::new(tool),
+    }
+}
+
+fn measure(port: u16, server_pid: u32, a: &Args) -> Sample {
+    match a.rate {
+        Some(rate) => h2load(port, server_pid, a, rate),
+        None => wrk(port, server_pid, a),
+    }
+}
+
+/// Value at quantile `q` of sorted values (nearest rank).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn h2load(port: u16, server_pid: u32, a: &Args, rate: f64) -> Sample {
+    let log =
+        std::env::temp_dir().join(format!("peerauth-bench-h2load-{}.tsv", std::process::id()));
+    let before = cpu_ticks(server_pid);
+    let out = load_tool(a, "h2load")
+        .args([
+            "--h1",
+            "-t1",
+            &format!("-c{}", a.connections),
+            &format!("--rps={}", rate / f64::from(a.connections)),
+            &format!("-D{}", a.duration),
+        ])
+        .arg(format!("--log-file={}", log.display()))
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .expect("h2load (apt-get install nghttp2-client)");
+    let ticks = cpu_ticks(server_pid) - before;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    // Columns: start (µs since epoch), status, µs until the end of the response.
+    let mut ms = Vec::new();
+    for row in rows.lines() {
+        let cols: Vec<&str> = row.split('\t').collect();
+        assert_eq!(cols.get(1), Some(&"200"), "a request failed: {row}\n{text}");
+        ms.push(cols[2].parse::<f64>().unwrap() / 1000.0);
+    }
+    assert!(!ms.is_empty(), "h2load logged no requests:\n{text}");
+    ms.sort_by(f64::total_cmp);
+    let requests = ms.len() as f64;
+    Sample {
+        p50_ms: quantile(&ms, 0.50),
+        p99_ms: quantile(&ms, 0.99),
+        rps: requests / f64::from(a.duration),
+        requests,
+        server_cpu_us: ticks * 10_000.0 / requests,
+    }
+}
+
+fn wrk(port: u16, server_pid: u32, a: &Args) -> Sample {
+    let before = cpu_ticks(server_pid);
+    let mut cmd = load_tool(a, "wrk");
     let out = cmd
         .args([
             "-t1",
@@ -194,6 +262,7 @@ fn main() {
     let warm = Args {
         duration: 2,
         wrk_cpu: a.wrk_cpu.clone(),
+        rate: None,
         ..a
     };
     wrk(port_without, server_without.pid(), &warm);
@@ -210,9 +279,9 @@ fn main() {
         };
         for f in order {
             let s = if f {
-                wrk(port_with, server_with.pid(), &a)
+                measure(port_with, server_with.pid(), &a)
             } else {
-                wrk(port_without, server_without.pid(), &a)
+                measure(port_without, server_without.pid(), &a)
             };
             eprintln!("round {round} filter={f}: {s:?}");
             if f {
@@ -248,7 +317,8 @@ fn main() {
         p99b / p99a
     );
     println!(
-        "| requests/s | {rpsa:.0} | {rpsb:.0} | {:.3} |",
+        "| requests/s{} | {rpsa:.0} | {rpsb:.0} | {:.3} |",
+        if a.rate.is_some() { " (offered)" } else { "" },
         rpsb / rpsa
     );
     println!(
@@ -261,10 +331,13 @@ fn main() {
         server_with.rss_kib().unwrap_or(0) as f64 / 1024.0
     );
     println!(
-        "\nmedians of {} interleaved rounds, {} s each, wrk -t1 -c{}; {total:.0} requests measured; upstream: {}; module: {}",
+        "\nmedians of {} interleaved rounds, {} s each, {}; {total:.0} requests measured; upstream: {}; module: {}",
         a.rounds,
         a.duration,
-        a.connections,
+        match a.rate {
+            Some(r) => format!("h2load --h1 -t1 -c{} at {r} requests/s in total", a.connections),
+            None => format!("wrk -t1 -c{}", a.connections),
+        },
         if a.app { "echo app" } else { "direct_response" },
         wasm.display()
     );

