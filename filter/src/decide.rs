@@ -2,7 +2,7 @@
 
 use crate::cert;
 use crate::config::{Action, Config, XfccPolicy};
-use crate::facts::{Facts, Security};
+use crate::facts::{ConnectionFacts, Facts, Security};
 use policy::spiffe::{SpiffeId, SpiffePattern};
 use policy::xfcc::{self, Xfcc};
 use policy::MtlsMode;
@@ -133,8 +133,9 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// One structured line (logfmt) for the proxy log.
-    pub fn log_line(&self, facts: &Facts) -> String {
+    /// One structured line (logfmt) for the proxy log; `conn` is the connection
+    /// the decision was taken on.
+    pub fn log_line(&self, conn: &ConnectionFacts) -> String {
         let port = self.port.map_or_else(|| "-".to_string(), |p| p.to_string());
         let mut line = format!(
             "peerauth: outcome={} reason={} port={} mode={} security={} peer={:?} source={:?}",
@@ -144,7 +145,7 @@ impl Decision {
             self.mode,
             self.security.label(),
             self.peer.as_deref().unwrap_or("-"),
-            facts.source_address.as_deref().unwrap_or("-"),
+            conn.source_address.as_deref().unwrap_or("-"),
         );
         if let Some(f) = &self.forgery {
             line.push_str(&format!(
@@ -343,7 +344,8 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::facts::{ConnectionFacts, NoMtls};
+    use crate::facts::NoMtls;
+    use std::borrow::Cow;
 
     const FOO: &str = "spiffe://cluster.local/ns/foo/sa/sleep";
     const GW: &str =
@@ -367,23 +369,23 @@ mod tests {
         }
     }
 
-    fn plaintext(port: u32) -> Facts {
+    fn plaintext(port: u32) -> Facts<'static> {
         Facts {
-            conn: plaintext_conn(port),
+            conn: Cow::Owned(plaintext_conn(port)),
             xfcc: None,
             now_unix: Some(1_800_000_000),
         }
     }
 
-    fn mtls(port: u32, peer: &str) -> Facts {
+    fn mtls(port: u32, peer: &str) -> Facts<'static> {
         Facts {
-            conn: ConnectionFacts {
+            conn: Cow::Owned(ConnectionFacts {
                 security: Security::Mtls,
                 peer_uri: Some(peer.into()),
                 peer_sha256: Some(HASH.into()),
                 tls_version: Some("TLSv1.3".into()),
                 ..plaintext_conn(port)
-            },
+            }),
             ..plaintext(port)
         }
     }
@@ -557,7 +559,7 @@ mod tests {
         let c = cfg("{}");
         let facts_at = |now: i64, digest: String| {
             let mut f = mtls(80, FOO);
-            f.conn.peer_sha256 = Some(digest);
+            f.conn.to_mut().peer_sha256 = Some(digest);
             f.xfcc = Some(cert_element(FOO, &der));
             f.now_unix = Some(now);
             f

@@ -4,6 +4,8 @@
 //! Encodings (measured on Envoy 1.40, see `shared/notes/envoy-wasm.md`): booleans
 //! are one byte, ports 8-byte little-endian integers, strings raw UTF-8.
 
+use std::borrow::Cow;
+
 /// The few host services the decision needs.
 pub trait Host {
     /// An Envoy attribute such as `["connection", "mtls"]`; `None` when absent or
@@ -38,17 +40,19 @@ impl Security {
 }
 
 /// Everything gathered for one decision: the connection's facts (reachable
-/// directly through `Deref`) plus what belongs to this request.
+/// directly through `Deref`) plus what belongs to this request. The host layer
+/// borrows the facts it caches per connection instead of copying them for every
+/// decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Facts {
-    pub conn: ConnectionFacts,
+pub struct Facts<'c> {
+    pub conn: Cow<'c, ConnectionFacts>,
     /// `x-forwarded-client-cert` as it reached the filter (after Envoy's rewrite).
     pub xfcc: Option<String>,
     /// Seconds since the Unix epoch, for certificate validity checks.
     pub now_unix: Option<i64>,
 }
 
-impl std::ops::Deref for Facts {
+impl std::ops::Deref for Facts<'_> {
     type Target = ConnectionFacts;
     fn deref(&self) -> &ConnectionFacts {
         &self.conn
@@ -129,16 +133,20 @@ pub fn connection_id(host: &dyn Host) -> Option<u64> {
     Some(u64::from_le_bytes(arr))
 }
 
-impl Facts {
+impl<'c> Facts<'c> {
     /// Read everything at once (see [`ConnectionFacts::gather`] for the timing rule).
-    pub fn gather(host: &dyn Host, xfcc: Option<String>, now_unix: Option<i64>) -> Facts {
-        Facts::new(&ConnectionFacts::gather(host), xfcc, now_unix)
+    pub fn gather(host: &dyn Host, xfcc: Option<String>, now_unix: Option<i64>) -> Facts<'c> {
+        Facts {
+            conn: Cow::Owned(ConnectionFacts::gather(host)),
+            xfcc,
+            now_unix,
+        }
     }
 
     /// Combine connection facts with the request's XFCC header and the time.
-    pub fn new(conn: &ConnectionFacts, xfcc: Option<String>, now_unix: Option<i64>) -> Facts {
+    pub fn new(conn: &'c ConnectionFacts, xfcc: Option<String>, now_unix: Option<i64>) -> Self {
         Facts {
-            conn: conn.clone(),
+            conn: Cow::Borrowed(conn),
             xfcc,
             now_unix,
         }

@@ -91,10 +91,11 @@ impl<K: PartialEq, V: Copy> Few<K, V> {
 
 /// One downstream connection: its facts, and the last decision taken on it
 /// with the XFCC value it was taken for (a decision is a pure function of both
-/// when no `Cert=` validity date is involved, so a repeat can be reused).
+/// when no `Cert=` validity date is involved, so a repeat can be reused; shared,
+/// so reusing it copies nothing).
 struct Conn {
     facts: ConnectionFacts,
-    last: RefCell<Option<(Option<String>, Decision)>>,
+    last: RefCell<Option<(Option<String>, Rc<Decision>)>>,
 }
 
 impl Conn {
@@ -182,11 +183,20 @@ impl Shared {
 }
 
 /// Decide for the current request or connection and record the decision.
-fn judge(config: &Config, shared: &RefCell<Shared>, xfcc: Option<String>, tcp: bool) -> Decision {
+fn judge(
+    config: &Config,
+    shared: &RefCell<Shared>,
+    xfcc: Option<String>,
+    tcp: bool,
+) -> Rc<Decision> {
     let Ok(mut shared) = shared.try_borrow_mut() else {
         // Unreachable in a single-threaded VM; still a defined outcome.
         let facts = Facts::gather(&Envoy, xfcc, now_unix());
-        return decide_in_mode(config, &facts, config.mode_for(facts.destination_port));
+        return Rc::new(decide_in_mode(
+            config,
+            &facts,
+            config.mode_for(facts.destination_port),
+        ));
     };
     let conn = if tcp {
         Conn::new(ConnectionFacts::gather(&Envoy))
@@ -196,27 +206,24 @@ fn judge(config: &Config, shared: &RefCell<Shared>, xfcc: Option<String>, tcp: b
     // The clock is only needed to check a `Cert=` element's validity dates.
     let has_cert = xfcc.as_deref().is_some_and(|h| h.contains("Cert="));
     let reused = match conn.last.try_borrow().ok().as_deref() {
-        Some(Some((seen, d))) if !has_cert && *seen == xfcc => Some(d.clone()),
+        Some(Some((seen, d))) if !has_cert && *seen == xfcc => Some(Rc::clone(d)),
         _ => None,
     };
     let d = match reused {
         Some(d) => d,
         None => {
             let now = if has_cert { now_unix() } else { None };
-            let facts = Facts::new(&conn.facts, xfcc.clone(), now);
+            let facts = Facts::new(&conn.facts, xfcc, now);
             let mode = shared.mode(config, facts.destination_port);
-            let d = decide_in_mode(config, &facts, mode);
+            let d = Rc::new(decide_in_mode(config, &facts, mode));
             if let Ok(mut last) = conn.last.try_borrow_mut() {
-                *last = Some((xfcc.clone(), d.clone()));
+                *last = Some((facts.xfcc, Rc::clone(&d)));
             }
             d
         }
     };
     if shared.record(&d, tcp) {
-        log(
-            LogLevel::Warn,
-            &d.log_line(&Facts::new(&conn.facts, xfcc, None)),
-        );
+        log(LogLevel::Warn, &d.log_line(&conn.facts));
     }
     d
 }
