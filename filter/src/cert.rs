@@ -116,8 +116,9 @@ pub(crate) mod testing {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use rcgen::{CertificateParams, KeyPair, SanType};
 
-    /// A SPIFFE workload certificate like certgen's, valid for the given Unix times.
-    pub(crate) fn der(not_before: i64, not_after: i64) -> Vec<u8> {
+    /// A SPIFFE workload certificate like certgen's, valid for the given Unix
+    /// times: its DER, and its PEM as rcgen writes it.
+    pub(crate) fn generate(not_before: i64, not_after: i64) -> (Vec<u8>, String) {
         let mut p = CertificateParams::new(vec!["sleep.bar.svc".into()]).unwrap();
         p.subject_alt_names.push(SanType::URI(
             "spiffe://cluster.local/ns/bar/sa/sleep".try_into().unwrap(),
@@ -125,40 +126,20 @@ pub(crate) mod testing {
         p.not_before = time::OffsetDateTime::from_unix_timestamp(not_before).unwrap();
         p.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).unwrap();
         let key = KeyPair::generate().unwrap();
-        p.self_signed(&key).unwrap().der().to_vec()
+        let cert = p.self_signed(&key).unwrap();
+        (cert.der().to_vec(), cert.pem())
     }
 
-    /// PEM with 64-column lines, as Envoy writes it into `Cert=` (URL-decoded).
-    pub(crate) fn pem_of(der: &[u8]) -> String {
-        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut b64 = String::new();
-        for chunk in der.chunks(3) {
-            let n = chunk.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b))
-                << (8 * (3 - chunk.len()));
-            for k in 0..4 {
-                if k <= chunk.len() {
-                    b64.push(char::from(A[((n >> (18 - 6 * k)) & 63) as usize]));
-                } else {
-                    b64.push('=');
-                }
-            }
-        }
-        let lines: Vec<&str> = b64
-            .as_bytes()
-            .chunks(64)
-            .map(|l| std::str::from_utf8(l).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            lines.join("\n")
-        )
+    /// The DER of [`generate`]'s certificate.
+    pub(crate) fn der(not_before: i64, not_after: i64) -> Vec<u8> {
+        generate(not_before, not_after).0
     }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use super::testing::{der, pem_of};
+    use super::testing::{der, generate};
     use super::*;
     use x509_parser::time::ASN1Time;
 
@@ -189,8 +170,7 @@ mod tests {
 
     #[test]
     fn the_pem_of_a_generated_certificate_gives_its_der() {
-        let der = der(1_700_000_000, 1_800_000_000);
-        let pem = pem_of(&der);
+        let (der, pem) = generate(1_700_000_000, 1_800_000_000);
         assert_eq!(pem_to_der(&pem).unwrap(), der);
     }
 

@@ -532,35 +532,25 @@ mod tests {
         assert!(line.starts_with("peerauth: outcome=rejected reason=trust_domain_not_allowed port=80 mode=PERMISSIVE security=mutual_tls peer=\"spiffe://evil.example/ns/foo/sa/sleep\""), "{line}");
     }
 
-    /// XFCC with Envoy's element carrying `Cert=` (URL-encoded PEM) for `der`.
-    fn cert_element(peer: &str, der: &[u8]) -> String {
-        let pem = crate::cert::testing::pem_of(der);
-        let encoded: String = pem
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() {
-                    char::from(b).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
+    /// XFCC with Envoy's element carrying `Cert=` (URL-encoded as Envoy does) for
+    /// the certificate `der` / `pem`.
+    fn cert_element(peer: &str, der: &[u8], pem: &str) -> String {
         format!(
-            "By=spiffe://cluster.local/ns/foo/sa/httpbin;Hash={};Cert=\"{encoded}\";Subject=\"\";URI={peer}",
-            hex(&Sha256::digest(der))
+            "By=spiffe://cluster.local/ns/foo/sa/httpbin;Hash={};Cert=\"{}\";Subject=\"\";URI={peer}",
+            hex(&Sha256::digest(der)),
+            xfcc::percent_encode(pem)
         )
     }
 
     #[test]
     fn a_cert_element_must_hash_to_the_connection_digest_and_be_within_its_dates() {
-        use crate::cert::testing::der;
         let (not_before, not_after) = (1_700_000_000, 1_800_000_000);
-        let der = der(not_before, not_after);
+        let (der, pem) = crate::cert::testing::generate(not_before, not_after);
         let c = cfg("{}");
         let facts_at = |now: i64, digest: String| {
             let mut f = mtls(80, FOO);
             f.conn.to_mut().peer_sha256 = Some(digest);
-            f.xfcc = Some(cert_element(FOO, &der));
+            f.xfcc = Some(cert_element(FOO, &der, &pem));
             f.now_unix = Some(now);
             f
         };
