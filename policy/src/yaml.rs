@@ -213,7 +213,7 @@ pub(crate) fn parse_chunk(
         line_offset,
         anchors: HashMap::new(),
         frames: Vec::new(),
-        lines: Vec::new(),
+        lines: BTreeMap::new(),
         root: None,
         root_line: 0,
         in_doc: false,
@@ -268,8 +268,7 @@ struct Builder<'b> {
     line_offset: u32,
     anchors: HashMap<usize, (Value, usize, usize)>,
     frames: Vec<Frame>,
-    /// Path → line, in document order (made a map when the document ends).
-    lines: Vec<(String, u32)>,
+    lines: BTreeMap<String, u32>,
     root: Option<Value>,
     root_line: u32,
     in_doc: bool,
@@ -294,8 +293,7 @@ impl Builder<'_> {
         Some(Tree {
             value,
             line: self.root_line,
-            // Inserting in document order: a later duplicate key wins, as with collect.
-            lines: crate::order::map(self.lines.drain(..)),
+            lines: std::mem::take(&mut self.lines),
         })
     }
 
@@ -372,7 +370,7 @@ impl Builder<'_> {
                                 .into(),
                     });
                 };
-                self.lines.push((path.clone(), node_line));
+                self.lines.insert(path.clone(), node_line);
                 let container = if is_map {
                     Container::Map {
                         map: Map::new(),
@@ -460,7 +458,7 @@ impl Builder<'_> {
             return Ok(());
         }
         if let Some((path, node_line)) = self.position(line) {
-            self.lines.push((path, node_line));
+            self.lines.insert(path, node_line);
         }
         self.finish(built, anchor)
     }
