@@ -322,7 +322,7 @@ impl Mesh {
                     mesh.peer_authentications
                         .push(PeerAuthentication::from_valid_spec(
                             &meta.name,
-                            &namespace,
+                            namespace,
                             meta.creation_timestamp.as_deref(),
                             spec,
                             location,
@@ -336,7 +336,7 @@ impl Mesh {
                     let policy = spec.traffic_policy.as_ref();
                     mesh.destination_rules.push(DestinationRule {
                         name: meta.name.clone(),
-                        namespace: validate::namespace_of(meta),
+                        namespace: validate::namespace_of(meta).to_string(),
                         host: spec.host.trim().to_string(),
                         tls: mode(policy.and_then(|p| p.tls.as_ref())),
                         port_tls: crate::order::map(
@@ -358,7 +358,7 @@ impl Mesh {
                     ports,
                     ..
                 } => {
-                    let namespace = validate::namespace_of(meta);
+                    let namespace = validate::namespace_of(meta).to_string();
                     let ns_injects = mesh.namespaces.get(&namespace).copied().unwrap_or(false);
                     let ns_disabled = disabled.contains(namespace.as_str());
                     mesh.workloads.push(Workload {
@@ -381,7 +381,7 @@ impl Mesh {
                     ports,
                 } => mesh.services.push(Service {
                     name: meta.name.clone(),
-                    namespace: validate::namespace_of(meta),
+                    namespace: validate::namespace_of(meta).to_string(),
                     selector: selector.clone(),
                     ports: ports.clone(),
                     location,
@@ -446,14 +446,9 @@ impl<'r> Identity<'r> {
             } => (source_kind.as_str(), meta, true),
             Resource::Service { meta, .. } => ("Service", meta, true),
         };
-        // As `validate::namespace_of`: missing or empty means `default`.
-        let namespace = match meta.namespace.as_deref() {
-            Some(ns) if !ns.is_empty() => ns,
-            _ => "default",
-        };
         (!meta.name.is_empty()).then_some(Identity {
             kind,
-            namespace: namespaced.then_some(namespace),
+            namespace: namespaced.then(|| validate::namespace_of(meta)),
             name: &meta.name,
         })
     }

@@ -89,7 +89,7 @@ pub fn resource(resource: &Located<Resource>, config: &MeshConfig) -> Vec<Diagno
             for diag in &mut out {
                 diag.resource = Some(d::ResourceRef {
                     kind: "PeerAuthentication".into(),
-                    namespace: namespace.clone(),
+                    namespace: namespace.to_string(),
                     name: meta.name.clone(),
                 });
             }
@@ -125,7 +125,7 @@ pub fn resource(resource: &Located<Resource>, config: &MeshConfig) -> Vec<Diagno
             for diag in &mut out {
                 diag.resource = Some(d::ResourceRef {
                     kind: "DestinationRule".into(),
-                    namespace: namespace_of(meta),
+                    namespace: namespace_of(meta).to_string(),
                     name: meta.name.clone(),
                 });
             }
@@ -137,10 +137,10 @@ pub fn resource(resource: &Located<Resource>, config: &MeshConfig) -> Vec<Diagno
     }
 }
 
-pub(crate) fn namespace_of(meta: &ObjectMeta) -> String {
+pub(crate) fn namespace_of(meta: &ObjectMeta) -> &str {
     match meta.namespace.as_deref() {
-        Some(ns) if !ns.is_empty() => ns.to_string(),
-        _ => "default".to_string(),
+        Some(ns) if !ns.is_empty() => ns,
+        _ => "default",
     }
 }
 
