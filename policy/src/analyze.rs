@@ -102,15 +102,7 @@ impl<'m> Ctx<'m> {
 
     /// [`Mesh::served_ports`], looking only at the workload's namespace's Services.
     fn served_ports(&self, workload: &Workload) -> BTreeSet<u32> {
-        let mut ports = crate::order::set(workload.ports.iter().map(|p| u32::from(p.port)));
-        for service in self.services_of(workload) {
-            for sp in &service.ports {
-                if let Some(port) = target_port(workload, &sp.target_port) {
-                    ports.insert(port);
-                }
-            }
-        }
-        ports
+        crate::resolve::served_ports(workload, self.services_of(workload))
     }
 
     fn resolve_port(&self, server: &Workload, port: u32) -> Resolution {

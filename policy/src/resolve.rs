@@ -2,7 +2,7 @@
 //! (`pilot/pkg/security/authn/policy_applier.go`).
 
 use crate::diagnostic::Location;
-use crate::mesh::{Mesh, PeerAuthentication, Workload};
+use crate::mesh::{Mesh, PeerAuthentication, Service, Workload};
 use crate::mode::MtlsMode;
 use crate::model::TargetPort;
 use serde::{Deserialize, Serialize};
@@ -497,19 +497,27 @@ impl Mesh {
 
     /// Container ports plus numeric/named target ports of Services selecting `workload`.
     pub fn served_ports(&self, workload: &Workload) -> BTreeSet<u32> {
-        let mut ports = crate::order::set(workload.ports.iter().map(|p| u32::from(p.port)));
-        for service in &self.services {
-            if !service.selects(workload) {
-                continue;
-            }
-            for sp in &service.ports {
-                if let Some(port) = target_port(workload, &sp.target_port) {
-                    ports.insert(port);
-                }
+        served_ports(workload, &self.services)
+    }
+}
+
+/// [`Mesh::served_ports`] among `services` (only those selecting `workload` count).
+pub(crate) fn served_ports<'s>(
+    workload: &Workload,
+    services: impl IntoIterator<Item = &'s Service>,
+) -> BTreeSet<u32> {
+    let mut ports = crate::order::set(workload.ports.iter().map(|p| u32::from(p.port)));
+    for service in services {
+        if !service.selects(workload) {
+            continue;
+        }
+        for sp in &service.ports {
+            if let Some(port) = target_port(workload, &sp.target_port) {
+                ports.insert(port);
             }
         }
-        ports
     }
+    ports
 }
 
 /// The container port a Service `targetPort` means for `workload`
@@ -1016,18 +1024,12 @@ mod tests {
             0..=2,
         );
         (namespace, name, stamp, selector, mode, ports).prop_map(
-            |(namespace, name, stamp, selector, mode, port_level)| PeerAuthentication {
-                name: name.into(),
-                namespace: namespace.into(),
-                creation_timestamp: stamp.map(Into::into),
-                selector: selector.map(|s| {
-                    s.into_iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect()
-                }),
-                mode,
-                port_level,
-                location: Location::default(),
+            |(namespace, name, stamp, selector, mode, port_level)| {
+                let selector: Option<Vec<(&str, &str)>> = selector.map(|s| s.into_iter().collect());
+                PeerAuthentication {
+                    port_level,
+                    ..pa(name, namespace, stamp, selector.as_deref(), mode)
+                }
             },
         )
     }
