@@ -77,13 +77,16 @@ def wrk(port, seconds):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    ap.add_argument("--duration", type=int, default=4, help="seconds of wrk per variant and round (default 4)")
     ap.add_argument("--wasm", default=os.path.join(
-        ROOT, "target/wasm32-wasip1/wasm/peerauth_bench_noop.wasm"))
+        ROOT, "target/wasm32-wasip1/wasm/peerauth_bench_noop.wasm"),
+        help="the peerauth-bench-noop module (noop and host-call variants)")
     ap.add_argument("--bare-wasm", default=os.path.join(
-        ROOT, "target/wasm32-wasip1/wasm/peerauth_bench_bare.wasm"))
-    ap.add_argument("variants", nargs="*", default=DEFAULT)
+        ROOT, "target/wasm32-wasip1/wasm/peerauth_bench_bare.wasm"),
+        help="the peerauth-bench-bare module (the bare variant)")
+    ap.add_argument("variants", nargs="*", default=DEFAULT,
+                    help="nofilter, bare, noop, or comma-separated host calls (default: %(default)s)")
     a = ap.parse_args()
     for path, needed in ((a.wasm, True), (a.bare_wasm, "bare" in a.variants)):
         if needed and not os.path.isfile(path):
