@@ -12,11 +12,13 @@
 //! its log file.
 
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::pki::WorkloadFiles;
@@ -124,9 +126,26 @@ impl From<io::Error> for EnvoyError {
     }
 }
 
-/// A free loopback port (bound then released; good enough for tests on one host).
+/// A free loopback port (bound then released) that this process has not handed
+/// out before. The kernel picks each port at random and may pick one again as soon
+/// as it is released; the demo and the tests plan a dozen or more ports before any
+/// Envoy binds one, so without the record two Envoys of one round could be given
+/// the same port and the second would fail with "Address already in use".
 pub fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    for _ in 0..64 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if given.insert(port) {
+            return Ok(port);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "the kernel kept offering loopback ports already handed out",
+    ))
 }
 
 /// The `envoy` binary: `$ENVOY_BIN`, else `envoy` from PATH.
