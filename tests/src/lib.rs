@@ -4,3 +4,4 @@ pub mod demo;
 pub mod envoy;
 pub mod oci;
 pub mod pki;
+pub mod topology;
