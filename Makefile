@@ -8,7 +8,7 @@ SHELL := /bin/bash
 WASM_BINDGEN_VERSION := 0.2.130
 OUT := $(CURDIR)/out
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := curl openssl chromium binaryen wrk nghttp2-client
+APT_PACKAGES := curl openssl chromium binaryen wrk nghttp2-client iproute2 iptables tcpdump util-linux
 CARGO_BIN := $(HOME)/.cargo/bin
 
 export PATH := $(CARGO_BIN):$(PATH)
