@@ -331,6 +331,67 @@ impl Config {
         }
     }
 
+    /// Ports the configuration names: `portLevelMtls` keys (of the direct modes or
+    /// of any PeerAuthentication) and `allowedIdentities` port keys.
+    pub fn named_ports(&self) -> std::collections::BTreeSet<u32> {
+        let mut ports: std::collections::BTreeSet<u32> =
+            self.allowed_identities.keys().flatten().copied().collect();
+        match &self.modes {
+            Modes::Direct { ports: p, .. } => ports.extend(p.keys()),
+            Modes::Policies { policies, .. } => {
+                for pa in policies {
+                    ports.extend(pa.port_level.keys());
+                }
+            }
+        }
+        ports
+    }
+
+    /// One line per allow-list that applies where plaintext is otherwise
+    /// accepted (a PERMISSIVE or DISABLE mode): there the list rejects every
+    /// plaintext request, which the mode alone would not suggest.
+    pub fn warnings(&self) -> Vec<String> {
+        let named = self.named_ports();
+        let mut out = Vec::new();
+        let mut warn = |field: &str, ports: &str, mode: MtlsMode| {
+            if mode != MtlsMode::Strict {
+                out.push(format!(
+                    "{field} applies to {ports}, whose mode is {mode}: plaintext requests there are rejected (plaintext_not_allowed), since only mutual TLS proves an identity"
+                ));
+            }
+        };
+        let everywhere: Vec<&str> = [
+            (!self.allowed_trust_domains.is_empty()).then_some("allowedTrustDomains"),
+            self.allowed_identities
+                .contains_key(&None)
+                .then_some("allowedIdentities.*"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for field in &everywhere {
+            warn(field, "ports the config does not name", self.mode_for(None));
+        }
+        for &port in &named {
+            let mode = self.mode_for(Some(port));
+            if self.allowed_identities.contains_key(&Some(port)) {
+                warn(
+                    &format!("allowedIdentities.{port}"),
+                    &format!("port {port}"),
+                    mode,
+                );
+            }
+            for field in &everywhere {
+                if *field == "allowedTrustDomains"
+                    || !self.allowed_identities.contains_key(&Some(port))
+                {
+                    warn(field, &format!("port {port}"), mode);
+                }
+            }
+        }
+        out
+    }
+
     /// The identity allow-list for a port, if any applies.
     pub fn identities_for(&self, port: Option<u32>) -> Option<&[SpiffePattern]> {
         port.and_then(|p| self.allowed_identities.get(&Some(p)))
@@ -411,6 +472,34 @@ mod tests {
         assert!(c.identities_for(Some(80)).is_some());
         let none = Config::parse(b"{}").unwrap();
         assert!(none.identities_for(Some(80)).is_none());
+    }
+
+    #[test]
+    fn an_allow_list_on_a_port_that_accepts_plaintext_is_warned_about() {
+        let c = Config::parse(
+            br#"{"mtls":{"mode":"STRICT"},"portLevelMtls":{"8080":{"mode":"PERMISSIVE"},"9090":{"mode":"DISABLE"}},
+                 "allowedIdentities":{"8080":["spiffe://cluster.local/ns/foo/sa/*"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.warnings(),
+            ["allowedIdentities.8080 applies to port 8080, whose mode is PERMISSIVE: plaintext requests there are rejected (plaintext_not_allowed), since only mutual TLS proves an identity"]
+        );
+        let td = Config::parse(
+            br#"{"mtls":{"mode":"PERMISSIVE"},"portLevelMtls":{"9090":{"mode":"STRICT"}},"allowedTrustDomains":["cluster.local"]}"#,
+        )
+        .unwrap();
+        let w = td.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("allowedTrustDomains applies to ports the config does not name, whose mode is PERMISSIVE"),
+            "{w:?}"
+        );
+        let strict = Config::parse(
+            br#"{"mtls":{"mode":"STRICT"},"allowedIdentities":{"*":["spiffe://cluster.local/**"]}}"#,
+        )
+        .unwrap();
+        assert!(strict.warnings().is_empty());
     }
 
     #[test]

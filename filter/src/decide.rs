@@ -45,6 +45,9 @@ pub enum Reason {
     XfccCertInvalid,
     /// An identity allow-list applies but the peer has no valid SPIFFE URI SAN.
     PeerIdentityMissing,
+    /// An identity allow-list applies but the connection is not mutual TLS, so
+    /// the peer has no identity at all.
+    PlaintextNotAllowed,
     TrustDomainNotAllowed,
     IdentityNotAllowed,
 }
@@ -60,6 +63,7 @@ impl Reason {
             Reason::XfccMalformed => "xfcc_malformed",
             Reason::XfccCertInvalid => "xfcc_cert_invalid",
             Reason::PeerIdentityMissing => "peer_identity_missing",
+            Reason::PlaintextNotAllowed => "plaintext_not_allowed",
             Reason::TrustDomainNotAllowed => "trust_domain_not_allowed",
             Reason::IdentityNotAllowed => "identity_not_allowed",
         }
@@ -180,10 +184,8 @@ pub fn decide_in_mode(config: &Config, facts: &Facts, mode: MtlsMode) -> Decisio
     if facts.security != Security::Mtls && mode == MtlsMode::Strict {
         violations.push(Reason::PlaintextOnStrict);
     }
-    if facts.security == Security::Mtls {
-        if let Some(r) = identity_violation(config, port, peer_id.as_ref()) {
-            violations.push(r);
-        }
+    if let Some(r) = identity_violation(config, port, facts.security, peer_id.as_ref()) {
+        violations.push(r);
     }
 
     let mut xfcc_action = XfccAction::Keep;
@@ -237,14 +239,21 @@ fn matches_any(patterns: &[SpiffePattern], id: &SpiffeId) -> bool {
     patterns.iter().any(|p| p.matches(id))
 }
 
+/// An allow-list admits identities, and only mutual TLS proves one: like an
+/// Istio AuthorizationPolicy with `principals`, it rejects plaintext whatever the
+/// port's mode.
 fn identity_violation(
     config: &Config,
     port: Option<u32>,
+    security: Security,
     peer: Option<&SpiffeId>,
 ) -> Option<Reason> {
     let patterns = config.identities_for(port);
     if config.allowed_trust_domains.is_empty() && patterns.is_none() {
         return None;
+    }
+    if security != Security::Mtls {
+        return Some(Reason::PlaintextNotAllowed);
     }
     let Some(id) = peer else {
         return Some(Reason::PeerIdentityMissing);
@@ -522,6 +531,34 @@ mod tests {
         let audit = cfg(r#"{"allowedTrustDomains":["cluster.local"],"action":"audit"}"#);
         let d = decide(&audit, &mtls(80, "spiffe://evil.example/ns/foo/sa/sleep"));
         assert_eq!(d.outcome, Outcome::WouldReject);
+    }
+
+    #[test]
+    fn an_allow_list_rejects_plaintext_on_every_port_it_applies_to_whatever_the_mode() {
+        let c = cfg(
+            r#"{"mtls":{"mode":"PERMISSIVE"},"portLevelMtls":{"9090":{"mode":"DISABLE"},"8080":{}},
+                "allowedIdentities":{"8080":["spiffe://cluster.local/ns/foo/sa/*"]}}"#,
+        );
+        let d = decide(&c, &plaintext(8080));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Rejected, Reason::PlaintextNotAllowed)
+        );
+        assert_eq!(d.reason.label(), "plaintext_not_allowed");
+        // No list applies to 9090: plaintext passes there.
+        assert_eq!(decide(&c, &plaintext(9090)).outcome, Outcome::Allowed);
+        let td = cfg(r#"{"allowedTrustDomains":["cluster.local"],"action":"audit"}"#);
+        let d = decide(&td, &plaintext(80));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::WouldReject, Reason::PlaintextNotAllowed)
+        );
+        // On a STRICT port the mode's own reason comes first.
+        let strict = cfg(r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"]}"#);
+        assert_eq!(
+            decide(&strict, &plaintext(80)).reason,
+            Reason::PlaintextOnStrict
+        );
     }
 
     #[test]

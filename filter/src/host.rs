@@ -251,6 +251,9 @@ impl RootContext for Root {
                         c.protocol, c.action, c.xfcc
                     ),
                 );
+                for w in c.warnings() {
+                    log(LogLevel::Warn, &format!("peerauth: pluginConfig: {w}"));
+                }
                 self.config = Some(Rc::new(c));
                 // Memoised modes belong to the previous configuration.
                 self.shared = Rc::new(RefCell::new(Shared::default()));

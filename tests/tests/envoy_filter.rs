@@ -612,3 +612,68 @@ fn the_tcp_variant_closes_plaintext_connections_to_a_strict_port() {
         Some(1)
     );
 }
+
+#[test]
+fn an_allow_list_rejects_plaintext_on_a_permissive_port_and_the_configuration_warns_about_it() {
+    let lab = lab();
+    let [enforce, audit, open] = [(); 3].map(|_| free_port().unwrap());
+    let listed = format!(
+        r#"{{"mtls":{{"mode":"PERMISSIVE"}},"portLevelMtls":{{"{open}":{{}}}},
+            "allowedIdentities":{{"{enforce}":["spiffe://cluster.local/ns/foo/sa/*"],"{audit}":["spiffe://cluster.local/ns/foo/sa/*"]}}}}"#
+    );
+    let audited = listed.replacen('{', r#"{"action":"audit","#, 1);
+    let envoy = lab
+        .sidecar()
+        .wasm(lab.http(&listed))
+        .port(enforce, Chains::Both)
+        .port(open, Chains::Both)
+        .wasm(lab.http(&audited))
+        .port(audit, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+
+    rejected(&lab.get(enforce, None, &[]), "plaintext_not_allowed");
+    assert_eq!(lab.get(enforce, Some("sleep.foo"), &[]).status, 200);
+    rejected(
+        &lab.get(enforce, Some("sleep.bar"), &[]),
+        "identity_not_allowed",
+    );
+    assert_eq!(lab.get(audit, None, &[]).status, 200, "audit only counts");
+    assert_eq!(
+        lab.get(open, None, &[]).status,
+        200,
+        "no list applies there"
+    );
+
+    let plain = |outcome| {
+        [
+            ("mode", "PERMISSIVE"),
+            ("security", "plaintext"),
+            ("outcome", outcome),
+            ("reason", "plaintext_not_allowed"),
+        ]
+    };
+    assert_eq!(requests(&envoy, enforce, &plain("rejected")), 1);
+    assert_eq!(requests(&envoy, audit, &plain("would_reject")), 1);
+    assert_eq!(
+        requests(
+            &envoy,
+            open,
+            &[("security", "plaintext"), ("outcome", "allowed")]
+        ),
+        1
+    );
+    for port in [enforce, audit] {
+        let warning = format!(
+            "peerauth: pluginConfig: allowedIdentities.{port} applies to port {port}, whose mode is PERMISSIVE: plaintext requests there are rejected (plaintext_not_allowed)"
+        );
+        assert!(
+            envoy.log_contains(&warning),
+            "missing {warning:?}:\n{}",
+            envoy.log_tail(30)
+        );
+    }
+    assert!(envoy.log_contains(&format!(
+        "peerauth: outcome=would_reject reason=plaintext_not_allowed port={audit} mode=PERMISSIVE security=plaintext"
+    )));
+}
