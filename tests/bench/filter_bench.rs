@@ -1,12 +1,30 @@
-//! Benchmark (not a test): the same mTLS path with and without the peerauth filter.
+//! Benchmark (not a test): what each way of checking the peer costs Envoy, side
+//! by side in one run.
 //!
-//! wrk → plaintext → client-side Envoy (the caller's sidecar, presenting
-//! `sleep.foo`'s certificate) → mTLS → server-side Envoy (`httpbin.foo`, with or
-//! without the filter) → `direct_response` (the proxy is all the work: the worst
-//! case for the filter's share), or with `--upstream app` → a local HTTP/1.1 echo
-//! app, as a sidecar sits in front of one. Both paths run side by side and are
-//! measured alternately (interleaved rounds); the report gives medians of
-//! p50/p99 latency and requests/s, and their ratios.
+//! Topology, once per variant: load tool → plaintext → client-side Envoy (the
+//! caller's sidecar, presenting `sleep.foo`'s certificate) → mTLS → server-side
+//! Envoy (`httpbin.foo`, Istio-like inbound listener) → `direct_response` (the
+//! proxy is all the work: the worst case for a filter's share), or with
+//! `--upstream app` → a local HTTP/1.1 echo app, as a sidecar sits in front of
+//! one. The variants differ only in the server's HTTP filter chain:
+//!
+//! - `none`: no filter;
+//! - `bare`: `peerauth-bench-bare`, the proxy-wasm ABI with no code (the floor
+//!   under any wasm filter);
+//! - `noop`: `peerauth-bench-noop`, the SDK with no logic;
+//! - `peerauth`: the filter with a STRICT, `allowedTrustDomains: [cluster.local]`
+//!   pluginConfig;
+//! - `lua`: an `envoy.filters.http.lua` script doing the same STRICT and
+//!   trust-domain check, as a user could deploy it with an EnvoyFilter;
+//! - `rbac`: Envoy's native RBAC filter with the policy istiod generates for an
+//!   AuthorizationPolicy `principals: ["cluster.local/*"]`.
+//!
+//! Every variant is first checked once for correctness in the same harness, so a
+//! variant that is broken cannot look cheap. Then the variants are measured in
+//! interleaved rounds (the order rotates each round); the report gives medians
+//! of p50/p99 latency, requests/s, server Envoy CPU per request and the server
+//! Envoy's RSS after warm-up, each against no filter and against the bare
+//! module, then a verdict for each of issue 13's targets.
 //!
 //! By default the load is closed-loop at saturation (wrk: each connection sends
 //! its next request as soon as the last is answered), which measures throughput
@@ -16,21 +34,154 @@
 //! bottleneck, which is how sidecars usually run.
 //!
 //! Usage: filter_bench [--rounds N] [--duration SECS] [--connections C] [--wrk-cpu CPU]
-//!                     [--upstream direct|app] [--rate R]
+//!                     [--upstream direct|app] [--rate R] [--variants a,b,...]
+//!                     [--perf SECS]
 //!
-//! `$PEERAUTH_FILTER_WASM` replaces the filter: with the do-nothing
-//! `peerauth-bench-noop` module (the SDK, no logic) or `peerauth-bench-bare` (the
-//! ABI by hand, no SDK), to measure what running any proxy-wasm filter costs.
-//! Run through `tests/bench/filter_bench.sh`, which builds everything first.
+//! `--perf SECS` adds, after the rounds, one saturated run of SECS per variant
+//! under `perf record` of the server Envoy, and prints where its CPU went by
+//! object (the Envoy binary is stripped, so symbols inside it are not named).
+//!
+//! Modules: `$PEERAUTH_FILTER_WASM` (default `out/peerauth_filter.wasm`),
+//! `$PEERAUTH_BARE_WASM` and `$PEERAUTH_NOOP_WASM` (default under
+//! `target/wasm32-wasip1/wasm/`). Run through `tests/bench/filter_bench.sh`,
+//! which builds all three first.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use peerauth_tests::app::EchoApp;
 use peerauth_tests::envoy::{
-    free_port, peerauth_stats_tags, Chains, ClientSidecar, Envoy, Sidecar, Upstream, WasmFilter,
+    curl, free_port, http_get, peerauth_stats_tags, Chains, ClientSidecar, Envoy, Sidecar,
+    Upstream, WasmFilter,
 };
-use peerauth_tests::pki::MeshPki;
-use std::path::PathBuf;
-use std::process::Command;
+use peerauth_tests::pki::{MeshPki, FOREIGN};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const USAGE: &str = "usage: filter_bench [--rounds N] [--duration SECS] [--connections C] \
+[--wrk-cpu CPU] [--upstream direct|app] [--rate R] [--variants none,bare,noop,peerauth,lua,rbac] \
+[--perf SECS]";
+
+/// The peerauth configuration every checking variant enforces.
+const PEERAUTH_CONFIG: &str =
+    r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"]}"#;
+
+/// The same rule as a Lua script: no downstream TLS, no client certificate, or a
+/// URI SAN outside `spiffe://cluster.local/` is refused with 403. A SPIFFE
+/// certificate carries exactly one URI SAN, so a certificate with any other
+/// number is refused too. The calls are the ones Envoy's Lua filter documents
+/// (docs/root/configuration/http/http_filters/lua_filter.rst, "Stream info
+/// object API" → `downstreamSslConnection()`, and "SSL connection object API"
+/// → `peerCertificatePresented()`, `uriSanPeerCertificate()`); the correctness
+/// check below proves Envoy 1.40 runs them.
+const LUA_CHECK: &str = r#"
+local prefix = "spiffe://cluster.local/"
+function envoy_on_request(handle)
+  local ssl = handle:streamInfo():downstreamSslConnection()
+  if ssl ~= nil and ssl:peerCertificatePresented() then
+    local sans = ssl:uriSanPeerCertificate()
+    if #sans == 1 and string.sub(sans[1], 1, #prefix) == prefix then
+      return
+    end
+  end
+  handle:respond({[":status"] = "403"}, "peer not allowed\n")
+end
+"#;
+
+/// The RBAC filter istiod puts in a sidecar's inbound HTTP chain for
+/// ```yaml
+/// kind: AuthorizationPolicy
+/// metadata: {name: mesh-only, namespace: foo}
+/// spec: {rules: [{from: [{source: {principals: ["cluster.local/*"]}}]}]}
+/// ```
+/// Shape from istio/istio: `pilot/pkg/security/authz/model/model.go`
+/// (`Model.Generate`: each `from` is an `and_ids` of its rules, each rule an
+/// `or_ids` of its values; no `to` is an `and_rules` of `any`),
+/// `pilot/pkg/security/authz/model/generator.go` (`srcPrincipalGenerator`:
+/// `StringMatcherWithPrefix(value, "spiffe://")`, which turns a trailing `*` into
+/// a prefix match, `pilot/pkg/security/authz/matcher/string.go`),
+/// `pilot/pkg/security/authz/model/principal.go` (`principalAuthenticated`: on a
+/// sidecar, whose builder does not use filter state, an `authenticated`
+/// `principal_name`), and `pilot/pkg/security/authz/builder/builder.go`
+/// (`policyName`: `ns[<ns>]-policy[<name>]-rule[<i>]`; the filter name
+/// `envoy.filters.http.rbac`). Read at istio/istio 86c9f01 (2026-08-22).
+fn istio_rbac_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.rbac",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules": {
+                "action": "ALLOW",
+                "policies": {
+                    "ns[foo]-policy[mesh-only]-rule[0]": {
+                        "permissions": [{"and_rules": {"rules": [{"any": true}]}}],
+                        "principals": [{"and_ids": {"ids": [{"or_ids": {"ids": [
+                            {"authenticated": {"principal_name": {"prefix": "spiffe://cluster.local/"}}}
+                        ]}}]}}]
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn lua_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.lua",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": LUA_CHECK}
+        }
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    None,
+    Bare,
+    Noop,
+    Peerauth,
+    Lua,
+    Rbac,
+}
+
+impl Kind {
+    const ALL: [Kind; 6] = [
+        Kind::None,
+        Kind::Bare,
+        Kind::Noop,
+        Kind::Peerauth,
+        Kind::Lua,
+        Kind::Rbac,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::None => "none",
+            Kind::Bare => "bare",
+            Kind::Noop => "noop",
+            Kind::Peerauth => "peerauth",
+            Kind::Lua => "lua",
+            Kind::Rbac => "rbac",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::None => "no filter",
+            Kind::Bare => "`peerauth-bench-bare` (the floor)",
+            Kind::Noop => "`peerauth-bench-noop` (SDK, no logic)",
+            Kind::Peerauth => "peerauth",
+            Kind::Lua => "Lua filter",
+            Kind::Rbac => "RBAC filter (Istio's rule)",
+        }
+    }
+
+    /// Whether the variant refuses plaintext and foreign-trust-domain peers.
+    fn checks_peer(self) -> bool {
+        matches!(self, Kind::Peerauth | Kind::Lua | Kind::Rbac)
+    }
+}
 
 struct Args {
     rounds: usize,
@@ -39,6 +190,8 @@ struct Args {
     wrk_cpu: Option<String>,
     app: bool,
     rate: Option<f64>,
+    variants: Vec<Kind>,
+    perf: u32,
 }
 
 fn args() -> Args {
@@ -49,17 +202,26 @@ fn args() -> Args {
         wrk_cpu: None,
         app: false,
         rate: None,
+        variants: Kind::ALL.to_vec(),
+        perf: 0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
     while let Some(k) = it.next() {
-        let v = it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        if k == "--help" || k == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let v = it
+            .next()
+            .unwrap_or_else(|| panic!("{k} needs a value\n{USAGE}"));
         match k.as_str() {
             "--rounds" => a.rounds = v.parse().unwrap(),
             "--duration" => a.duration = v.parse().unwrap(),
             "--connections" => a.connections = v.parse().unwrap(),
             "--wrk-cpu" => a.wrk_cpu = Some(v.clone()),
             "--rate" => a.rate = Some(v.parse().unwrap()),
+            "--perf" => a.perf = v.parse().unwrap(),
             "--upstream" => {
                 a.app = match v.as_str() {
                     "app" => true,
@@ -67,9 +229,25 @@ fn args() -> Args {
                     _ => panic!("--upstream takes direct or app"),
                 }
             }
-            _ => panic!("unknown argument {k}"),
+            "--variants" => {
+                a.variants = v
+                    .split(',')
+                    .map(|n| {
+                        *Kind::ALL
+                            .iter()
+                            .find(|k| k.name() == n.trim())
+                            .unwrap_or_else(|| panic!("unknown variant {n:?}\n{USAGE}"))
+                    })
+                    .collect();
+                // Every comparison is against no filter, so it always runs.
+                if !a.variants.contains(&Kind::None) {
+                    a.variants.insert(0, Kind::None);
+                }
+            }
+            _ => panic!("unknown argument {k}\n{USAGE}"),
         }
     }
+    assert!(a.rounds > 0, "--rounds must be at least 1");
     a
 }
 
@@ -121,7 +299,7 @@ fn load_tool(a: &Args, tool: &str) -> Command {
 fn measure(port: u16, server_pid: u32, a: &Args) -> Sample {
     match a.rate {
         Some(rate) => h2load(port, server_pid, a, rate),
-        None => wrk(port, server_pid, a),
+        None => wrk(port, server_pid, a, a.duration),
     }
 }
 
@@ -170,14 +348,14 @@ fn h2load(port: u16, server_pid: u32, a: &Args, rate: f64) -> Sample {
     }
 }
 
-fn wrk(port: u16, server_pid: u32, a: &Args) -> Sample {
+fn wrk(port: u16, server_pid: u32, a: &Args, seconds: u32) -> Sample {
     let before = cpu_ticks(server_pid);
     let mut cmd = load_tool(a, "wrk");
     let out = cmd
         .args([
             "-t1",
             &format!("-c{}", a.connections),
-            &format!("-d{}s", a.duration),
+            &format!("-d{seconds}s"),
             "--latency",
         ])
         .arg(format!("http://127.0.0.1:{port}/"))
@@ -192,6 +370,7 @@ fn wrk(port: u16, server_pid: u32, a: &Args) -> Sample {
             .unwrap_or_else(|| panic!("no {prefix:?} in wrk output:\n{text}"))
     };
     let ticks = cpu_ticks(server_pid) - before;
+    // A variant that refused the load would otherwise look cheap.
     assert!(!text.contains("Non-2xx"), "errors during the run:\n{text}");
     let requests: f64 = text
         .lines()
@@ -213,39 +392,148 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Insert `filter` just before the router in every HTTP connection manager of
+/// `bootstrap`'s listeners, where istiod puts its RBAC filter and where an
+/// EnvoyFilter `INSERT_BEFORE envoy.filters.http.router` puts a Lua filter.
+fn insert_http_filter(bootstrap: &mut Value, filter: &Value) {
+    let mut inserted = 0;
+    let listeners = bootstrap["static_resources"]["listeners"]
+        .as_array_mut()
+        .expect("the bootstrap has static listeners");
+    for listener in listeners {
+        for chain in listener["filter_chains"].as_array_mut().unwrap() {
+            for f in chain["filters"].as_array_mut().unwrap() {
+                if f["name"] != "envoy.filters.network.http_connection_manager" {
+                    continue;
+                }
+                let http = f["typed_config"]["http_filters"].as_array_mut().unwrap();
+                let router = http
+                    .iter()
+                    .position(|h| h["name"] == "envoy.filters.http.router")
+                    .expect("the connection manager has a router");
+                http.insert(router, filter.clone());
+                inserted += 1;
+            }
+        }
+    }
+    assert!(
+        inserted > 0,
+        "no HTTP connection manager to add the filter to"
+    );
+}
+
+struct Modules {
+    peerauth: PathBuf,
+    bare: PathBuf,
+    noop: PathBuf,
+}
+
+fn module_path(var: &str, default: PathBuf) -> PathBuf {
+    let p = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
+    p.canonicalize().unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; tests/bench/filter_bench.sh builds it ({var} overrides it)",
+            p.display()
+        )
+    })
+}
+
+fn file_size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// One variant's pair of Envoys, started and checked.
+struct Pair {
+    kind: Kind,
+    server: Envoy,
+    _client: Envoy,
+    /// The client sidecar's plaintext listener: where the load goes.
+    listen: u16,
+    server_port: u16,
+    module: Option<PathBuf>,
+    rss_mib: f64,
+    samples: Vec<Sample>,
+}
+
 fn main() {
     let a = args();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = std::env::var_os("PEERAUTH_FILTER_WASM")
+    let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("out/peerauth_filter.wasm"));
-    assert!(
-        wasm.is_file(),
-        "{} missing: run filter/build.sh",
-        wasm.display()
-    );
+        .unwrap_or_else(|| root.join("target"));
+    let wasm_dir = target.join("wasm32-wasip1/wasm");
+    let needs = |k: Kind| a.variants.contains(&k);
+    let modules = Modules {
+        peerauth: if needs(Kind::Peerauth) {
+            module_path(
+                "PEERAUTH_FILTER_WASM",
+                root.join("out/peerauth_filter.wasm"),
+            )
+        } else {
+            PathBuf::new()
+        },
+        bare: if needs(Kind::Bare) {
+            module_path(
+                "PEERAUTH_BARE_WASM",
+                wasm_dir.join("peerauth_bench_bare.wasm"),
+            )
+        } else {
+            PathBuf::new()
+        },
+        noop: if needs(Kind::Noop) {
+            module_path(
+                "PEERAUTH_NOOP_WASM",
+                wasm_dir.join("peerauth_bench_noop.wasm"),
+            )
+        } else {
+            PathBuf::new()
+        },
+    };
     let dir = std::env::temp_dir().join(format!("peerauth-bench-{}", std::process::id()));
     let pki = MeshPki::generate(&dir.join("pki")).unwrap();
     let server_id = pki.workload("httpbin.foo").unwrap();
     let client_id = pki.workload("sleep.foo").unwrap();
-    let config = r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"]}"#;
+    let foreign_id = pki.workload(FOREIGN).unwrap();
     let app = a.app.then(|| EchoApp::start().unwrap());
     let upstream = || match &app {
         Some(app) => Upstream::App(app.addr()),
         None => Upstream::Direct,
     };
 
-    let start_pair = |with_filter: bool| -> (Envoy, Envoy, u16) {
+    let start = |kind: Kind| -> Pair {
         let server_port = free_port().unwrap();
-        let server = Sidecar::new("httpbin.foo", server_id, &pki.root, upstream())
+        let module = match kind {
+            Kind::Bare => Some((&modules.bare, "")),
+            // The noop module reads its pluginConfig as host calls to make: none.
+            Kind::Noop => Some((&modules.noop, "")),
+            Kind::Peerauth => Some((&modules.peerauth, PEERAUTH_CONFIG)),
+            Kind::None | Kind::Lua | Kind::Rbac => None,
+        };
+        // Both chains, as for PERMISSIVE: a plaintext request reaches the HTTP
+        // filters, so the correctness check sees the filter refuse it rather
+        // than Envoy's listener.
+        let sidecar = Sidecar::new("httpbin.foo", server_id, &pki.root, upstream())
             .stats_tags(peerauth_stats_tags())
-            .wasm(with_filter.then(|| WasmFilter::http(&wasm, config)))
-            .port(server_port, Chains::Both)
-            .start(&dir)
-            .unwrap();
+            .wasm(module.map(|(m, c)| WasmFilter::http(m, c)))
+            .port(server_port, Chains::Both);
+        let admin = free_port().unwrap();
+        let mut bootstrap = sidecar.bootstrap(admin);
+        match kind {
+            Kind::Lua => insert_http_filter(&mut bootstrap, &lua_filter()),
+            Kind::Rbac => insert_http_filter(&mut bootstrap, &istio_rbac_filter()),
+            _ => {}
+        }
+        let server = Envoy::start(
+            &format!("httpbin.foo-{}", kind.name()),
+            &dir,
+            &bootstrap,
+            admin,
+            &[server_port],
+        )
+        .unwrap_or_else(|e| panic!("variant {}: {e}", kind.name()));
         let listen = free_port().unwrap();
         let client = ClientSidecar {
-            name: "sleep.foo".into(),
+            name: format!("sleep.foo-{}", kind.name()),
             listen,
             server_port,
             identity: Some(client_id.clone()),
@@ -253,85 +541,318 @@ fn main() {
         }
         .start(&dir)
         .unwrap();
-        (server, client, listen)
+        Pair {
+            kind,
+            server,
+            _client: client,
+            listen,
+            server_port,
+            module: module.map(|(m, _)| m.clone()),
+            rss_mib: 0.0,
+            samples: Vec::new(),
+        }
     };
-    let (server_without, _client_without, port_without) = start_pair(false);
-    let (server_with, _client_with, port_with) = start_pair(true);
+    let mut pairs: Vec<Pair> = a.variants.iter().map(|k| start(*k)).collect();
 
-    // Warm up both paths (connection pools, VM).
+    for p in &pairs {
+        check(p, &pki.root, client_id, foreign_id);
+    }
+
+    // Warm up every path (connection pools, VMs, Lua state), then take each
+    // server's RSS: what a pod pays for the variant once it has served traffic.
     let warm = Args {
         duration: 2,
         wrk_cpu: a.wrk_cpu.clone(),
         rate: None,
+        variants: Vec::new(),
         ..a
     };
-    wrk(port_without, server_without.pid(), &warm);
-    wrk(port_with, server_with.pid(), &warm);
+    for p in &mut pairs {
+        wrk(p.listen, p.server.pid(), &warm, warm.duration);
+        p.rss_mib = p.server.rss_kib().unwrap_or(0) as f64 / 1024.0;
+    }
 
-    let mut without = Vec::new();
-    let mut with = Vec::new();
+    let n = pairs.len();
     for round in 0..a.rounds {
-        // Alternate which path goes first so drift affects both equally.
-        let order = if round % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for f in order {
-            let s = if f {
-                measure(port_with, server_with.pid(), &a)
-            } else {
-                measure(port_without, server_without.pid(), &a)
-            };
-            eprintln!("round {round} filter={f}: {s:?}");
-            if f {
-                with.push(s)
-            } else {
-                without.push(s)
+        // Rotate the order so that each variant runs first in turn and drift
+        // (other processes, thermal) falls on all of them alike.
+        for i in 0..n {
+            let p = &mut pairs[(i + round) % n];
+            let s = measure(p.listen, p.server.pid(), &a);
+            eprintln!("round {round} {}: {s:?}", p.kind.name());
+            p.samples.push(s);
+        }
+    }
+
+    report(&a, &pairs);
+
+    if a.perf > 0 {
+        for p in &pairs {
+            perf_profile(p, &a);
+        }
+    }
+    drop(pairs);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One curl straight at the server's port; its HTTP status (0: no response).
+fn status(port: u16, root: &Path, client: Option<&peerauth_tests::pki::WorkloadFiles>) -> u16 {
+    curl(port, client.is_some(), client, root, &[])
+        .unwrap()
+        .status
+}
+
+/// The variant answers 200 through the benchmark's own path and to a mesh
+/// client, and, when it checks the peer, 403 to a plaintext client and to a
+/// client of another trust domain (the expectations are Istio's: STRICT plus an
+/// allow-list of `cluster.local` refuses both). Panics when it does not.
+fn check(
+    p: &Pair,
+    root: &Path,
+    mesh: &peerauth_tests::pki::WorkloadFiles,
+    foreign: &peerauth_tests::pki::WorkloadFiles,
+) {
+    let name = p.kind.name();
+    let (via_client, _) = http_get(SocketAddr::from(([127, 0, 0, 1], p.listen)), "/").unwrap();
+    assert_eq!(
+        via_client, 200,
+        "{name}: the load path (client sidecar, mTLS as sleep.foo) did not get 200"
+    );
+    let mesh_status = status(p.server_port, root, Some(mesh));
+    assert_eq!(
+        mesh_status, 200,
+        "{name}: an mTLS client from cluster.local"
+    );
+    let refused = if p.kind.checks_peer() { 403 } else { 200 };
+    let plain = status(p.server_port, root, None);
+    assert_eq!(plain, refused, "{name}: a plaintext client");
+    let foreign_status = status(p.server_port, root, Some(foreign));
+    assert_eq!(
+        foreign_status, refused,
+        "{name}: an mTLS client from evil.example"
+    );
+    if p.module.is_some() {
+        // A wasm filter that failed to load would leave the listener without it.
+        let active = p
+            .server
+            .counter("wasm.envoy.wasm.runtime.v8.active")
+            .unwrap()
+            .unwrap_or(0);
+        assert!(active > 0, "{name}: no V8 VM is active in the server Envoy");
+    }
+    if p.kind == Kind::Rbac {
+        let denied = p
+            .server
+            .counter(&format!("http.inbound_{}.rbac.denied", p.server_port))
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(denied, 2, "{name}: RBAC counted its two refusals");
+    }
+    eprintln!(
+        "check {name}: load path 200, mesh client {mesh_status}, plaintext {plain}, evil.example {foreign_status}"
+    );
+}
+
+struct Medians {
+    p50: f64,
+    p99: f64,
+    rps: f64,
+    cpu: f64,
+    rss: f64,
+}
+
+fn medians(p: &Pair) -> Medians {
+    let m = |f: fn(&Sample) -> f64| median(p.samples.iter().map(f).collect());
+    Medians {
+        p50: m(|s| s.p50_ms),
+        p99: m(|s| s.p99_ms),
+        rps: m(|s| s.rps),
+        cpu: m(|s| s.server_cpu_us),
+        rss: p.rss_mib,
+    }
+}
+
+/// `added / floor` as "N.NN×", or "n/a" when the floor added nothing measurable
+/// (a non-positive difference: noise), where a multiple means nothing.
+fn multiple(added: f64, floor: f64) -> String {
+    if floor > 0.0 {
+        format!("{:.2}×", added / floor)
+    } else {
+        "n/a (floor ≤ 0)".to_string()
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "**met**"
+    } else {
+        "**missed**"
+    }
+}
+
+fn report(a: &Args, pairs: &[Pair]) {
+    let get = |k: Kind| pairs.iter().find(|p| p.kind == k);
+    let med: Vec<(Kind, Medians)> = pairs.iter().map(|p| (p.kind, medians(p))).collect();
+    let m = |k: Kind| med.iter().find(|(kk, _)| *kk == k).map(|(_, m)| m);
+    let none = m(Kind::None).expect("no filter always runs");
+    let bare = m(Kind::Bare);
+
+    println!("| variant | p50 (ms) | p99 (ms) | requests/s | server CPU per request (µs) | server RSS (MiB) | module (bytes) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (k, v) in &med {
+        let size = get(*k)
+            .and_then(|p| p.module.as_deref())
+            .map(|m| format!("{}", file_size(m)))
+            .unwrap_or_default();
+        println!(
+            "| {} | {:.3} | {:.3} | {:.0} | {:.1} | {:.1} | {size} |",
+            k.label(),
+            v.p50,
+            v.p99,
+            v.rps,
+            v.cpu,
+            v.rss
+        );
+    }
+
+    // Rounds whose own pair (this variant, no filter; same round) met both
+    // latency and throughput budgets: the medians alone hide how close it is.
+    let within = |p: &Pair| -> usize {
+        let base = get(Kind::None).unwrap();
+        p.samples
+            .iter()
+            .zip(&base.samples)
+            .filter(|(s, b)| s.p50_ms <= 1.05 * b.p50_ms && s.rps >= 0.95 * b.rps)
+            .count()
+    };
+    println!("\nAgainst no filter (ratios of medians; CPU and RSS as differences):\n");
+    println!("| variant | p50 | p99 | requests/s | CPU | RSS | rounds within 1.05× / 0.95× |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (k, v) in med.iter().filter(|(k, _)| *k != Kind::None) {
+        println!(
+            "| {} | {:.3}× | {:.3}× | {:.3}× | {:+.1} µs | {:+.1} MiB | {} of {} |",
+            k.label(),
+            v.p50 / none.p50,
+            v.p99 / none.p99,
+            v.rps / none.rps,
+            v.cpu - none.cpu,
+            v.rss - none.rss,
+            within(get(*k).unwrap()),
+            a.rounds
+        );
+    }
+    if let Some(b) = bare {
+        let (b_cpu, b_rss) = (b.cpu - none.cpu, b.rss - none.rss);
+        println!(
+            "\nAgainst the bare module (ratios of medians; differences; and the added cost over no filter as a multiple of the bare module's, {b_cpu:+.1} µs and {b_rss:+.1} MiB):\n"
+        );
+        println!(
+            "| variant | p50 | requests/s | CPU | added CPU ÷ bare's | RSS | added RSS ÷ bare's |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for (k, v) in med
+            .iter()
+            .filter(|(k, _)| !matches!(k, Kind::None | Kind::Bare))
+        {
+            println!(
+                "| {} | {:.3}× | {:.3}× | {:+.1} µs | {} | {:+.1} MiB | {} |",
+                k.label(),
+                v.p50 / b.p50,
+                v.rps / b.rps,
+                v.cpu - b.cpu,
+                multiple(v.cpu - none.cpu, b_cpu),
+                v.rss - b.rss,
+                multiple(v.rss - none.rss, b_rss)
+            );
+        }
+    }
+
+    if let Some(pa) = m(Kind::Peerauth) {
+        println!("\nTargets (issue 13), peerauth in this run:\n");
+        println!("| target | measured | verdict |");
+        println!("|---|---|---|");
+        let added_cpu = pa.cpu - none.cpu;
+        let added_rss = pa.rss - none.rss;
+        if let Some(b) = bare {
+            let (b_cpu, b_rss) = (b.cpu - none.cpu, b.rss - none.rss);
+            println!(
+                "| added server CPU per request ≤ 1.25× the bare module's | {added_cpu:+.1} µs vs 1.25 × {b_cpu:+.1} = {:.1} µs ({}) | {} |",
+                1.25 * b_cpu,
+                multiple(added_cpu, b_cpu),
+                verdict(added_cpu <= 1.25 * b_cpu)
+            );
+            println!(
+                "| added server RSS ≤ 1.25× the bare module's | {added_rss:+.1} MiB vs 1.25 × {b_rss:+.1} = {:.1} MiB ({}) | {} |",
+                1.25 * b_rss,
+                multiple(added_rss, b_rss),
+                verdict(added_rss <= 1.25 * b_rss)
+            );
+        }
+        if let Some(l) = m(Kind::Lua) {
+            let lua_cpu = l.cpu - none.cpu;
+            println!(
+                "| added server CPU per request below the Lua filter's | {added_cpu:+.1} µs vs {lua_cpu:+.1} µs | {} |",
+                verdict(added_cpu < lua_cpu)
+            );
+        }
+        let size = get(Kind::Peerauth)
+            .and_then(|p| p.module.as_deref())
+            .map(file_size)
+            .unwrap_or(0);
+        println!(
+            "| module ≤ 200 KiB | {size} bytes ({:.0} KiB) | {} |",
+            size as f64 / 1024.0,
+            verdict(size <= 200 * 1024)
+        );
+        // The latency and throughput budgets bind only where a module with no
+        // code fits in them: below the floor no filter logic can help.
+        let p50 = pa.p50 / none.p50;
+        let rps = pa.rps / none.rps;
+        match bare {
+            Some(b) => {
+                let (bp50, brps) = (b.p50 / none.p50, b.rps / none.rps);
+                for (what, value, floor, ok, floor_ok) in [
+                    (
+                        "p50 ≤ 1.05× no filter",
+                        p50,
+                        bp50,
+                        p50 <= 1.05,
+                        bp50 <= 1.05,
+                    ),
+                    (
+                        "requests/s ≥ 0.95× no filter",
+                        rps,
+                        brps,
+                        rps >= 0.95,
+                        brps >= 0.95,
+                    ),
+                ] {
+                    let judged = match (floor_ok, ok) {
+                        (true, ok) => verdict(ok),
+                        (false, true) => "**met** (the floor itself misses it)",
+                        (false, false) => "not binding: the floor itself misses it",
+                    };
+                    println!(
+                        "| {what}, whenever the floor is within it | peerauth {value:.3}×, floor {floor:.3}× | {judged} |"
+                    );
+                }
+            }
+            None => {
+                println!(
+                    "| p50 ≤ 1.05× and requests/s ≥ 0.95× no filter | {p50:.3}×, {rps:.3}× (no floor measured) | {} |",
+                    verdict(p50 <= 1.05 && rps >= 0.95)
+                );
             }
         }
     }
-    let m = |v: &[Sample], f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
-    let (p50a, p50b) = (m(&without, |s| s.p50_ms), m(&with, |s| s.p50_ms));
-    let (p99a, p99b) = (m(&without, |s| s.p99_ms), m(&with, |s| s.p99_ms));
-    let (rpsa, rpsb) = (m(&without, |s| s.rps), m(&with, |s| s.rps));
-    let (cpua, cpub) = (
-        m(&without, |s| s.server_cpu_us),
-        m(&with, |s| s.server_cpu_us),
-    );
-    let total: f64 = with.iter().chain(&without).map(|s| s.requests).sum();
-    let ok = server_with.prometheus().unwrap_or_default();
-    let counted = ok
-        .lines()
-        .filter(|l| l.starts_with("peerauth_requests_total"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    println!("| | without filter | with filter | ratio |");
-    println!("|---|---:|---:|---:|");
+
+    let total: f64 = pairs
+        .iter()
+        .flat_map(|p| &p.samples)
+        .map(|s| s.requests)
+        .sum();
     println!(
-        "| p50 latency (ms) | {p50a:.3} | {p50b:.3} | {:.3} |",
-        p50b / p50a
-    );
-    println!(
-        "| p99 latency (ms) | {p99a:.3} | {p99b:.3} | {:.3} |",
-        p99b / p99a
-    );
-    println!(
-        "| requests/s{} | {rpsa:.0} | {rpsb:.0} | {:.3} |",
-        if a.rate.is_some() { " (offered)" } else { "" },
-        rpsb / rpsa
-    );
-    println!(
-        "| server Envoy CPU per request (µs) | {cpua:.1} | {cpub:.1} | {:.3} |",
-        cpub / cpua
-    );
-    println!(
-        "| server Envoy RSS (MiB) | {:.1} | {:.1} | |",
-        server_without.rss_kib().unwrap_or(0) as f64 / 1024.0,
-        server_with.rss_kib().unwrap_or(0) as f64 / 1024.0
-    );
-    println!(
-        "\nmedians of {} interleaved rounds, {} s each, {}; {total:.0} requests measured; upstream: {}; module: {}",
+        "\nmedians of {} interleaved rounds, {} s each, {}; {total:.0} requests measured; upstream: {}; RSS after a 2 s warm-up; peerauth module: {}",
         a.rounds,
         a.duration,
         match a.rate {
@@ -339,9 +860,64 @@ fn main() {
             None => format!("wrk -t1 -c{}", a.connections),
         },
         if a.app { "echo app" } else { "direct_response" },
-        wasm.display()
+        get(Kind::Peerauth)
+            .and_then(|p| p.module.as_deref())
+            .map(|m| m.display().to_string())
+            .unwrap_or_else(|| "not run".into())
     );
-    println!("filter counters on the server with the filter:\n{counted}");
-    drop((server_with, server_without));
-    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(p) = get(Kind::Peerauth) {
+        let counted = p
+            .server
+            .prometheus()
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("peerauth_requests_total"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        println!("peerauth's counters on its server:\n{counted}");
+    }
+}
+
+/// Where the server Envoy's CPU goes under saturation, by object: `perf record`
+/// of the server during one wrk run of `--perf` seconds.
+fn perf_profile(p: &Pair, a: &Args) {
+    let data = std::env::temp_dir().join(format!(
+        "peerauth-bench-perf-{}-{}.data",
+        std::process::id(),
+        p.kind.name()
+    ));
+    let mut rec = Command::new("perf")
+        .args(["record", "-e", "cpu-clock", "-F", "2000", "-o"])
+        .arg(&data)
+        .args(["-p", &p.server.pid().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("perf (apt-get install linux-perf)");
+    let s = wrk(p.listen, p.server.pid(), a, a.perf);
+    // perf writes its data when interrupted.
+    let _ = Command::new("kill")
+        .args(["-INT", &rec.id().to_string()])
+        .status();
+    let _ = rec.wait();
+    let out = Command::new("perf")
+        .args(["report", "--stdio", "--sort", "dso", "-i"])
+        .arg(&data)
+        .output()
+        .expect("perf report");
+    let _ = std::fs::remove_file(&data);
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!(
+        "\nperf, server Envoy of `{}` ({:.0} requests/s, {:.1} µs per request): share of samples by object\n",
+        p.kind.name(),
+        s.rps,
+        s.server_cpu_us
+    );
+    for l in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .take(8)
+    {
+        println!("    {}", l.trim());
+    }
 }
