@@ -63,6 +63,17 @@ pub enum Modes {
     },
 }
 
+/// The rules a decision applies on one destination port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRules {
+    /// The effective mode (never `Unset`).
+    pub mode: MtlsMode,
+    /// `false` when the configuration has port-level entries but the port could
+    /// not be read or is not one of them: then `mode` is the strictest mode the
+    /// configuration gives any port, and every identity list must admit the peer.
+    pub known: bool,
+}
+
 /// A validated plugin configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -392,6 +403,27 @@ impl Config {
         out
     }
 
+    /// The rules for a destination port (`None`: unreadable). A port only
+    /// matters when the configuration has port-level entries; then a port it
+    /// does not name may be a port number the filter sees differently from the
+    /// one the user wrote (a Service port instead of the container port, say), so
+    /// it gets the strictest rules rather than the workload's.
+    pub fn port_rules(&self, port: Option<u32>) -> PortRules {
+        let named = self.named_ports();
+        if named.is_empty() || port.is_some_and(|p| named.contains(&p)) {
+            return PortRules {
+                mode: self.mode_for(port),
+                known: true,
+            };
+        }
+        // STRICT > PERMISSIVE > DISABLE: the order of `MtlsMode`.
+        let mode = named
+            .iter()
+            .map(|p| self.mode_for(Some(*p)))
+            .fold(self.mode_for(None), MtlsMode::max);
+        PortRules { mode, known: false }
+    }
+
     /// The identity allow-list for a port, if any applies.
     pub fn identities_for(&self, port: Option<u32>) -> Option<&[SpiffePattern]> {
         port.and_then(|p| self.allowed_identities.get(&Some(p)))
@@ -500,6 +532,37 @@ mod tests {
         )
         .unwrap();
         assert!(strict.warnings().is_empty());
+    }
+
+    #[test]
+    fn a_port_the_config_does_not_name_gets_its_strictest_mode_once_it_names_any() {
+        let c = Config::parse(
+            br#"{"mtls":{"mode":"DISABLE"},"portLevelMtls":{"8080":{"mode":"STRICT"},"9090":{}}}"#,
+        )
+        .unwrap();
+        let known = |mode| PortRules { mode, known: true };
+        assert_eq!(c.port_rules(Some(8080)), known(MtlsMode::Strict));
+        assert_eq!(c.port_rules(Some(9090)), known(MtlsMode::Disable));
+        let strictest = PortRules {
+            mode: MtlsMode::Strict,
+            known: false,
+        };
+        assert_eq!(c.port_rules(Some(80)), strictest);
+        assert_eq!(c.port_rules(None), strictest);
+        let lax = Config::parse(
+            br#"{"mtls":{"mode":"DISABLE"},"allowedIdentities":{"8080":["spiffe://cluster.local/**"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            lax.port_rules(None),
+            PortRules {
+                mode: MtlsMode::Disable,
+                known: false
+            }
+        );
+        // Without port-level entries every port is alike, so none is unknown.
+        let flat = Config::parse(br#"{"mtls":{"mode":"PERMISSIVE"}}"#).unwrap();
+        assert_eq!(flat.port_rules(None), known(MtlsMode::Permissive));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The verdict: a pure function of the configuration and the gathered facts.
 
 use crate::cert;
-use crate::config::{Action, Config, XfccPolicy};
+use crate::config::{Action, Config, PortRules, XfccPolicy};
 use crate::facts::{ConnectionFacts, Facts, Security};
 use policy::spiffe::{SpiffeId, SpiffePattern};
 use policy::xfcc::{self, Xfcc};
@@ -50,6 +50,9 @@ pub enum Reason {
     PlaintextNotAllowed,
     TrustDomainNotAllowed,
     IdentityNotAllowed,
+    /// The configuration has port-level entries and the destination port could
+    /// not be read or is not one of them: decided by the strictest rules.
+    PortUnknown,
 }
 
 impl Reason {
@@ -66,6 +69,7 @@ impl Reason {
             Reason::PlaintextNotAllowed => "plaintext_not_allowed",
             Reason::TrustDomainNotAllowed => "trust_domain_not_allowed",
             Reason::IdentityNotAllowed => "identity_not_allowed",
+            Reason::PortUnknown => "port_unknown",
         }
     }
 }
@@ -164,13 +168,14 @@ impl Decision {
 
 /// Decide for one request (HTTP) or connection (TCP, `facts.xfcc` = `None`).
 pub fn decide(config: &Config, facts: &Facts) -> Decision {
-    decide_in_mode(config, facts, config.mode_for(facts.destination_port))
+    decide_with(config, facts, config.port_rules(facts.destination_port))
 }
 
-/// [`decide`] with the port's mode already resolved (the host layer memoises
-/// `Config::mode_for` per port).
-pub fn decide_in_mode(config: &Config, facts: &Facts, mode: MtlsMode) -> Decision {
+/// [`decide`] with the port's rules already resolved (the host layer memoises
+/// [`Config::port_rules`] per port).
+pub fn decide_with(config: &Config, facts: &Facts, rules: PortRules) -> Decision {
     let port = facts.destination_port;
+    let mode = rules.mode;
     let enforce = config.action == Action::Enforce;
     let peer_id = match facts.security {
         Security::Mtls => facts
@@ -184,8 +189,16 @@ pub fn decide_in_mode(config: &Config, facts: &Facts, mode: MtlsMode) -> Decisio
     if facts.security != Security::Mtls && mode == MtlsMode::Strict {
         violations.push(Reason::PlaintextOnStrict);
     }
-    if let Some(r) = identity_violation(config, port, facts.security, peer_id.as_ref()) {
+    if let Some(r) = identity_violation(config, port, rules.known, facts.security, peer_id.as_ref())
+    {
         violations.push(r);
+    }
+    if !rules.known {
+        // The port's own rules are unknown: whichever strictest rule failed,
+        // the reason says the port was not known.
+        for v in &mut violations {
+            *v = Reason::PortUnknown;
+        }
     }
 
     let mut xfcc_action = XfccAction::Keep;
@@ -207,6 +220,7 @@ pub fn decide_in_mode(config: &Config, facts: &Facts, mode: MtlsMode) -> Decisio
     }
 
     let (outcome, reason) = match violations.first() {
+        None if !rules.known => (Outcome::Allowed, Reason::PortUnknown),
         None => (Outcome::Allowed, Reason::Ok),
         Some(r) if enforce => (Outcome::Rejected, *r),
         Some(r) => (Outcome::WouldReject, *r),
@@ -242,14 +256,26 @@ fn matches_any(patterns: &[SpiffePattern], id: &SpiffeId) -> bool {
 /// An allow-list admits identities, and only mutual TLS proves one: like an
 /// Istio AuthorizationPolicy with `principals`, it rejects plaintext whatever the
 /// port's mode.
+///
+/// On a port that is not known (see [`PortRules`]) every list of the
+/// configuration applies, since the port may be any of them.
 fn identity_violation(
     config: &Config,
     port: Option<u32>,
+    known: bool,
     security: Security,
     peer: Option<&SpiffeId>,
 ) -> Option<Reason> {
-    let patterns = config.identities_for(port);
-    if config.allowed_trust_domains.is_empty() && patterns.is_none() {
+    let lists: Vec<&[SpiffePattern]> = if known {
+        config.identities_for(port).into_iter().collect()
+    } else {
+        config
+            .allowed_identities
+            .values()
+            .map(Vec::as_slice)
+            .collect()
+    };
+    if config.allowed_trust_domains.is_empty() && lists.is_empty() {
         return None;
     }
     if security != Security::Mtls {
@@ -266,10 +292,10 @@ fn identity_violation(
     {
         return Some(Reason::TrustDomainNotAllowed);
     }
-    match patterns {
-        Some(p) if !matches_any(p, id) => Some(Reason::IdentityNotAllowed),
-        _ => None,
+    if lists.iter().any(|p| !matches_any(p, id)) {
+        return Some(Reason::IdentityNotAllowed);
     }
+    None
 }
 
 /// The XFCC finding, if any, and how `strip` would repair it.
@@ -518,10 +544,16 @@ mod tests {
         let c = cfg(
             r#"{"allowedTrustDomains":["cluster.local"],"allowedIdentities":{"8080":["spiffe://cluster.local/ns/foo/sa/*"]}}"#,
         );
-        let d = decide(&c, &mtls(80, "spiffe://evil.example/ns/foo/sa/sleep"));
+        let d = decide(&c, &mtls(8080, "spiffe://evil.example/ns/foo/sa/sleep"));
         assert_eq!(
             (d.outcome, d.reason),
             (Outcome::Rejected, Reason::TrustDomainNotAllowed)
+        );
+        // Port 80 is not named while 8080 is: the strictest rules, counted apart.
+        let d = decide(&c, &mtls(80, "spiffe://evil.example/ns/foo/sa/sleep"));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Rejected, Reason::PortUnknown)
         );
         assert_eq!(decide(&c, &mtls(8080, FOO)).outcome, Outcome::Allowed);
         let d = decide(&c, &mtls(8080, "spiffe://cluster.local/ns/bar/sa/sleep"));
@@ -558,6 +590,44 @@ mod tests {
         assert_eq!(
             decide(&strict, &plaintext(80)).reason,
             Reason::PlaintextOnStrict
+        );
+    }
+
+    #[test]
+    fn an_unknown_port_is_decided_by_the_strictest_mode_and_every_identity_list() {
+        let c = cfg(
+            r#"{"mtls":{"mode":"PERMISSIVE"},"portLevelMtls":{"8080":{"mode":"STRICT"}},
+                "allowedIdentities":{"9090":["spiffe://cluster.local/ns/*/sa/sleep"],"8080":["spiffe://cluster.local/ns/foo/sa/*"]}}"#,
+        );
+        let mut unreadable = plaintext(80);
+        unreadable.conn.to_mut().destination_port = None;
+        for facts in [plaintext(80), unreadable] {
+            let d = decide(&c, &facts);
+            assert_eq!(
+                (d.outcome, d.reason, d.mode),
+                (Outcome::Rejected, Reason::PortUnknown, MtlsMode::Strict),
+                "{facts:?}"
+            );
+        }
+        // sleep.foo satisfies both lists; foo's other accounts only 8080's.
+        let d = decide(&c, &mtls(80, FOO));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Allowed, Reason::PortUnknown)
+        );
+        let d = decide(&c, &mtls(80, "spiffe://cluster.local/ns/foo/sa/other"));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Rejected, Reason::PortUnknown)
+        );
+        // The named port itself keeps its own rules.
+        let d = decide(&c, &mtls(9090, "spiffe://cluster.local/ns/bar/sa/sleep"));
+        assert_eq!((d.outcome, d.reason), (Outcome::Allowed, Reason::Ok));
+        let audit = cfg(r#"{"action":"audit","portLevelMtls":{"8080":{"mode":"STRICT"}}}"#);
+        let d = decide(&audit, &plaintext(80));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::WouldReject, Reason::PortUnknown)
         );
     }
 

@@ -2,11 +2,10 @@
 //! through `hostcalls` and handles its `Err`, because the `Context` helpers of
 //! proxy-wasm 0.2.5 unwrap and a panic kills the VM.
 
-use crate::config::{Config, Protocol};
-use crate::decide::{decide_in_mode, Decision, Outcome, XfccAction};
+use crate::config::{Config, PortRules, Protocol};
+use crate::decide::{decide_with, Decision, Outcome, XfccAction};
 use crate::facts::{connection_id, ConnectionFacts, Facts, Host};
 use crate::metrics;
-use policy::MtlsMode;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -65,7 +64,7 @@ struct Shared {
     decisions: Few<DecisionKey, u32>,
     forgeries: Few<ForgeryKey, u32>,
     connections: Vec<Option<(u64, Rc<Conn>)>>,
-    modes: Few<Option<u32>, MtlsMode>,
+    modes: Few<Option<u32>, PortRules>,
 }
 
 /// A handful of entries found by scanning: the label combinations and ports one
@@ -138,13 +137,13 @@ impl Shared {
         }
     }
 
-    fn mode(&mut self, config: &Config, port: Option<u32>) -> MtlsMode {
-        if let Some(mode) = self.modes.get(&port) {
-            return mode;
+    fn rules(&mut self, config: &Config, port: Option<u32>) -> PortRules {
+        if let Some(rules) = self.modes.get(&port) {
+            return rules;
         }
-        let mode = config.mode_for(port);
-        self.modes.insert(port, mode);
-        mode
+        let rules = config.port_rules(port);
+        self.modes.insert(port, rules);
+        rules
     }
 
     /// Count the decision; `true` when it also deserves a log line.
@@ -192,10 +191,10 @@ fn judge(
     let Ok(mut shared) = shared.try_borrow_mut() else {
         // Unreachable in a single-threaded VM; still a defined outcome.
         let facts = Facts::gather(&Envoy, xfcc, now_unix());
-        return Rc::new(decide_in_mode(
+        return Rc::new(decide_with(
             config,
             &facts,
-            config.mode_for(facts.destination_port),
+            config.port_rules(facts.destination_port),
         ));
     };
     let conn = if tcp {
@@ -214,8 +213,8 @@ fn judge(
         None => {
             let now = if has_cert { now_unix() } else { None };
             let facts = Facts::new(&conn.facts, xfcc, now);
-            let mode = shared.mode(config, facts.destination_port);
-            let d = Rc::new(decide_in_mode(config, &facts, mode));
+            let rules = shared.rules(config, facts.destination_port);
+            let d = Rc::new(decide_with(config, &facts, rules));
             if let Ok(mut last) = conn.last.try_borrow_mut() {
                 *last = Some((facts.xfcc, Rc::clone(&d)));
             }

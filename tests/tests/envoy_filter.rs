@@ -140,8 +140,10 @@ fn each_mode_and_a_port_level_override_are_enforced_on_a_multi_port_workload() {
     let [strict, permissive, disable, istio_strict] = [(); 4].map(|_| free_port().unwrap());
     // Workload default STRICT with two port-level overrides; every port but the
     // last has both chains, so the filter (not Envoy) decides.
+    // Once the config names ports it must name every port it guards (an empty
+    // entry inherits), or the strictest rules apply there (`port_unknown`).
     let config = format!(
-        r#"{{"mtls":{{"mode":"STRICT"}},"portLevelMtls":{{"{permissive}":{{"mode":"PERMISSIVE"}},"{disable}":{{"mode":"DISABLE"}}}}}}"#
+        r#"{{"mtls":{{"mode":"STRICT"}},"portLevelMtls":{{"{strict}":{{}},"{permissive}":{{"mode":"PERMISSIVE"}},"{disable}":{{"mode":"DISABLE"}}}}}}"#
     );
     let envoy = lab
         .sidecar()
@@ -252,7 +254,7 @@ fn each_mode_and_a_port_level_override_are_enforced_on_a_multi_port_workload() {
 #[test]
 fn peer_authentication_objects_in_the_plugin_config_resolve_like_istiod() {
     let lab = lab();
-    let [web, admin] = [(); 2].map(|_| free_port().unwrap());
+    let [web, admin, inherit] = [(); 3].map(|_| free_port().unwrap());
     let config = format!(
         r#"{{"workload":{{"namespace":"foo","labels":{{"app":"httpbin"}}}},
             "peerAuthentications":[
@@ -261,26 +263,44 @@ fn peer_authentication_objects_in_the_plugin_config_resolve_like_istiod() {
                 "spec":{{"mtls":{{"mode":"PERMISSIVE"}}}}}},
               {{"metadata":{{"name":"httpbin","namespace":"foo"}},
                 "spec":{{"selector":{{"matchLabels":{{"app":"httpbin"}}}},
-                        "portLevelMtls":{{"{admin}":{{"mode":"STRICT"}}}}}}}}]}}"#
+                        "portLevelMtls":{{"{admin}":{{"mode":"STRICT"}},"{inherit}":{{"mode":"UNSET"}}}}}}}}]}}"#
     );
     let envoy = lab
         .sidecar()
         .wasm(lab.http(&config))
         .port(web, Chains::Both)
         .port(admin, Chains::Both)
+        .port(inherit, Chains::Both)
         .start(&lab.dir)
         .unwrap();
-    assert_eq!(lab.get(web, None, &[]).status, 200);
+    // UNSET at port level inherits the mesh-wide PERMISSIVE.
+    assert_eq!(lab.get(inherit, None, &[]).status, 200);
     rejected(&lab.get(admin, None, &[]), "plaintext_on_strict");
     assert_eq!(lab.get(admin, Some("sleep.foo"), &[]).status, 200);
+    // `web` is not named while the policy names ports: the strictest rules
+    // (STRICT, from `admin`) apply and are counted as port_unknown.
+    rejected(&lab.get(web, None, &[]), "port_unknown");
+    assert_eq!(lab.get(web, Some("sleep.foo"), &[]).status, 200);
     assert_eq!(
         requests(
             &envoy,
-            web,
+            inherit,
             &[("mode", "PERMISSIVE"), ("outcome", "allowed")]
         ),
         1
     );
+    for (outcome, security) in [("rejected", "plaintext"), ("allowed", "mutual_tls")] {
+        let labels = [
+            ("mode", "STRICT"),
+            ("security", security),
+            ("outcome", outcome),
+            ("reason", "port_unknown"),
+        ];
+        assert_eq!(requests(&envoy, web, &labels), 1, "{labels:?}");
+    }
+    assert!(envoy.log_contains(&format!(
+        "peerauth: outcome=rejected reason=port_unknown port={web} mode=STRICT security=plaintext"
+    )));
     assert_eq!(
         requests(
             &envoy,
