@@ -196,9 +196,7 @@ pub fn decide_with(config: &Config, facts: &Facts, rules: PortRules) -> Decision
     if !rules.known {
         // The port's own rules are unknown: whichever strictest rule failed,
         // the reason says the port was not known.
-        for v in &mut violations {
-            *v = Reason::PortUnknown;
-        }
+        violations.fill(Reason::PortUnknown);
     }
 
     let mut xfcc_action = XfccAction::Keep;
