@@ -908,16 +908,33 @@ fn perf_profile(p: &Pair, a: &Args) {
     let _ = std::fs::remove_file(&data);
     let text = String::from_utf8_lossy(&out.stdout);
     println!(
-        "\nperf, server Envoy of `{}` ({:.0} requests/s, {:.1} µs per request): share of samples by object\n",
+        "\nperf, server Envoy of `{}` ({:.0} requests/s, {:.1} µs of CPU per request in this run), by object:\n",
         p.kind.name(),
         s.rps,
         s.server_cpu_us
     );
-    for l in text
+    println!("| object | share of samples | ≈ µs per request |");
+    println!("|---|---:|---:|");
+    // Rows are "<percent>%  <object>". Generated code is the object perf calls
+    // "[JIT] tid N": V8's (the module compiled, and V8's entry and exit stubs)
+    // for wasm, LuaJIT's for the Lua filter.
+    for (share, object) in text
         .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (pct, obj) = l.trim().split_once('%')?;
+            Some((pct.trim().parse::<f64>().ok()?, obj.trim()))
+        })
         .take(8)
     {
-        println!("    {}", l.trim());
+        let object = if object.starts_with("[JIT]") {
+            "generated code ([JIT]: V8 for wasm, LuaJIT for Lua)"
+        } else {
+            object
+        };
+        println!(
+            "| {object} | {share:.2} % | {:.2} |",
+            share / 100.0 * s.server_cpu_us
+        );
     }
 }
