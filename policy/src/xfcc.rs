@@ -117,6 +117,18 @@ impl Key {
     }
 }
 
+/// Whether `header` may hold a `key` pair, without parsing it: [`parse`] takes a
+/// key in any ASCII case with nothing between it and its `=`, so every pair it
+/// would read contains `<key>=` in some case. Text inside a value can match too
+/// (a false positive); a pair the parser reads never goes unnoticed.
+pub fn may_contain(header: &str, key: Key) -> bool {
+    let name = key.as_str().as_bytes();
+    header
+        .as_bytes()
+        .windows(name.len() + 1)
+        .any(|w| w.last() == Some(&b'=') && w[..name.len()].eq_ignore_ascii_case(name))
+}
+
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

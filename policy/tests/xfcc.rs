@@ -522,3 +522,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn may_contain_finds_every_key_the_parser_reads_in_any_case() {
+    for header in ["Cert=\"x\"", "cert=x", "By=a;CERT=x", "By=a; cErT=\"y\""] {
+        assert!(xfcc::may_contain(header, Key::Cert), "{header}");
+        assert!(
+            xfcc::parse(header).is_ok_and(|x| x.elements[0].cert.is_some()),
+            "{header}"
+        );
+    }
+    assert!(!xfcc::may_contain("Hash=ab;URI=spiffe://x", Key::Cert));
+    assert!(!xfcc::may_contain("Cert", Key::Cert));
+    assert!(!xfcc::may_contain("", Key::Cert));
+}
