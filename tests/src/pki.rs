@@ -118,17 +118,24 @@ impl MeshPki {
 
     /// Issue (or re-issue) a workload certificate named `<sa>.<ns>`.
     pub fn issue(&mut self, workload: &str) -> Result<WorkloadFiles, PkiError> {
-        let spiffe_id = spiffe_id_for(workload);
+        self.issue_spiffe(workload, &spiffe_id_for(workload))
+    }
+
+    /// Issue (or re-issue) a certificate for any SPIFFE ID, stored under `name`: what
+    /// istiod's CA gives a pod whose identity is not `<sa>.<ns>`-shaped in
+    /// [`spiffe_id_for`]'s sense (the pod-faithful lab issues
+    /// `spiffe://cluster.local/ns/<ns>/sa/<service account>` per sidecar pod).
+    pub fn issue_spiffe(&mut self, name: &str, spiffe_id: &str) -> Result<WorkloadFiles, PkiError> {
         let leaf = self.ca.issue_workload(
-            &spiffe_id,
+            spiffe_id,
             KeyAlgorithm::EcdsaP256,
             Duration::from_secs(24 * 3600),
         )?;
         let files = WorkloadFiles {
-            spiffe_id,
-            cert_chain: self.dir.join(format!("{workload}.chain.pem")),
-            key: self.dir.join(format!("{workload}.key.pem")),
-            leaf: self.dir.join(format!("{workload}.cert.pem")),
+            spiffe_id: spiffe_id.to_string(),
+            cert_chain: self.dir.join(format!("{name}.chain.pem")),
+            key: self.dir.join(format!("{name}.key.pem")),
+            leaf: self.dir.join(format!("{name}.cert.pem")),
         };
         std::fs::write(
             &files.cert_chain,
@@ -136,7 +143,7 @@ impl MeshPki {
         )?;
         std::fs::write(&files.key, &leaf.key_pem)?;
         std::fs::write(&files.leaf, &leaf.cert_pem)?;
-        self.workloads.insert(workload.to_string(), files.clone());
+        self.workloads.insert(name.to_string(), files.clone());
         Ok(files)
     }
 

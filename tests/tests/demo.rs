@@ -1,223 +1,260 @@
-//! The local mesh demo's engine, in CI: real Envoys configured from the seed lab's
-//! manifests the way istiod would, real requests, compared with `policy`.
-//! Needs `envoy` and the built filter (`make build-filter`).
+//! The demo in CI: the whole seed lab and the scenarios in network-namespace pods,
+//! every call compared with the lab's documented result and with policy; nothing left
+//! behind afterwards, nor after a SIGINT mid-step. Needs root, envoy and the built
+//! filter (`make build-filter`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use peerauth_tests::demo::lab::{self, CellReport, Lab, LabConfig, Step};
+use peerauth_tests::demo::expected::{CallResult, SeedLab};
+use peerauth_tests::demo::pods::LabConfig;
+use peerauth_tests::demo::report::StepReport;
+use peerauth_tests::demo::walk::{self, Event};
+use peerauth_tests::node;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn lab() -> Lab {
-    let config = LabConfig::default_for(&repo());
-    Lab::start(config)
-        .unwrap_or_else(|e| panic!("{e} (the demo test needs envoy and `make build-filter`)"))
+fn config() -> LabConfig {
+    let mut c = LabConfig::default_for(&repo());
+    c.app = PathBuf::from(env!("CARGO_BIN_EXE_lab-app"));
+    c
 }
 
-fn step(name: &str) -> Step {
-    lab::load_steps(&repo())
-        .unwrap()
-        .into_iter()
-        .find(|s| s.name.starts_with(name))
-        .unwrap()
-}
-
-fn cell<'a>(cells: &'a [CellReport], client: &str, server: &str) -> &'a CellReport {
-    cells
+fn call<'r>(
+    step: &'r StepReport,
+    client: &str,
+    server: &str,
+) -> &'r peerauth_tests::demo::report::CallReport {
+    step.calls
         .iter()
         .find(|c| c.client == client && c.server == server)
-        .unwrap()
+        .unwrap_or_else(|| panic!("{}: no call {client} → {server}", step.name))
 }
 
-fn quiet(_: &str) {}
-
-#[test]
-fn mesh_strict_and_port_level_disable_through_real_envoys_match_policy_cell_by_cell() {
-    let lab = lab();
-    let strict = lab.run_step(&step("2-"), &mut quiet).unwrap();
-    assert_eq!(strict.cells.len(), 9);
-    let bad: Vec<_> = strict.cells.iter().filter(|c| !c.agrees()).collect();
-    assert!(bad.is_empty(), "{strict}");
-    // What really happened, not only that it matched.
-    let legacy = cell(&strict.cells, "sleep.legacy", "httpbin.foo");
-    assert_eq!(
-        legacy.observed.status, 0,
-        "plaintext to a STRICT port is reset"
-    );
-    let meshed = cell(&strict.cells, "sleep.foo", "httpbin.bar");
-    assert_eq!(meshed.observed.status, 200);
-    assert!(meshed.observed.mtls_seen, "{:?}", meshed.observed.xfcc);
-
-    let port_level = lab.run_step(&step("5-"), &mut quiet).unwrap();
-    assert!(
-        port_level.cells.iter().all(CellReport::agrees),
-        "{port_level}"
-    );
-    let plain = cell(&port_level.cells, "sleep.foo", "httpbin.bar");
-    assert_eq!(plain.observed.status, 200);
-    assert_eq!(
-        plain.observed.xfcc, None,
-        "DR DISABLE on 8000 + DISABLE on container port 80: plaintext"
-    );
-    assert_eq!(
-        port_level
-            .modes
-            .iter()
-            .find(|(ns, _)| ns == "bar")
-            .unwrap()
-            .1,
-        Some(policy::MtlsMode::Disable)
-    );
-}
-
-#[test]
-fn a_smuggled_xfcc_element_is_rejected_by_the_filter_and_counted() {
-    let lab = lab();
-    let report = lab.forged_xfcc(&step("1-"), &mut quiet).unwrap();
-    assert_eq!(report.honest_status, 200);
-    assert_eq!(report.forged_status, 403);
-    let smuggled: u64 = report
-        .counters
-        .iter()
-        .filter(|c| c.name == "peerauth_xfcc_forged_total" && c.label("form") == Some("smuggled"))
-        .map(|c| c.value)
-        .sum();
-    assert_eq!(smuggled, 1, "{:?}", report.counters);
-}
-
-#[test]
-fn the_audit_counters_say_not_safe_while_a_plaintext_client_remains_and_safe_after() {
-    let lab = lab();
-    let first = step("1-");
-    let before = lab
-        .readiness(&first, &["foo", "bar", "legacy"], &mut quiet)
-        .unwrap();
-    assert_eq!(before.len(), 2, "httpbin.foo and httpbin.bar have sidecars");
-    for r in &before {
-        assert_eq!(
-            r.plaintext_would_reject(),
-            1,
-            "{}: {:?}",
-            r.workload,
-            r.counters
-        );
-        assert_eq!(r.mtls(), 2, "{}", r.workload);
-    }
-    let after = lab.readiness(&first, &["foo", "bar"], &mut quiet).unwrap();
-    for r in &after {
-        assert_eq!(
-            r.plaintext_would_reject(),
-            0,
-            "{}: {:?}",
-            r.workload,
-            r.counters
-        );
-        assert_eq!(r.mtls(), 2, "{}", r.workload);
-    }
-}
-
-#[test]
-fn filter_counters_are_decoded_from_envoy_stat_names() {
-    let stats = "cluster.app.upstream_cx_total: 3\n\
-        wasmcustom.port=.=80;.;mode=.=STRICT;.;security=.=plaintext;.;outcome=.=would_reject;.;reason=.=plaintext_on_strict;.;peerauth_requests_total: 2\n\
-        wasmcustom.port=.=80;.;form=.=smuggled;.;handling=.=rejected;.;peerauth_xfcc_forged_total: 1\n";
-    let counters = lab::parse_filter_counters(stats);
-    assert_eq!(counters.len(), 2);
-    assert_eq!(counters[0].name, "peerauth_requests_total");
-    assert_eq!(counters[0].label("outcome"), Some("would_reject"));
-    assert_eq!(counters[0].value, 2);
-    assert_eq!(counters[1].label("form"), Some("smuggled"));
-}
-
-#[test]
-fn the_plugin_config_renames_container_port_80_to_the_local_listener_port() {
-    let pa = serde_json::json!({
-        "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
-        "metadata": {"name": "httpbin", "namespace": "bar"},
-        "spec": {"selector": {"matchLabels": {"app": "httpbin"}}, "mtls": {"mode": "STRICT"},
-                 "portLevelMtls": {"80": {"mode": "DISABLE"}}}
-    });
-    let labels = [("app".to_string(), "httpbin".to_string())]
+/// Lab entries (namespaces, files, processes) of labs owned by process `pid`.
+fn leftovers_of_process(pid: u32) -> Vec<String> {
+    let tag = format!("palab-{pid}-");
+    node::leftovers()
         .into_iter()
-        .collect();
-    let config = lab::plugin_config("enforce", "bar", &labels, "istio-system", &[pa], 31080);
+        .filter(|l| l.contains(&tag))
+        .collect()
+}
+
+#[test]
+fn the_whole_seed_lab_and_the_scenarios_in_pods_agree_with_the_lab_and_with_policy_and_leave_nothing(
+) {
+    let mut log = String::new();
+    let report = walk::walk(&config(), None, &mut |e: Event| match e {
+        Event::Step(r) => log.push_str(&format!("{}\n{r}", r.name)),
+        Event::Scene(t, lines) => log.push_str(&format!("[{t}]\n{}\n", lines.join("\n"))),
+        _ => {}
+    })
+    .unwrap_or_else(|e| panic!("the lab could not run: {e}\n{log}"));
+    let seed_lab = SeedLab::load(&repo()).unwrap();
+
+    // Every step of the seed lab and both scenarios ran, and every call agrees.
+    let names: Vec<&str> = report.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
-        config["peerAuthentications"][0]["spec"]["portLevelMtls"]["31080"]["mode"],
-        "DISABLE"
+        names,
+        [
+            "1-no-policy",
+            "2-mesh-strict",
+            "3-namespace-strict",
+            "4-workload-strict",
+            "5-port-level-disable",
+            "6-precedence",
+            "catalog-strict",
+            "hipster-shop-exception"
+        ]
     );
-    assert!(config["peerAuthentications"][0]["spec"]["portLevelMtls"]
-        .get("80")
-        .is_none());
-    let parsed = peerauth_filter::config::Config::parse(config.to_string().as_bytes()).unwrap();
-    assert_eq!(parsed.mode_for(Some(31080)), policy::MtlsMode::Disable);
-    assert_eq!(parsed.mode_for(Some(9090)), policy::MtlsMode::Strict);
+    assert_eq!(report.calls(), 6 * 9 + 3 + 2);
+    assert_eq!(report.agreeing(), report.calls(), "{log}");
+
+    // What really happened, not only that three sources agreed.
+    let step = |n: &str| report.steps.iter().find(|s| s.name == n).unwrap();
+    let reset = call(step("2-mesh-strict"), "sleep.legacy", "httpbin.foo");
+    assert_eq!(reset.observed.result, CallResult::reset(), "{log}");
+    let meshed = call(step("1-no-policy"), "sleep.foo", "httpbin.bar");
+    let xfcc = meshed.observed.xfcc.as_deref().unwrap_or_default();
+    assert!(
+        xfcc.contains("URI=spiffe://cluster.local/ns/foo/sa/sleep"),
+        "auto mTLS carries sleep.foo's identity: {xfcc}"
+    );
+    let plain = call(step("5-port-level-disable"), "sleep.foo", "httpbin.bar");
+    assert_eq!(plain.observed.result, CallResult::ok(false), "{log}");
+    let catalog = call(step("catalog-strict"), "curl.curl", "frontend.workshop");
+    assert_eq!(catalog.observed.result, CallResult::reset(), "{log}");
+    let hipster = call(
+        step("hipster-shop-exception"),
+        "curl.noistio",
+        "frontend.hipstershopv1v2",
+    );
+    assert_eq!(hipster.observed.result, CallResult::reset(), "{log}");
+
+    // The filter's counters carry the container port.
+    let counters = &step("4-workload-strict").counters;
+    assert!(
+        !counters.is_empty(),
+        "step 4 loads the enforcing plugin on httpbin.bar"
+    );
+    for (_, cs) in counters {
+        for c in cs {
+            assert_eq!(c.label("port"), Some("80"), "{c}");
+        }
+    }
+
+    // Data in motion: the plaintext call is readable on httpbin.foo's eth0, mTLS is not.
+    assert_eq!(report.data_in_motion.len(), 2, "{log}");
+    assert!(
+        report.wire_as_expected(&seed_lab),
+        "{:#?}",
+        report.data_in_motion
+    );
+    let plain = report.data_in_motion.iter().find(|w| !w.mtls_seen).unwrap();
+    assert!(plain.marker_readable && plain.request_line_readable);
+    let mtls = report.data_in_motion.iter().find(|w| w.mtls_seen).unwrap();
+    assert!(!mtls.marker_readable && !mtls.request_line_readable);
+
+    // The seed's debug-log line, for a pod with a sidecar and one without.
+    assert_eq!(report.socket_matches.len(), 2);
+    assert!(
+        report.socket_matches.iter().all(|c| c.ok()),
+        "{:#?}",
+        report.socket_matches
+    );
+
+    // The forged XFCC: stripped by the client's sidecar, refused when smuggled around it.
+    let forged = report.forged_xfcc.as_ref().unwrap();
+    assert!(!forged.via_sidecar_forwarded, "{forged:#?}");
+    assert_eq!(
+        (forged.honest_status, forged.forged_status),
+        (200, 403),
+        "{forged:#?}"
+    );
+    assert!(forged.caught(), "{forged:#?}");
+
+    // Safe to go STRICT? Not while sleep.legacy calls, yes after.
+    assert_eq!(report.strict_readout.len(), 2);
+    for round in &report.strict_readout {
+        assert!(round.as_expected(), "{round:#?}");
+        for s in &round.servers {
+            assert_eq!(s.ports(), ["80"], "{s:#?}");
+        }
+    }
+
+    // peerauth check / describe for the scenarios.
+    let explained = |n: &str| &report.explanations.iter().find(|(s, _)| s == n).unwrap().1;
+    assert!(explained("catalog-strict").output.contains("STRICT"));
+    assert!(explained("hipster-shop-exception")
+        .output
+        .contains("frontend"));
+
+    assert!(report.all_agree(&seed_lab), "{log}");
+    assert_eq!(
+        leftovers_of_process(std::process::id()),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
-fn a_cell_whose_real_result_differs_from_the_prediction_is_flagged() {
-    use lab::{Observed, Predicted};
-    use policy::reach::{ClientTls, Outcome};
-    let make = |outcome, mtls, status, mtls_seen, client_sidecar| CellReport {
-        client: "sleep.foo".into(),
-        server: "httpbin.bar".into(),
-        client_sidecar,
-        predicted: Predicted {
-            outcome,
-            mtls,
-            client_tls: ClientTls::IstioMutual,
-            server_mode: policy::MtlsMode::Strict,
-        },
-        observed: Observed {
-            status,
-            mtls_seen,
-            xfcc: None,
-        },
-    };
-    assert!(make(Outcome::Allowed, true, 200, true, true).agrees());
+fn a_sigint_mid_step_leaves_no_namespace_link_file_or_process_behind() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--step", "2-mesh"])
+        .env("PEERAUTH_LAB_APP", env!("CARGO_BIN_EXE_lab-app"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    // Interrupt once the pods exist and the Envoys are being started.
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let go = line.contains("starting their Envoys");
+        seen.push(line);
+        if go {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{seen:#?}");
+    }
     assert!(
-        !make(Outcome::Allowed, true, 200, false, true).agrees(),
-        "mTLS predicted, plaintext seen"
+        !leftovers_of_process(pid).is_empty(),
+        "the lab exists mid-step: {seen:#?}"
     );
-    assert!(
-        !make(Outcome::Allowed, false, 0, false, false).agrees(),
-        "200 predicted, reset seen"
-    );
-    assert!(make(Outcome::Reset, false, 0, false, false).agrees());
-    assert!(
-        !make(Outcome::Reset, false, 200, false, false).agrees(),
-        "reset predicted, 200 seen"
-    );
-    assert!(
-        make(Outcome::Reset, false, 503, false, true).agrees(),
-        "a client sidecar turns a reset into 503"
-    );
-    assert!(!make(Outcome::Failed, false, 200, false, true).agrees());
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(130), "{seen:#?}");
+    assert_eq!(leftovers_of_process(pid), Vec::<String>::new());
 }
 
 #[test]
-fn the_demo_command_runs_a_step_end_to_end_and_exits_zero_when_everything_agrees() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_demo"))
-        .args(["--step", "4-workload"])
+fn the_demo_prints_one_json_document_and_exits_zero_when_everything_agrees() {
+    let out = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--step", "4-workload", "--json"])
+        .env("PEERAUTH_LAB_APP", env!("CARGO_BIN_EXE_lab-app"))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains("summary: 9/9 calls agree with the seed lab and with policy"),
+        "{stderr}"
     );
-    assert!(stdout.contains("[step 1/1] 4-workload-strict"), "{stdout}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["ok"], true);
+    let calls = doc["steps"][0]["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 9);
+    let legacy_bar = calls
+        .iter()
+        .find(|c| c["client"] == "sleep.legacy" && c["server"] == "httpbin.bar")
+        .unwrap();
+    assert_eq!(legacy_bar["observed"]["code"], "000");
+    assert_eq!(legacy_bar["observed"]["curl_exit"], 56);
+    assert_eq!(legacy_bar["expected_by_lab"]["code"], "000");
+    assert_eq!(legacy_bar["predicted_by_policy"]["code"], "000");
+    assert_eq!(doc["forged_xfcc"]["forged_status"], 403);
+    assert_eq!(doc["strict_readout"].as_array().unwrap().len(), 2);
+    let counters = doc["steps"][0]["filter_counters"][0]["counters"]
+        .as_array()
+        .unwrap();
     assert!(
-        stdout.contains("sleep.legacy → httpbin.bar      000 reset"),
-        "{stdout}"
+        counters.iter().all(|c| c["labels"]["port"] == "80"),
+        "{counters:#?}"
     );
-    assert!(stdout.contains("9/9 agree with policy"), "{stdout}");
-    assert!(stdout.contains("403 — rejected by the filter"), "{stdout}");
+}
+
+#[test]
+fn without_the_tools_it_needs_the_demo_says_what_is_missing_in_one_line_and_exits_2() {
+    let child = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .env("PATH", "/nonexistent")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stdout.contains("0 plaintext — safe to go STRICT"),
-        "{stdout}"
+        stderr.contains("not found") && stderr.contains("apt-get install"),
+        "{stderr}"
     );
-    assert!(stdout.contains("summary: 9/9 calls agree"), "{stdout}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        leftovers_of_process(pid),
+        Vec::<String>::new(),
+        "nothing was created"
+    );
 }

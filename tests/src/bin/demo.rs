@@ -1,43 +1,36 @@
-//! `demo`: the seed lab on one machine — real Envoys, real mTLS, real requests —
-//! compared cell by cell with `policy`'s predictions. The README's main command
-//! (`make demo`). Exit code 0 when every cell agrees, 1 when one does not, 2 when the
-//! lab could not run.
+//! `demo`: the seed lab in a pod-faithful local mesh — one network namespace per
+//! pod, istio-iptables' capture, Envoy as uid 1337 configured the way istiod would —
+//! with every call compared with the seed lab's documented result and with `policy`'s
+//! prediction. The README's main command (`make demo`); needs root.
+//!
+//! Exit code 0 when everything agrees, 1 on a disagreement, 2 when the lab cannot run.
 
-use anyhow::{Context, Result};
 use clap::Parser;
-use peerauth_tests::demo::lab::{self, Lab, LabConfig, FORGED_IDENTITY};
+use peerauth_tests::demo::expected::SeedLab;
+use peerauth_tests::demo::pods::LabConfig;
+use peerauth_tests::demo::walk::{self, DemoReport, Event};
+use peerauth_tests::node;
+use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::process::ExitCode;
 
 /// Walk the seed lab (no policy → mesh STRICT → namespace STRICT → workload STRICT →
-/// port-level DISABLE → precedence) with real Envoys and compare with policy.
+/// port-level DISABLE → precedence) and the seed scenarios in network-namespace pods
+/// with istiod-shaped sidecars; compare every call with the lab's documented result
+/// and with policy.
 #[derive(Debug, Parser)]
 #[command(name = "demo", version)]
 struct Cli {
     /// The built filter [default: out/peerauth_filter.wasm or $PEERAUTH_FILTER_WASM].
     #[arg(long)]
     wasm: Option<PathBuf>,
-    /// Run only the steps whose folder name contains this (e.g. `5-port`).
+    /// Run only the steps whose name contains this (e.g. `5-port`, `catalog`).
     #[arg(long)]
     step: Option<String>,
-}
-
-fn say(line: &str) {
-    println!("{line}");
-    let _ = std::io::stdout().flush();
-}
-
-fn main() -> ExitCode {
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("demo: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    /// Print one JSON document instead of the tables (progress goes to stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 fn repo_root() -> PathBuf {
@@ -47,174 +40,210 @@ fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn run() -> Result<bool> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Nothing is created before this passes: a machine that cannot host the lab gets
+    // one line and exit 2.
+    if let Err(e) = node::preflight() {
+        eprintln!("demo: {e}");
+        return ExitCode::from(2);
+    }
+    // Ctrl-C, SIGTERM or SIGHUP: remove every namespace, rule, file and process the
+    // lab created, then leave.
+    if let Err(e) = ctrlc::set_handler(|| {
+        node::teardown_all();
+        eprintln!(
+            "\ndemo: interrupted; removed every pod, rule, file and process the lab had created"
+        );
+        std::process::exit(130);
+    }) {
+        eprintln!("demo: installing the signal handler: {e}");
+        return ExitCode::from(2);
+    }
     let repo = repo_root();
     let mut config = LabConfig::default_for(&repo);
-    if let Some(w) = cli.wasm {
+    if let Some(w) = cli.wasm.clone() {
         config.wasm = w;
     }
-    let work_dir = config.work_dir.clone();
-    // Ctrl-C, SIGTERM or SIGHUP: stop every Envoy this process started, then leave.
-    ctrlc::set_handler(move || {
-        lab::stop_all();
-        let _ = std::fs::remove_dir_all(&work_dir);
-        eprintln!("\ndemo: interrupted; stopped every Envoy it had started");
-        std::process::exit(130);
-    })
-    .context("installing the signal handler")?;
-
-    let started = Instant::now();
-    say("peerauth local mesh demo: the seed lab on one machine, no cluster");
-    let wasm_size = std::fs::metadata(&config.wasm)
-        .map(|m| m.len())
-        .unwrap_or(0);
-    say(&format!(
-        "  filter {} ({} KiB) · {}",
-        config.wasm.display(),
-        wasm_size / 1024,
-        envoy_version()
-    ));
-    say("[setup] issuing the mesh CA (root → cluster1 intermediate) and SPIFFE workload certificates with certgen…");
-    let lab = Lab::start(config.clone())?;
-    say(&format!(
-        "[setup] CA and certificates in {}; starting httpbin apps in foo, bar, legacy",
-        config.work_dir.join("pki").display()
-    ));
-
-    let steps = lab::load_steps(&repo)?;
-    let chosen: Vec<&lab::Step> = steps
-        .iter()
-        .filter(|s| cli.step.as_deref().is_none_or(|f| s.name.contains(f)))
-        .collect();
-    let total = chosen.len();
-    let (mut cells, mut agree) = (0, 0);
-    for (i, step) in chosen.iter().enumerate() {
-        say("");
-        say(&format!(
-            "[step {}/{total}] {} — {}",
-            i + 1,
-            step.name,
-            step.title
-        ));
-        let mut progress = |m: &str| say(&format!("  … {m}"));
-        let report = lab.run_step(step, &mut progress)?;
-        let modes: Vec<String> = report
-            .modes
-            .iter()
-            .map(|(ns, m)| match m {
-                Some(m) => format!("httpbin.{ns}:80 {m}"),
-                None => format!("httpbin.{ns}:80 no sidecar"),
-            })
-            .collect();
-        say(&format!(
-            "  inbound modes istiod would set: {}",
-            modes.join(" · ")
-        ));
-        print!("{report}");
-        let bad = report.disagreements();
-        cells += report.cells.len();
-        agree += report.cells.len() - bad;
-        say(&format!(
-            "  {}/{} agree with policy ({} Envoys, {:.1}s)",
-            report.cells.len() - bad,
-            report.cells.len(),
-            report.envoys,
-            report.elapsed.as_secs_f64()
-        ));
-    }
-
-    let first = steps.first().context("manifests/steps is empty")?;
-    say("");
-    say("[forged XFCC] sleep.bar, with its own valid certificate, sends httpbin.foo an XFCC element");
-    say(&format!(
-        "  claiming {FORGED_IDENTITY} (sidecar XFCC mode APPEND_FORWARD, Istio's default)…"
-    ));
-    let mut progress = |m: &str| say(&format!("  … {m}"));
-    let forgery = lab.forged_xfcc(first, &mut progress)?;
-    say(&format!(
-        "  without the forged header: {}",
-        forgery.honest_status
-    ));
-    say(&format!(
-        "  with `x-forwarded-client-cert: {}`: {}{}",
-        forgery.forged_header,
-        forgery.forged_status,
-        if forgery.forged_status == 403 {
-            " — rejected by the filter"
-        } else {
-            " — NOT rejected"
+    match run(&cli, &config) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            node::teardown_all();
+            eprintln!("demo: {e}");
+            ExitCode::from(2)
         }
-    ));
-    for c in forgery
-        .counters
-        .iter()
-        .filter(|c| c.name == peerauth_filter::metrics::XFCC_FORGED)
-    {
-        say(&format!(
-            "  filter counter: {c}   (port: the local listener standing in for container port 80)"
-        ));
     }
-    let forgery_caught = forgery.honest_status == 200 && forgery.forged_status == 403;
-
-    say("");
-    say(&format!(
-        "[safe to go STRICT?] {}'s traffic through the audit WasmPlugin (action: audit, target STRICT)",
-        first.name
-    ));
-    let mut progress = |m: &str| say(&format!("  … {m}"));
-    let rounds: [(&str, &[&str]); 2] = [
-        (
-            "every client, sleep.legacy included",
-            &["foo", "bar", "legacy"],
-        ),
-        (
-            "after sleep.legacy is migrated into the mesh",
-            &["foo", "bar"],
-        ),
-    ];
-    let mut readout_ok = true;
-    for (label, clients) in rounds {
-        say(&format!("  round: {label}"));
-        let readiness = lab.readiness(first, clients, &mut progress)?;
-        for r in &readiness {
-            let plain = r.plaintext_would_reject();
-            let verdict = if plain == 0 {
-                "0 plaintext — safe to go STRICT".to_string()
-            } else {
-                format!("{plain} plaintext request(s) STRICT would refuse — not safe yet")
-            };
-            say(&format!(
-                "    {}:80 received {} mTLS request(s); {verdict}",
-                r.workload,
-                r.mtls()
-            ));
-        }
-        let any_plain = readiness.iter().any(|r| r.plaintext_would_reject() > 0);
-        readout_ok &= any_plain == clients.contains(&"legacy");
-    }
-
-    drop(lab);
-    say("");
-    say(&format!(
-        "summary: {agree}/{cells} calls agree with policy's predictions; forged XFCC {}; STRICT readout {} ({:.1}s)",
-        if forgery_caught { "caught" } else { "NOT caught" },
-        if readout_ok { "as expected" } else { "UNEXPECTED" },
-        started.elapsed().as_secs_f64()
-    ));
-    Ok(agree == cells && forgery_caught && readout_ok)
 }
 
-fn envoy_version() -> String {
-    Command::new(peerauth_tests::envoy::envoy_binary())
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .find(|w| w.contains("/1.") || w.starts_with("1."))
-                .map(|w| format!("envoy {}", w.split('/').nth(1).unwrap_or(w)))
+fn run(cli: &Cli, config: &LabConfig) -> Result<bool, peerauth_tests::demo::LabError> {
+    let json_mode = cli.json;
+    let say = |line: &str| {
+        if json_mode {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+            let _ = std::io::stdout().flush();
+        }
+    };
+    let seed_lab = SeedLab::load(&config.repo)?;
+    say("peerauth local mesh demo: the seed lab in network-namespace pods with Istio's traffic capture, no cluster");
+    say(&format!(
+        "  filter {} · lab-app {} · every call: observed / documented by the lab (manifests/lab/seed-lab.json) / predicted by policy",
+        config.wasm.display(),
+        config.app.display()
+    ));
+    let mut emit = |e: Event| match e {
+        Event::Begin(i, n, step) => {
+            say("");
+            say(&format!("[step {i}/{n}] {} — {}", step.name, step.title));
+        }
+        Event::Progress(m) => say(&format!("  … {m}")),
+        Event::Step(r) => {
+            let modes: Vec<String> = r
+                .modes
+                .iter()
+                .map(|m| format!("{}:{} {}", m.pod, m.port, m.mode))
+                .collect();
+            say(&format!(
+                "  inbound modes the sidecars were built with: {}",
+                modes.join(" · ")
+            ));
+            if !r.plugins.is_empty() {
+                say(&format!("  WasmPlugins: {}", r.plugins.join(", ")));
+            }
+            if !json_mode {
+                print!("{r}");
+            }
+            say(&format!(
+                "  {}/{} calls agree with the lab and with policy ({} Envoys, {:.1}s); * = not printed by the lab's page, our reading: {}",
+                r.calls.len() - r.disagreements(),
+                r.calls.len(),
+                r.envoys,
+                r.seconds,
+                r.source
+            ));
+            for (pod, counters) in &r.counters {
+                for c in counters {
+                    say(&format!("  filter counter in {pod}: {c}"));
+                }
+            }
+        }
+        Event::Scene(title, lines) => {
+            say(&format!("  [{title}]"));
+            for l in lines {
+                say(&format!("    {l}"));
+            }
+        }
+    };
+    let report = walk::walk(config, cli.step.as_deref(), &mut emit)?;
+    let ok = report.all_agree(&seed_lab);
+    let summary = summary_line(&report, &seed_lab);
+    if json_mode {
+        eprintln!("{summary}");
+        println!("{}", json_document(&report, &seed_lab, ok));
+    } else {
+        println!();
+        println!("{summary}");
+    }
+    Ok(ok)
+}
+
+fn summary_line(report: &DemoReport, seed_lab: &SeedLab) -> String {
+    let mut scenes = Vec::new();
+    if !report.data_in_motion.is_empty() {
+        scenes.push(format!(
+            "data in motion {}",
+            if report.wire_as_expected(seed_lab) {
+                "as documented"
+            } else {
+                "NOT as documented"
+            }
+        ));
+    }
+    if !report.socket_matches.is_empty() {
+        scenes.push(format!(
+            "debug-log socket matches {}",
+            if report.socket_matches.iter().all(|c| c.ok()) {
+                "shown"
+            } else {
+                "MISSING"
+            }
+        ));
+    }
+    if let Some(f) = &report.forged_xfcc {
+        scenes.push(format!(
+            "forged XFCC {}",
+            if f.caught() { "caught" } else { "NOT caught" }
+        ));
+    }
+    if !report.strict_readout.is_empty() {
+        scenes.push(format!(
+            "STRICT readout {}",
+            if report.strict_readout.iter().all(|r| r.as_expected()) {
+                "as expected"
+            } else {
+                "UNEXPECTED"
+            }
+        ));
+    }
+    format!(
+        "summary: {}/{} calls agree with the seed lab and with policy; {} ({:.1}s)",
+        report.agreeing(),
+        report.calls(),
+        if scenes.is_empty() {
+            "no extra scenes".to_string()
+        } else {
+            scenes.join("; ")
+        },
+        report.seconds
+    )
+}
+
+fn json_document(report: &DemoReport, seed_lab: &SeedLab, ok: bool) -> serde_json::Value {
+    let steps: Vec<serde_json::Value> = report
+        .steps
+        .iter()
+        .map(|s| {
+            json!({
+                "step": s.name,
+                "title": s.title,
+                "source": s.source,
+                "reading": s.reading,
+                "modes": s.modes,
+                "plugins": s.plugins,
+                "calls": s.calls.iter().map(|c| json!({
+                    "client": c.client,
+                    "server": c.server,
+                    "port": c.port,
+                    "command": c.command,
+                    "observed": {"code": c.observed.result.code, "curl_exit": c.observed.result.curl_exit, "mtls_seen": c.observed.result.mtls, "xfcc": c.observed.xfcc},
+                    "expected_by_lab": {"code": c.expected_by_lab.code, "curl_exit": c.expected_by_lab.curl_exit, "mtls": c.expected_by_lab.mtls, "shown": c.lab_shows},
+                    "predicted_by_policy": {"code": c.predicted_by_policy.code, "curl_exit": c.predicted_by_policy.curl_exit, "mtls": c.predicted_by_policy.mtls, "explanation": c.policy_explanation},
+                    "agrees_with_lab": c.agrees_with_lab(),
+                    "agrees_with_policy": c.agrees_with_policy(),
+                })).collect::<Vec<_>>(),
+                "filter_counters": s.counters.iter().map(|(pod, cs)| json!({
+                    "pod": pod,
+                    "counters": cs.iter().map(|c| json!({"name": c.name, "labels": c.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(), "value": c.value})).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "envoys": s.envoys,
+                "seconds": s.seconds,
+            })
         })
-        .unwrap_or_else(|| "envoy (version unknown)".into())
+        .collect();
+    json!({
+        "version": "peerauth-demo/v1",
+        "ok": ok,
+        "calls": report.calls(),
+        "agreeing": report.agreeing(),
+        "steps": steps,
+        "data_in_motion": report.data_in_motion,
+        "data_in_motion_documented": seed_lab.data_in_motion,
+        "socket_matches": report.socket_matches,
+        "forged_xfcc": report.forged_xfcc,
+        "strict_readout": report.strict_readout,
+        "explanations": report.explanations.iter().map(|(step, e)| json!({"step": step, "command": e.command, "exit": e.exit, "output": e.output})).collect::<Vec<_>>(),
+        "seconds": report.seconds,
+    })
 }
