@@ -61,6 +61,10 @@ fn world(step_prefix: &str) -> World {
         .unwrap();
     let mut files = yaml_files(&repo().join("manifests/workloads"));
     files.extend(yaml_files(&repo().join("manifests/steps").join(&step)));
+    world_of(&step, files)
+}
+
+fn world_of(step: &str, files: Vec<(String, String)>) -> World {
     let sources: Vec<(&str, &str)> = files
         .iter()
         .map(|(n, t)| (n.as_str(), t.as_str()))
@@ -72,7 +76,7 @@ fn world(step_prefix: &str) -> World {
         .collect();
     let topology = Topology::from_mesh(&mesh, &documents).unwrap();
     World {
-        step,
+        step: step.to_string(),
         mesh,
         topology,
     }
@@ -240,6 +244,33 @@ const X: &[&str] = &["istio-peer-exchange", "istio"];
 const P: &[&str] = &["http/1.1", "h2c"];
 const HCM: &str = "http_connection_manager";
 const TCP: &str = "tcp_proxy";
+
+/// `envoy --mode validate` accepts `bootstrap` (Envoy's own checks: every field, every
+/// typed config, every cluster a route or filter names, every file it reads).
+fn envoy_validates(certs: &Certs, what: &str, bootstrap: &Value) {
+    let path = certs
+        .dir
+        .join(format!("{}.json", what.replace([' ', '/'], "_")));
+    std::fs::write(&path, serde_json::to_vec_pretty(bootstrap).unwrap()).unwrap();
+    let out = Command::new(envoy_binary())
+        .args([
+            "--mode",
+            "validate",
+            "--disable-hot-restart",
+            "-l",
+            "warning",
+            "-c",
+        ])
+        .arg(&path)
+        .output()
+        .expect("envoy on PATH (make setup)");
+    assert!(
+        out.status.success(),
+        "{what}: envoy refused the bootstrap:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 #[test]
 fn envoy_validates_every_sidecar_bootstrap_of_every_seed_lab_step() {
@@ -440,13 +471,10 @@ fn downstream_tls_requires_a_client_certificate_from_the_trust_domain_with_alpn_
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(secrets, ["default", "ROOTCA"]);
-    assert_eq!(
-        b["admin"]["address"]["pipe"]["path"]
-            .as_str()
-            .unwrap()
-            .ends_with("httpbin.foo.admin.sock"),
-        true
-    );
+    assert!(b["admin"]["address"]["pipe"]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("httpbin.foo.admin.sock"));
 }
 
 #[test]
@@ -734,4 +762,186 @@ fn a_selected_plugin_without_a_module_is_refused() {
     })
     .unwrap_err();
     assert!(matches!(err, IstiodError::NoWasmModule { .. }), "{err}");
+}
+
+#[test]
+fn envoy_validates_every_sidecar_of_the_seed_scenarios() {
+    let mut checked = 0;
+    for scenario in ["catalog-strict", "hipster-shop-exception"] {
+        let files = yaml_files(&repo().join("manifests/lab/scenarios").join(scenario));
+        let w = world_of(scenario, files);
+        let plugins = all_audit_plugins();
+        let certs = issue_certs(&format!("scenario-{scenario}"), &w.topology);
+        for pod in w.topology.pods.iter().filter(|p| p.sidecar) {
+            let b = istiod::bootstrap(&Sidecar {
+                mesh: &w.mesh,
+                topology: &w.topology,
+                pod,
+                files: files_for(&certs, pod),
+                wasm_module: Some(wasm_module()),
+                plugins: &plugins,
+                upstream_debug: false,
+            })
+            .unwrap();
+            envoy_validates(&certs, &format!("{scenario} {}", pod.key()), &b);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "{checked}");
+}
+
+fn all_audit_plugins() -> Vec<WasmPlugin> {
+    let (name, text) = yaml_files(&repo().join("manifests/wasmplugin"))
+        .into_iter()
+        .find(|(n, _)| n.ends_with("peerauth-audit.yaml"))
+        .unwrap();
+    istiod::wasm_plugins(&name, &text).unwrap()
+}
+
+/// A namespace `shop` with a `db` pod serving a TCP port (`tcp-db`, 3306), an
+/// unnamed (auto-detected) port 9090, and container port 7070 no Service targets,
+/// its workload policy STRICT with port 7070 DISABLE; plus a client whose
+/// DestinationRule to `db` is SIMPLE.
+const SHOP: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: db, namespace: shop}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: shop}
+spec:
+  selector: {app: db}
+  ports:
+    - {name: tcp-db, port: 3306, targetPort: 3306}
+    - {port: 9090, targetPort: 9090}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      serviceAccountName: db
+      containers:
+        - name: db
+          image: db
+          ports: [{containerPort: 3306}, {containerPort: 9090}, {containerPort: 7070}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: client, namespace: shop}
+spec:
+  selector: {matchLabels: {app: client}}
+  template:
+    metadata: {labels: {app: client}}
+    spec:
+      containers: [{name: client, image: curl}]
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: db, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  mtls: {mode: PERMISSIVE}
+  portLevelMtls:
+    7070: {mode: DISABLE}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db, namespace: shop}
+spec:
+  host: db
+  trafficPolicy:
+    tls: {mode: SIMPLE}
+";
+
+#[test]
+fn tcp_and_auto_ports_get_their_rows_of_the_table_and_an_undeclared_port_level_port_its_own_passthrough(
+) {
+    let w = world_of("shop", vec![("shop.yaml".into(), SHOP.into())]);
+    let certs = issue_certs("shop", &w.topology);
+    let b = bootstrap_of(&w, &certs, "db.shop", &[]).unwrap();
+    envoy_validates(&certs, "shop db", &b);
+    let inbound = listener(&b, "virtualInbound");
+    let table = chain_table(inbound);
+    // Passthrough PERMISSIVE (5 auto chains), then the per-port passthrough for 7070
+    // (portLevelMtls DISABLE, no Service: "auto" DISABLE, raw+P HCM · raw tcp), then
+    // 3306 TCP PERMISSIVE and 9090 auto PERMISSIVE.
+    assert_eq!(
+        table,
+        vec![
+            row("virtualInbound-blackhole", "", &[], TCP),
+            row("virtualInbound-catchall-http", "tls", H, HCM),
+            row("virtualInbound-catchall-http", "raw_buffer", P, HCM),
+            row("virtualInbound", "tls", X, TCP),
+            row("virtualInbound", "raw_buffer", &[], TCP),
+            row("virtualInbound", "tls", &[], TCP),
+            row("virtualInbound-catchall-http", "raw_buffer", P, HCM),
+            row("virtualInbound", "raw_buffer", &[], TCP),
+            row("0.0.0.0_3306", "tls", A, TCP),
+            row("0.0.0.0_3306", "tls", &[], TCP),
+            row("0.0.0.0_3306", "raw_buffer", &[], TCP),
+            row("0.0.0.0_9090", "tls", H, HCM),
+            row("0.0.0.0_9090", "raw_buffer", P, HCM),
+            row("0.0.0.0_9090", "tls", X, TCP),
+            row("0.0.0.0_9090", "raw_buffer", &[], TCP),
+            row("0.0.0.0_9090", "tls", &[], TCP),
+        ]
+    );
+    let ports: Vec<Value> = inbound["filter_chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["filter_chain_match"]["destination_port"].clone())
+        .collect();
+    assert_eq!(ports[6], 7070);
+    assert_eq!(ports[7], 7070);
+    // The per-port passthrough chains still go to InboundPassthroughCluster.
+    let tcp7070 = &inbound["filter_chains"][7]["filters"][0]["typed_config"];
+    assert_eq!(tcp7070["cluster"], "InboundPassthroughCluster");
+    // TCP chains: tcp_proxy to inbound|3306||.
+    let tcp = &inbound["filter_chains"][8]["filters"][0]["typed_config"];
+    assert_eq!(tcp["cluster"], "inbound|3306||");
+
+    // The client's outbound side: TCP and auto ports get `<ClusterIP>_<port>` listeners.
+    let b = bootstrap_of(&w, &certs, "client.shop", &[]).unwrap();
+    envoy_validates(&certs, "shop client", &b);
+    let vip = w
+        .topology
+        .service("db", "shop")
+        .unwrap()
+        .cluster_ip
+        .to_string();
+    let tcp = listener(&b, &format!("{vip}_3306"));
+    assert_eq!(tcp["bind_to_port"], false);
+    assert_eq!(
+        tcp["filter_chains"][0]["filters"][0]["typed_config"]["cluster"],
+        "outbound|3306||db.shop.svc.cluster.local"
+    );
+    let auto = listener(&b, &format!("{vip}_9090"));
+    assert_eq!(
+        auto["filter_chains"][0]["filter_chain_match"]["application_protocols"],
+        json!(P)
+    );
+    assert_eq!(
+        auto["default_filter_chain"]["filters"][0]["typed_config"]["cluster"],
+        "outbound|9090||db.shop.svc.cluster.local"
+    );
+    // DR SIMPLE: one TLS socket with no client certificate, validated against the
+    // system trust store istio-agent serves as `file-root:system`.
+    let c = cluster(&b, "outbound|3306||db.shop.svc.cluster.local");
+    assert!(c["transport_socket_matches"].is_null());
+    let common = &c["transport_socket"]["typed_config"]["common_tls_context"];
+    assert!(common["tls_certificate_sds_secret_configs"].is_null());
+    assert_eq!(
+        common["combined_validation_context"]["validation_context_sds_secret_config"]["name"],
+        "file-root:system"
+    );
 }
