@@ -945,3 +945,42 @@ fn tcp_and_auto_ports_get_their_rows_of_the_table_and_an_undeclared_port_level_p
         "file-root:system"
     );
 }
+
+#[test]
+fn a_workload_disable_policy_leaves_no_tls_chain_and_no_tls_inspector() {
+    // Step 6: namespace foo STRICT, httpbin's workload policy DISABLE. The passthrough
+    // chains take the workload's mode too ("auto" DISABLE: raw+P HCM · raw tcp).
+    let w = world("6-");
+    let certs = issue_certs("disable", &w.topology);
+    let b = bootstrap_of(&w, &certs, "httpbin.foo", &[]).unwrap();
+    let inbound = listener(&b, "virtualInbound");
+    assert_eq!(
+        chain_table(inbound),
+        vec![
+            row("virtualInbound-blackhole", "", &[], TCP),
+            row("virtualInbound-catchall-http", "raw_buffer", P, HCM),
+            row("virtualInbound", "raw_buffer", &[], TCP),
+            row("0.0.0.0_80", "raw_buffer", &[], HCM),
+        ]
+    );
+    let lf = inbound["listener_filters"].as_array().unwrap();
+    let names: Vec<&str> = lf.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "envoy.filters.listener.original_dst",
+            "envoy.filters.listener.http_inspector"
+        ]
+    );
+    assert_eq!(
+        lf[1]["filter_disabled"],
+        json!({"or_match": {"rules": [
+            {"destination_port_range": {"start": 80, "end": 81}},
+            {"destination_port_range": {"start": 15006, "end": 15007}}
+        ]}})
+    );
+    // sleep.foo in the STRICT namespace still gets mTLS chains.
+    let b = bootstrap_of(&w, &certs, "sleep.foo", &[]).unwrap();
+    let table = chain_table(listener(&b, "virtualInbound"));
+    assert_eq!(table.last().unwrap(), &row("0.0.0.0_80", "tls", &[], HCM));
+}
