@@ -725,17 +725,31 @@ fn report(a: &Args, pairs: &[Pair]) {
             .filter(|(s, b)| s.p50_ms <= 1.05 * b.p50_ms && s.rps >= 0.95 * b.rps)
             .count()
     };
-    println!("\nAgainst no filter (ratios of medians; CPU and RSS as differences):\n");
-    println!("| variant | p50 | p99 | requests/s | CPU | RSS | rounds within 1.05× / 0.95× |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    // The same round's no-filter run is the nearest baseline in time: the median
+    // of those differences shrugs off a round that the machine's other load slowed
+    // for every variant alike.
+    let paired_cpu = |p: &Pair| -> f64 {
+        let base = get(Kind::None).unwrap();
+        median(
+            p.samples
+                .iter()
+                .zip(&base.samples)
+                .map(|(s, b)| s.server_cpu_us - b.server_cpu_us)
+                .collect(),
+        )
+    };
+    println!("\nAgainst no filter (ratios of medians; CPU and RSS as differences; CPU paired: the median over rounds of the difference from the same round's no-filter run):\n");
+    println!("| variant | p50 | p99 | requests/s | CPU | CPU, paired | RSS | rounds within 1.05× / 0.95× |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (k, v) in med.iter().filter(|(k, _)| *k != Kind::None) {
         println!(
-            "| {} | {:.3}× | {:.3}× | {:.3}× | {:+.1} µs | {:+.1} MiB | {} of {} |",
+            "| {} | {:.3}× | {:.3}× | {:.3}× | {:+.1} µs | {:+.1} µs | {:+.1} MiB | {} of {} |",
             k.label(),
             v.p50 / none.p50,
             v.p99 / none.p99,
             v.rps / none.rps,
             v.cpu - none.cpu,
+            paired_cpu(get(*k).unwrap()),
             v.rss - none.rss,
             within(get(*k).unwrap()),
             a.rounds
