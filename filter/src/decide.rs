@@ -43,6 +43,9 @@ pub enum Reason {
     XfccMalformed,
     /// `Cert=` is not a parsable certificate or is outside its validity dates.
     XfccCertInvalid,
+    /// Stripping or replacing the header failed in the host, so the untrusted
+    /// header would have passed on.
+    XfccRewriteFailed,
     /// An identity allow-list applies but the peer has no valid SPIFFE URI SAN.
     PeerIdentityMissing,
     /// An identity allow-list applies but the connection is not mutual TLS, so
@@ -65,6 +68,7 @@ impl Reason {
             Reason::XfccMismatch => "xfcc_mismatch",
             Reason::XfccMalformed => "xfcc_malformed",
             Reason::XfccCertInvalid => "xfcc_cert_invalid",
+            Reason::XfccRewriteFailed => "xfcc_rewrite_failed",
             Reason::PeerIdentityMissing => "peer_identity_missing",
             Reason::PlaintextNotAllowed => "plaintext_not_allowed",
             Reason::TrustDomainNotAllowed => "trust_domain_not_allowed",

@@ -65,7 +65,8 @@ fn string(host: &dyn Host, path: &[&str]) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn flag(host: &dyn Host, path: &[&str]) -> bool {
+/// A boolean attribute (one byte); absent or unreadable reads as `false`.
+pub fn flag(host: &dyn Host, path: &[&str]) -> bool {
     matches!(host.property(path).as_deref(), Some([1, ..]))
 }
 

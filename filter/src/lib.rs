@@ -1,12 +1,15 @@
 //! peerauth proxy-wasm filter: records the mTLS every inbound request (HTTP) or
 //! connection (TCP) arrived with, and enforces per-port expectations.
 //!
-//! The pure part ([`config`], [`facts`], [`decide`], [`metrics`]) is tested natively;
-//! [`host`] only gathers facts from Envoy and applies verdicts.
+//! Everything but the host calls ([`config`], [`facts`], [`decide`], [`metrics`],
+//! and the per-VM state and callbacks in [`engine`]) is tested natively; `host`
+//! only forwards Envoy's callbacks to the [`engine::Engine`] and implements
+//! [`engine::Proxy`] with host calls.
 
 pub mod cert;
 pub mod config;
 pub mod decide;
+pub mod engine;
 pub mod facts;
 pub mod metrics;
 

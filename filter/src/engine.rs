@@ -1,0 +1,707 @@
+//! The filter's per-VM state and callbacks, behind the [`Proxy`] trait: the
+//! connection cache, decision reuse, per-port rules, counter bookkeeping, the
+//! XFCC rewrite and the TCP hold. `host.rs` only forwards Envoy's callbacks here
+//! and implements [`Proxy`] with host calls, so all of this runs under plain
+//! `cargo test`.
+
+use crate::config::{Config, ConfigError, PortRules, Protocol};
+use crate::decide::{decide_with, Decision, Handling, Outcome, Reason, XfccAction};
+use crate::facts::{connection_id, flag, ConnectionFacts, Facts, Host};
+use crate::metrics;
+use policy::xfcc::{self, Key};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// The request header the filter checks.
+pub const XFCC: &str = "x-forwarded-client-cert";
+
+/// How often a TCP connection held for its handshake is looked at again.
+pub const HANDSHAKE_POLL_MS: u64 = 10;
+
+/// Log levels the filter uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Critical,
+}
+
+/// What the callback tells Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Continue,
+    Pause,
+}
+
+/// The host services beyond attribute reads. Each call reports failure (`false`
+/// or `None`) instead of panicking; the engine turns every failure into an
+/// outcome on the closed side.
+pub trait Proxy: Host {
+    fn request_header(&self, name: &str) -> Option<String>;
+    /// Replace (`Some`) or remove (`None`) a request header.
+    fn set_request_header(&self, name: &str, value: Option<&str>) -> bool;
+    fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool;
+    fn close_downstream(&self) -> bool;
+    /// Let a network filter chain held in `on_new_connection` go on.
+    fn resume_downstream(&self) -> bool;
+    /// Make later host calls act on another context (a held connection).
+    fn set_effective_context(&self, context_id: u32) -> bool;
+    /// `0` stops the root context's timer.
+    fn set_tick_period_ms(&self, ms: u64) -> bool;
+    fn now_unix(&self) -> Option<i64>;
+    fn define_counter(&self, name: &str) -> Option<u32>;
+    fn increment_counter(&self, id: u32);
+    fn log(&self, level: Level, message: &str);
+}
+
+/// Label values of one counter sample (all `&'static` except the port).
+type DecisionKey = (
+    Option<u32>,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+);
+type ForgeryKey = (Option<u32>, &'static str, &'static str);
+
+/// Slots of the connection cache. Envoy numbers connections with one counter per
+/// process, so `id % SLOTS` spreads them evenly; a collision only evicts, and the
+/// evicted connection's facts are read again on its next request. An HTTP filter
+/// is never told that a connection closed, so this bound (with [`MAX_REUSED_XFCC`])
+/// is what keeps the cache's memory bounded.
+pub const SLOTS: usize = 1024;
+
+/// Longest XFCC value whose decision is kept for reuse. Envoy's own element
+/// without `Cert=` is a few hundred bytes; longer values are decided every time
+/// rather than held in the cache.
+pub const MAX_REUSED_XFCC: usize = 1024;
+
+/// A handful of entries found by scanning: the label combinations and ports one
+/// VM sees are few, so a scan costs no more than hashing, and each hash map key
+/// type would add its own copy of the hash table code to the module.
+struct Few<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for Few<K, V> {
+    fn default() -> Self {
+        Few(Vec::new())
+    }
+}
+
+impl<K: PartialEq, V: Copy> Few<K, V> {
+    fn get(&self, key: &K) -> Option<V> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        self.0.push((key, value));
+    }
+}
+
+/// One downstream connection: its facts, and the last decision taken on it
+/// with the XFCC value it was taken for (a decision is a pure function of both
+/// when no `Cert=` validity date is involved, so a repeat can be reused; shared,
+/// so reusing it copies nothing).
+struct Conn {
+    facts: ConnectionFacts,
+    last: RefCell<Option<(Option<String>, Rc<Decision>)>>,
+}
+
+impl Conn {
+    fn new(facts: ConnectionFacts) -> Rc<Conn> {
+        Rc::new(Conn {
+            facts,
+            last: RefCell::new(None),
+        })
+    }
+}
+
+/// Where a TCP connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tcp {
+    /// Held in `on_new_connection`: nothing after the filter (so no upstream
+    /// connection) exists until it is decided.
+    Held,
+    Allowed,
+    Rejected,
+}
+
+#[derive(Default)]
+struct State {
+    decisions: Few<DecisionKey, u32>,
+    forgeries: Few<ForgeryKey, u32>,
+    connections: Vec<Option<(u64, Rc<Conn>)>>,
+    rules: Few<Option<u32>, PortRules>,
+    tcp: Vec<(u32, Tcp)>,
+    ticking: bool,
+}
+
+/// One VM's filter: the configuration (`None` when it was refused, which fails
+/// every request and connection closed) and the state shared by its contexts.
+pub struct Engine {
+    config: Option<Config>,
+    state: RefCell<State>,
+}
+
+impl Engine {
+    /// Parse the pluginConfig and log the outcome, its warnings included.
+    pub fn configure(proxy: &dyn Proxy, raw: &[u8]) -> Result<Engine, ConfigError> {
+        match Config::parse(raw) {
+            Ok(c) => {
+                proxy.log(
+                    Level::Info,
+                    &format!(
+                        "peerauth: configured protocol={:?} action={:?} xfcc={:?}",
+                        c.protocol, c.action, c.xfcc
+                    ),
+                );
+                for w in c.warnings() {
+                    proxy.log(Level::Warn, &format!("peerauth: pluginConfig: {w}"));
+                }
+                Ok(Engine {
+                    config: Some(c),
+                    state: RefCell::default(),
+                })
+            }
+            Err(e) => {
+                proxy.log(
+                    Level::Critical,
+                    &format!("peerauth: invalid pluginConfig: {e}"),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// An engine without configuration: it rejects everything.
+    pub fn unconfigured() -> Engine {
+        Engine {
+            config: None,
+            state: RefCell::default(),
+        }
+    }
+
+    pub fn protocol(&self) -> Option<Protocol> {
+        self.config.as_ref().map(|c| c.protocol)
+    }
+
+    /// An HTTP request's headers: decide, record, and reject or rewrite XFCC.
+    pub fn on_request_headers(&self, proxy: &dyn Proxy) -> Verdict {
+        let Some(config) = self.config.as_ref() else {
+            // No valid configuration: fail closed rather than guard nothing.
+            if !proxy.send_response(
+                503,
+                &[("content-type", "text/plain")],
+                b"peerauth: filter not configured\n",
+            ) {
+                proxy.log(Level::Warn, "peerauth: could not send the 503 reply");
+            }
+            return Verdict::Pause;
+        };
+        let xfcc = proxy.request_header(XFCC);
+        let Ok(mut state) = self.state.try_borrow_mut() else {
+            // Unreachable in a single-threaded VM; still a defined outcome.
+            return reject(proxy, 503, "busy");
+        };
+        let conn = state.connection(proxy);
+        let d = state.decide(config, proxy, &conn, xfcc);
+        let applied = match &d.xfcc_action {
+            XfccAction::Keep => true,
+            XfccAction::Strip => proxy.set_request_header(XFCC, None),
+            XfccAction::Replace(v) => proxy.set_request_header(XFCC, Some(v)),
+        };
+        let d = if applied { d } else { rewrite_failed(&d) };
+        if state.record(proxy, &d, false) {
+            proxy.log(Level::Warn, &d.log_line(&conn.facts));
+        }
+        if d.outcome == Outcome::Rejected {
+            return reject(proxy, 403, d.reason.label());
+        }
+        Verdict::Continue
+    }
+
+    /// A new TCP connection. It is held (nothing after the filter runs, so no
+    /// upstream connection exists and no upstream byte can reach the client)
+    /// until its first data or its finished handshake decides it.
+    pub fn on_new_connection(&self, proxy: &dyn Proxy, context_id: u32) -> Verdict {
+        if self.config.is_none() {
+            let _ = proxy.close_downstream();
+            return Verdict::Pause;
+        }
+        if let Ok(mut state) = self.state.try_borrow_mut() {
+            state.tcp.push((context_id, Tcp::Held));
+            if !state.ticking {
+                state.ticking = proxy.set_tick_period_ms(HANDSHAKE_POLL_MS);
+            }
+        }
+        Verdict::Pause
+    }
+
+    /// Data from the client. Over TLS it only arrives after the handshake, and a
+    /// plaintext client has sent bytes before the filter chain even exists (the
+    /// TLS inspector needs them), so the connection's facts are final here.
+    pub fn on_downstream_data(&self, proxy: &dyn Proxy, context_id: u32) -> Verdict {
+        let held = self.tcp_state(context_id);
+        match held {
+            Some(Tcp::Allowed) => Verdict::Continue,
+            Some(Tcp::Rejected) => Verdict::Pause,
+            // Held, or unknown to this engine (never held): decide now.
+            Some(Tcp::Held) | None => match self.decide_tcp(proxy, context_id) {
+                Tcp::Allowed => Verdict::Continue,
+                _ => Verdict::Pause,
+            },
+        }
+    }
+
+    /// The root's timer: decide every held connection whose handshake has
+    /// proved a client certificate (`connection.mtls`, which unlike
+    /// `connection.tls_version` is safe to read before the handshake ends).
+    /// A held connection that never shows one waits for its first data.
+    pub fn on_tick(&self, proxy: &dyn Proxy) {
+        let held: Vec<u32> = match self.state.try_borrow() {
+            Ok(s) => s
+                .tcp
+                .iter()
+                .filter(|(_, t)| *t == Tcp::Held)
+                .map(|(id, _)| *id)
+                .collect(),
+            Err(_) => return,
+        };
+        for id in &held {
+            if !proxy.set_effective_context(*id) || !flag(proxy, &["connection", "mtls"]) {
+                continue;
+            }
+            if self.decide_tcp(proxy, *id) == Tcp::Allowed && !proxy.resume_downstream() {
+                // Nothing was forwarded; closing keeps it that way.
+                let _ = proxy.close_downstream();
+            }
+        }
+        if let Ok(mut state) = self.state.try_borrow_mut() {
+            if state.ticking && !state.tcp.iter().any(|(_, t)| *t == Tcp::Held) {
+                state.ticking = !proxy.set_tick_period_ms(0);
+            }
+        }
+    }
+
+    /// A TCP context went away: forget it.
+    pub fn on_connection_deleted(&self, context_id: u32) {
+        if let Ok(mut state) = self.state.try_borrow_mut() {
+            state.tcp.retain(|(id, _)| *id != context_id);
+        }
+    }
+
+    fn tcp_state(&self, context_id: u32) -> Option<Tcp> {
+        let state = self.state.try_borrow().ok()?;
+        state
+            .tcp
+            .iter()
+            .find(|(id, _)| *id == context_id)
+            .map(|(_, t)| *t)
+    }
+
+    /// Decide a TCP connection (once), record it, and close it when rejected.
+    fn decide_tcp(&self, proxy: &dyn Proxy, context_id: u32) -> Tcp {
+        let Some(config) = self.config.as_ref() else {
+            let _ = proxy.close_downstream();
+            return Tcp::Rejected;
+        };
+        let Ok(mut state) = self.state.try_borrow_mut() else {
+            let _ = proxy.close_downstream();
+            return Tcp::Rejected;
+        };
+        let conn = Conn::new(ConnectionFacts::gather(proxy));
+        let d = state.decide(config, proxy, &conn, None);
+        if state.record(proxy, &d, true) {
+            proxy.log(Level::Warn, &d.log_line(&conn.facts));
+        }
+        let verdict = if d.outcome == Outcome::Rejected {
+            let _ = proxy.close_downstream();
+            Tcp::Rejected
+        } else {
+            Tcp::Allowed
+        };
+        match state.tcp.iter_mut().find(|(id, _)| *id == context_id) {
+            Some((_, t)) => *t = verdict,
+            None => state.tcp.push((context_id, verdict)),
+        }
+        verdict
+    }
+}
+
+/// Answer the request with `status` and `reason` instead of forwarding it.
+fn reject(proxy: &dyn Proxy, status: u32, reason: &str) -> Verdict {
+    let body = format!("peerauth: rejected: {reason}\n");
+    if !proxy.send_response(
+        status,
+        &[
+            ("content-type", "text/plain"),
+            ("x-peerauth-reason", reason),
+        ],
+        body.as_bytes(),
+    ) {
+        // The request stays paused: it never reaches the app.
+        proxy.log(Level::Warn, "peerauth: could not send the rejection reply");
+    }
+    Verdict::Pause
+}
+
+/// The host refused to strip or replace XFCC: the untrusted header would pass
+/// on, so the request is rejected instead.
+fn rewrite_failed(d: &Decision) -> Rc<Decision> {
+    let mut d = d.clone();
+    d.outcome = Outcome::Rejected;
+    d.reason = Reason::XfccRewriteFailed;
+    d.xfcc_action = XfccAction::Keep;
+    if let Some(f) = d.forgery.as_mut() {
+        f.handling = Handling::Rejected;
+    }
+    Rc::new(d)
+}
+
+impl State {
+    /// Connection facts, read once per connection: property reads dominate the
+    /// filter's cost, and every request on a kept-alive or HTTP/2 connection
+    /// would otherwise repeat them.
+    fn connection(&mut self, proxy: &dyn Proxy) -> Rc<Conn> {
+        let Some(id) = connection_id(proxy) else {
+            return Conn::new(ConnectionFacts::gather(proxy));
+        };
+        if self.connections.is_empty() {
+            self.connections.resize_with(SLOTS, || None);
+        }
+        let Some(slot) = usize::try_from(id % SLOTS as u64)
+            .ok()
+            .and_then(|i| self.connections.get_mut(i))
+        else {
+            return Conn::new(ConnectionFacts::gather(proxy));
+        };
+        match slot {
+            Some((seen, c)) if *seen == id => Rc::clone(c),
+            _ => {
+                let c = Conn::new(ConnectionFacts::gather(proxy));
+                *slot = Some((id, Rc::clone(&c)));
+                c
+            }
+        }
+    }
+
+    fn rules(&mut self, config: &Config, port: Option<u32>) -> PortRules {
+        if let Some(rules) = self.rules.get(&port) {
+            return rules;
+        }
+        let rules = config.port_rules(port);
+        self.rules.insert(port, rules);
+        rules
+    }
+
+    /// The decision for `xfcc` on `conn`: the connection's last one when the
+    /// header is the same and carries no `Cert=` (whose validity depends on
+    /// the time), else a new one.
+    fn decide(
+        &mut self,
+        config: &Config,
+        proxy: &dyn Proxy,
+        conn: &Conn,
+        xfcc: Option<String>,
+    ) -> Rc<Decision> {
+        // The same case rule as the parser, so no `Cert=` it reads goes unchecked.
+        let has_cert = xfcc
+            .as_deref()
+            .is_some_and(|h| xfcc::may_contain(h, Key::Cert));
+        let reused = match conn.last.try_borrow().ok().as_deref() {
+            Some(Some((seen, d))) if !has_cert && *seen == xfcc => Some(Rc::clone(d)),
+            _ => None,
+        };
+        if let Some(d) = reused {
+            return d;
+        }
+        let now = if has_cert { proxy.now_unix() } else { None };
+        let facts = Facts::new(&conn.facts, xfcc, now);
+        let rules = self.rules(config, facts.destination_port);
+        let d = Rc::new(decide_with(config, &facts, rules));
+        let keep = facts
+            .xfcc
+            .as_ref()
+            .is_none_or(|x| x.len() <= MAX_REUSED_XFCC);
+        if let Ok(mut last) = conn.last.try_borrow_mut() {
+            *last = keep.then(|| (facts.xfcc, Rc::clone(&d)));
+        }
+        d
+    }
+
+    /// Count the decision; `true` when it also deserves a log line.
+    fn record(&mut self, proxy: &dyn Proxy, d: &Decision, tcp: bool) -> bool {
+        let key = (
+            d.port,
+            d.mode.as_str(),
+            d.security.label(),
+            d.outcome.label(),
+            d.reason.label(),
+            tcp,
+        );
+        let id = match self.decisions.get(&key) {
+            Some(id) => Some(id),
+            None => proxy
+                .define_counter(&metrics::decision_metric(d, tcp))
+                .inspect(|id| self.decisions.insert(key, *id)),
+        };
+        if let Some(id) = id {
+            proxy.increment_counter(id);
+        }
+        if let Some(f) = &d.forgery {
+            let key = (d.port, f.form_label(), f.handling.label());
+            let id = match self.forgeries.get(&key) {
+                Some(id) => Some(id),
+                None => proxy
+                    .define_counter(&metrics::forgery_metric(d, f))
+                    .inspect(|id| self.forgeries.insert(key, *id)),
+            };
+            if let Some(id) = id {
+                proxy.increment_counter(id);
+            }
+        }
+        d.outcome != Outcome::Allowed || d.forgery.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use std::cell::Cell;
+    use std::collections::BTreeMap;
+
+    const FOO: &str = "spiffe://cluster.local/ns/foo/sa/sleep";
+    const HASH: &str = "434b0000000000000000000000000000000000000000000000000000000000ff";
+
+    /// A host that answers from maps and records every effect, per context.
+    #[derive(Default)]
+    struct FakeProxy {
+        /// Attributes by context id (0 = the current stream).
+        props: RefCell<BTreeMap<u32, BTreeMap<String, Vec<u8>>>>,
+        effective: Cell<u32>,
+        reads: Cell<usize>,
+        headers: RefCell<BTreeMap<String, String>>,
+        refuse_header_writes: bool,
+        responses: RefCell<Vec<(u32, String)>>,
+        closed: RefCell<Vec<u32>>,
+        resumed: RefCell<Vec<u32>>,
+        tick_ms: Cell<u64>,
+        now: Option<i64>,
+        defined: RefCell<Vec<String>>,
+        counts: RefCell<BTreeMap<u32, u64>>,
+        logs: RefCell<Vec<String>>,
+    }
+
+    impl FakeProxy {
+        fn set(&self, context: u32, path: &str, value: &[u8]) {
+            self.props
+                .borrow_mut()
+                .entry(context)
+                .or_default()
+                .insert(path.into(), value.to_vec());
+        }
+
+        fn mtls(&self, context: u32, peer: &str, connection_id: u64) {
+            self.set(context, "connection.mtls", &[1]);
+            self.set(context, "connection.tls_version", b"TLSv1.3");
+            self.set(
+                context,
+                "connection.uri_san_peer_certificate",
+                peer.as_bytes(),
+            );
+            self.set(
+                context,
+                "connection.sha256_peer_certificate_digest",
+                HASH.as_bytes(),
+            );
+            self.set(context, "destination.port", &8080u64.to_le_bytes());
+            self.set(context, "connection.id", &connection_id.to_le_bytes());
+        }
+
+        fn plaintext(&self, context: u32) {
+            self.set(context, "connection.mtls", &[0]);
+            self.set(context, "destination.port", &8080u64.to_le_bytes());
+        }
+
+        fn count(&self, needle: &str) -> u64 {
+            let defined = self.defined.borrow();
+            let counts = self.counts.borrow();
+            defined
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.contains(needle))
+                .map(|(i, _)| counts.get(&(i as u32)).copied().unwrap_or(0))
+                .sum()
+        }
+    }
+
+    impl Host for FakeProxy {
+        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            self.reads.set(self.reads.get() + 1);
+            self.props
+                .borrow()
+                .get(&self.effective.get())?
+                .get(&path.join("."))
+                .cloned()
+        }
+    }
+
+    impl Proxy for FakeProxy {
+        fn request_header(&self, name: &str) -> Option<String> {
+            self.headers.borrow().get(name).cloned()
+        }
+        fn set_request_header(&self, name: &str, value: Option<&str>) -> bool {
+            if self.refuse_header_writes {
+                return false;
+            }
+            let mut h = self.headers.borrow_mut();
+            match value {
+                Some(v) => h.insert(name.into(), v.into()),
+                None => h.remove(name),
+            };
+            true
+        }
+        fn send_response(&self, status: u32, headers: &[(&str, &str)], _body: &[u8]) -> bool {
+            let reason = headers
+                .iter()
+                .find(|(k, _)| *k == "x-peerauth-reason")
+                .map_or("", |(_, v)| v);
+            self.responses.borrow_mut().push((status, reason.into()));
+            true
+        }
+        fn close_downstream(&self) -> bool {
+            self.closed.borrow_mut().push(self.effective.get());
+            true
+        }
+        fn resume_downstream(&self) -> bool {
+            self.resumed.borrow_mut().push(self.effective.get());
+            true
+        }
+        fn set_effective_context(&self, context_id: u32) -> bool {
+            self.effective.set(context_id);
+            true
+        }
+        fn set_tick_period_ms(&self, ms: u64) -> bool {
+            self.tick_ms.set(ms);
+            true
+        }
+        fn now_unix(&self) -> Option<i64> {
+            self.now
+        }
+        fn define_counter(&self, name: &str) -> Option<u32> {
+            let mut d = self.defined.borrow_mut();
+            d.push(name.into());
+            Some(d.len() as u32 - 1)
+        }
+        fn increment_counter(&self, id: u32) {
+            *self.counts.borrow_mut().entry(id).or_default() += 1;
+        }
+        fn log(&self, _level: Level, message: &str) {
+            self.logs.borrow_mut().push(message.into());
+        }
+    }
+
+    fn engine(proxy: &FakeProxy, json: &str) -> Engine {
+        Engine::configure(proxy, json.as_bytes()).unwrap()
+    }
+
+    fn element(peer: &str) -> String {
+        format!("By=spiffe://cluster.local/ns/foo/sa/httpbin;Hash={HASH};Subject=\"\";URI={peer}")
+    }
+
+    #[test]
+    fn a_connection_is_read_once_and_each_changed_xfcc_on_it_is_decided_again() {
+        let proxy = FakeProxy::default();
+        proxy.mtls(0, FOO, 7);
+        let e = engine(&proxy, r#"{"mtls":{"mode":"STRICT"}}"#);
+        let clean = element(FOO);
+        let smuggled = format!("Hash={HASH};URI=spiffe://cluster.local/ns/x/sa/y,{clean}");
+        let mut reads_after_first = None;
+        for (i, (xfcc, want)) in [
+            (&clean, Verdict::Continue),
+            (&smuggled, Verdict::Pause),
+            (&clean, Verdict::Continue),
+            (&smuggled, Verdict::Pause),
+            (&clean, Verdict::Continue),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            proxy.headers.borrow_mut().insert(XFCC.into(), xfcc.clone());
+            assert_eq!(e.on_request_headers(&proxy), want, "request {i}");
+            let reads = proxy.reads.get();
+            match reads_after_first {
+                None => reads_after_first = Some(reads),
+                // Only `connection.id`, to find the cached connection.
+                Some(first) => assert_eq!(reads, first + i, "request {i}"),
+            }
+        }
+        assert_eq!(proxy.count("outcome=.=allowed;.;reason=.=ok"), 3);
+        assert_eq!(proxy.count("reason=.=xfcc_smuggled"), 2);
+        assert_eq!(proxy.count("form=.=smuggled;.;handling=.=rejected"), 2);
+        // One counter per label set, defined once however often it counts.
+        assert_eq!(
+            proxy.defined.borrow().len(),
+            3,
+            "{:?}",
+            proxy.defined.borrow()
+        );
+        assert_eq!(
+            proxy.responses.borrow().as_slice(),
+            [(403, "xfcc_smuggled".into()), (403, "xfcc_smuggled".into())]
+        );
+    }
+
+    #[test]
+    fn a_failed_xfcc_strip_rejects_the_request_instead_of_passing_the_header_on() {
+        let header = format!("URI={FOO}");
+        for refuse in [false, true] {
+            let proxy = FakeProxy {
+                refuse_header_writes: refuse,
+                ..FakeProxy::default()
+            };
+            proxy.plaintext(0);
+            proxy
+                .headers
+                .borrow_mut()
+                .insert(XFCC.into(), header.clone());
+            let e = engine(&proxy, r#"{"xfcc":"strip"}"#);
+            let v = e.on_request_headers(&proxy);
+            if refuse {
+                assert_eq!(v, Verdict::Pause);
+                assert_eq!(
+                    proxy.responses.borrow().as_slice(),
+                    [(403, "xfcc_rewrite_failed".into())]
+                );
+                assert_eq!(
+                    proxy.count("outcome=.=rejected;.;reason=.=xfcc_rewrite_failed"),
+                    1
+                );
+                assert_eq!(proxy.count("form=.=plaintext;.;handling=.=rejected"), 1);
+            } else {
+                assert_eq!(v, Verdict::Continue);
+                assert_eq!(proxy.request_header(XFCC), None, "stripped");
+                assert_eq!(proxy.count("form=.=plaintext;.;handling=.=stripped"), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn an_unconfigured_filter_answers_503_and_closes_connections() {
+        let proxy = FakeProxy::default();
+        let e = Engine::unconfigured();
+        assert_eq!(e.on_request_headers(&proxy), Verdict::Pause);
+        assert_eq!(proxy.responses.borrow()[0].0, 503);
+        assert_eq!(e.on_new_connection(&proxy, 3), Verdict::Pause);
+        assert_eq!(e.on_downstream_data(&proxy, 3), Verdict::Pause);
+        assert!(!proxy.closed.borrow().is_empty());
+        let bad = Engine::configure(&proxy, br#"{"mtls":{"mode":"strict"}}"#);
+        assert!(bad.is_err());
+        assert!(proxy
+            .logs
+            .borrow()
+            .iter()
+            .any(|l| l.starts_with("peerauth: invalid pluginConfig: mtls.mode")));
+    }
+}
