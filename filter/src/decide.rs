@@ -359,12 +359,13 @@ fn check_cert(pem: &str, digest: Option<&str>, now_unix: Option<i64>) -> Option<
     let Some(validity) = cert::validity(&der) else {
         return Some(Reason::XfccCertInvalid);
     };
-    if let Some(now) = now_unix.and_then(|n| x509_parser::time::ASN1Time::from_timestamp(n).ok()) {
-        if !validity.is_valid_at(now) {
-            return Some(Reason::XfccCertInvalid);
-        }
+    // Without a clock the dates cannot be checked, and an unchecked `Cert=` is
+    // not a valid one.
+    let now = now_unix.and_then(|n| x509_parser::time::ASN1Time::from_timestamp(n).ok());
+    match now {
+        Some(now) if validity.is_valid_at(now) => None,
+        _ => Some(Reason::XfccCertInvalid),
     }
-    None
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -670,6 +671,10 @@ mod tests {
             let d = decide(&c, &facts_at(now, own.clone()));
             assert_eq!(d.reason, Reason::XfccCertInvalid, "at {now}");
         }
+        // No clock: the dates cannot be checked, so the element is not valid.
+        let mut unknown_time = facts_at(1_750_000_000, own.clone());
+        unknown_time.now_unix = None;
+        assert_eq!(decide(&c, &unknown_time).reason, Reason::XfccCertInvalid);
         // A certificate that is not the connection's: its Hash= matches Cert=,
         // but neither matches what Envoy reports for the connection.
         let d = decide(&c, &facts_at(1_750_000_000, HASH.into()));

@@ -688,6 +688,51 @@ mod tests {
     }
 
     #[test]
+    fn a_cert_element_in_any_case_is_checked_against_the_clock_and_no_clock_is_invalid() {
+        use sha2::{Digest, Sha256};
+        let (not_before, not_after) = (1_700_000_000, 1_800_000_000);
+        let (der, pem) = crate::cert::testing::generate(not_before, not_after);
+        let digest: String = Sha256::digest(&der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        for (key, now, want) in [
+            ("Cert", Some(1_750_000_000), Verdict::Continue),
+            ("cert", Some(not_after + 1), Verdict::Pause),
+            ("CERT", None, Verdict::Pause),
+            ("Cert", None, Verdict::Pause),
+        ] {
+            let proxy = FakeProxy {
+                now,
+                ..FakeProxy::default()
+            };
+            proxy.mtls(0, FOO, 9);
+            proxy.set(
+                0,
+                "connection.sha256_peer_certificate_digest",
+                digest.as_bytes(),
+            );
+            let header = format!(
+                "Hash={digest};{key}=\"{}\";URI={FOO}",
+                policy::xfcc::percent_encode(&pem)
+            );
+            proxy.headers.borrow_mut().insert(XFCC.into(), header);
+            let e = engine(&proxy, "{}");
+            // Twice on one connection: a `Cert=` decision is never reused.
+            for _ in 0..2 {
+                assert_eq!(e.on_request_headers(&proxy), want, "{key} at {now:?}");
+            }
+            if want == Verdict::Pause {
+                assert_eq!(
+                    proxy.count("reason=.=xfcc_cert_invalid"),
+                    2,
+                    "{key} at {now:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn an_unconfigured_filter_answers_503_and_closes_connections() {
         let proxy = FakeProxy::default();
         let e = Engine::unconfigured();
