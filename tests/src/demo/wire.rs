@@ -68,6 +68,10 @@ pub fn capture(lab: &PodLab, step: &str, call: &ExpectedCall) -> Result<WireCapt
     let marker = fresh_marker();
     let running = lab.node().tcpdump(&server)?;
     let called = lab.call(call, &[(MARKER_HEADER, &marker)]);
+    // libpcap hands tcpdump packets a ring block at a time (up to its 1 s buffer
+    // timeout unless tcpdump runs with --immediate-mode), and a stopped tcpdump drops
+    // what is still in the ring: wait out one block before stopping it.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
     let pcap = running.stop()?;
     let (_, observed) = called?;
     Ok(WireCapture {
