@@ -3,6 +3,7 @@ pub mod app;
 pub mod demo;
 pub mod envoy;
 pub mod istiod;
+pub mod node;
 pub mod oci;
 pub mod pki;
 pub mod topology;
