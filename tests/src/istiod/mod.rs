@@ -44,6 +44,17 @@
 //!   route configuration RDS would send inline, under the same name.
 //! - ECDS: each WasmPlugin's filter is inlined under the name istiod gives the ECDS
 //!   resource, with the configuration ECDS would send.
+//!
+//! Known simplifications, each a place where this differs from a real istiod:
+//! - Ports are HTTP, TCP or auto ([`crate::topology::Protocol`]): HTTP/2 and gRPC ports
+//!   are treated as HTTP/1.1, so no cluster offers `istio-h2`/`h2`.
+//! - An auto-detected Service port's cluster offers the TCP ALPN (`istio-peer-exchange,
+//!   istio`): without `istio.alpn` one cluster cannot offer `istio-http/1.1` only for
+//!   the requests its HCM sends. HTTP over such a port therefore lands in the server's
+//!   TLS `tcp_proxy` chain, where no HTTP filter runs (note §2's caveat).
+//! - A DestinationRule's MUTUAL mode is refused ([`IstiodError::MutualWithoutCertificates`]),
+//!   and SIMPLE always validates against the system roots: `policy`'s DestinationRule
+//!   keeps only the TLS mode.
 
 pub mod inbound;
 pub mod outbound;
