@@ -42,8 +42,6 @@ pub trait Proxy: Host {
     fn set_request_header(&self, name: &str, value: Option<&str>) -> bool;
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool;
     fn close_downstream(&self) -> bool;
-    /// Let a network filter chain held in `on_new_connection` go on.
-    fn resume_downstream(&self) -> bool;
     /// Make later host calls act on another context (a held connection).
     fn set_effective_context(&self, context_id: u32) -> bool;
     /// `0` stops the root context's timer.
@@ -119,8 +117,7 @@ impl Conn {
 /// Where a TCP connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tcp {
-    /// Held in `on_new_connection`: nothing after the filter (so no upstream
-    /// connection) exists until it is decided.
+    /// Upstream bytes arrived during the TLS handshake and are held.
     Held,
     Allowed,
     Rejected,
@@ -220,16 +217,29 @@ impl Engine {
         Verdict::Continue
     }
 
-    /// A new TCP connection. It is held (nothing after the filter runs, so no
-    /// upstream connection exists and no upstream byte can reach the client)
-    /// until its first data or its finished handshake decides it.
-    pub fn on_new_connection(&self, proxy: &dyn Proxy, context_id: u32) -> Verdict {
-        if self.config.is_none() {
-            let _ = proxy.close_downstream();
-            return Verdict::Pause;
+    /// Bytes from the upstream on their way to the client. Until the connection
+    /// is decided they are held (left in tcp_proxy's buffer, to go out with the
+    /// next upstream read after an `allowed`), so no upstream byte reaches an
+    /// unchecked client. The connection is decided here when its facts are
+    /// final: it proved a client certificate (`connection.mtls`), or it has no
+    /// TLS at all (no local certificate). A TLS connection mid-handshake waits
+    /// for the timer or its first data.
+    pub fn on_upstream_data(&self, proxy: &dyn Proxy, context_id: u32) -> Verdict {
+        match self.tcp_state(context_id) {
+            Some(Tcp::Allowed) => return Verdict::Continue,
+            Some(Tcp::Rejected) => return Verdict::Pause,
+            Some(Tcp::Held) | None => {}
+        }
+        if self.config.is_none() || flag(proxy, &["connection", "mtls"]) || !has_tls(proxy) {
+            return match self.decide_tcp(proxy, context_id) {
+                Tcp::Allowed => Verdict::Continue,
+                _ => Verdict::Pause,
+            };
         }
         if let Ok(mut state) = self.state.try_borrow_mut() {
-            state.tcp.push((context_id, Tcp::Held));
+            if !state.tcp.iter().any(|(id, _)| *id == context_id) {
+                state.tcp.push((context_id, Tcp::Held));
+            }
             if !state.ticking {
                 state.ticking = proxy.set_tick_period_ms(HANDSHAKE_POLL_MS);
             }
@@ -256,7 +266,7 @@ impl Engine {
     /// The root's timer: decide every held connection whose handshake has
     /// proved a client certificate (`connection.mtls`, which unlike
     /// `connection.tls_version` is safe to read before the handshake ends).
-    /// A held connection that never shows one waits for its first data.
+    /// A held connection that never shows one is decided by its first data.
     pub fn on_tick(&self, proxy: &dyn Proxy) {
         let held: Vec<u32> = match self.state.try_borrow() {
             Ok(s) => s
@@ -271,10 +281,9 @@ impl Engine {
             if !proxy.set_effective_context(*id) || !flag(proxy, &["connection", "mtls"]) {
                 continue;
             }
-            if self.decide_tcp(proxy, *id) == Tcp::Allowed && !proxy.resume_downstream() {
-                // Nothing was forwarded; closing keeps it that way.
-                let _ = proxy.close_downstream();
-            }
+            // An allowed connection's held bytes go out with its next upstream
+            // read; a rejected one is closed now rather than at its first data.
+            let _ = self.decide_tcp(proxy, *id);
         }
         if let Ok(mut state) = self.state.try_borrow_mut() {
             if state.ticking && !state.tcp.iter().any(|(_, t)| *t == Tcp::Held) {
@@ -326,6 +335,23 @@ impl Engine {
         }
         verdict
     }
+}
+
+/// Whether the connection has TLS: its local certificate is known as soon as
+/// the filter chain exists (measured on Envoy 1.40), and reading it has no side
+/// effect, unlike `connection.tls_version` before the handshake ends.
+fn has_tls(proxy: &dyn Proxy) -> bool {
+    [
+        "uri_san_local_certificate",
+        "subject_local_certificate",
+        "dns_san_local_certificate",
+    ]
+    .iter()
+    .any(|p| {
+        proxy
+            .property(&["connection", p])
+            .is_some_and(|v| !v.is_empty())
+    })
 }
 
 /// Answer the request with `status` and `reason` instead of forwarding it.
@@ -485,7 +511,6 @@ mod tests {
         refuse_header_writes: bool,
         responses: RefCell<Vec<(u32, String)>>,
         closed: RefCell<Vec<u32>>,
-        resumed: RefCell<Vec<u32>>,
         tick_ms: Cell<u64>,
         now: Option<i64>,
         defined: RefCell<Vec<String>>,
@@ -572,10 +597,6 @@ mod tests {
         }
         fn close_downstream(&self) -> bool {
             self.closed.borrow_mut().push(self.effective.get());
-            true
-        }
-        fn resume_downstream(&self) -> bool {
-            self.resumed.borrow_mut().push(self.effective.get());
             true
         }
         fn set_effective_context(&self, context_id: u32) -> bool {
@@ -733,12 +754,67 @@ mod tests {
     }
 
     #[test]
+    fn upstream_bytes_wait_until_the_connection_is_decided() {
+        let proxy = FakeProxy::default();
+        let e = engine(
+            &proxy,
+            r#"{"protocol":"tcp","mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"]}"#,
+        );
+        // Plaintext (no local certificate): its facts are final, so it is
+        // decided by the first upstream bytes and closed before they go out.
+        proxy.plaintext(1);
+        proxy.set_effective_context(1);
+        assert_eq!(e.on_upstream_data(&proxy, 1), Verdict::Pause);
+        assert_eq!(proxy.closed.borrow().as_slice(), [1]);
+        assert_eq!(e.on_downstream_data(&proxy, 1), Verdict::Pause);
+        assert_eq!(
+            proxy.count("reason=.=plaintext_on_strict"),
+            1,
+            "counted once"
+        );
+
+        // TLS mid-handshake: held, and the timer starts.
+        for id in [2, 3] {
+            proxy.set(id, "connection.mtls", &[0]);
+            proxy.set(
+                id,
+                "connection.uri_san_local_certificate",
+                b"spiffe://cluster.local/ns/foo/sa/httpbin",
+            );
+            proxy.set_effective_context(id);
+            assert_eq!(e.on_upstream_data(&proxy, id), Verdict::Pause);
+        }
+        assert_eq!(proxy.tick_ms.get(), HANDSHAKE_POLL_MS);
+        e.on_tick(&proxy);
+        assert_eq!(
+            proxy.closed.borrow().len(),
+            1,
+            "nothing decided mid-handshake"
+        );
+        // The handshakes finish: one peer from another trust domain, one allowed.
+        proxy.mtls(2, "spiffe://evil.example/ns/foo/sa/sleep", 2);
+        proxy.mtls(3, FOO, 3);
+        e.on_tick(&proxy);
+        assert_eq!(proxy.closed.borrow().as_slice(), [1, 2]);
+        assert_eq!(proxy.tick_ms.get(), 0, "the timer stops with nothing held");
+        proxy.set_effective_context(3);
+        assert_eq!(e.on_upstream_data(&proxy, 3), Verdict::Continue);
+        assert_eq!(e.on_downstream_data(&proxy, 3), Verdict::Continue);
+        proxy.set_effective_context(2);
+        assert_eq!(e.on_upstream_data(&proxy, 2), Verdict::Pause);
+        assert_eq!(proxy.count("reason=.=trust_domain_not_allowed"), 1);
+        assert_eq!(proxy.count("outcome=.=allowed"), 1);
+        e.on_connection_deleted(3);
+        assert!(e.tcp_state(3).is_none(), "forgotten when the context goes");
+    }
+
+    #[test]
     fn an_unconfigured_filter_answers_503_and_closes_connections() {
         let proxy = FakeProxy::default();
         let e = Engine::unconfigured();
         assert_eq!(e.on_request_headers(&proxy), Verdict::Pause);
         assert_eq!(proxy.responses.borrow()[0].0, 503);
-        assert_eq!(e.on_new_connection(&proxy, 3), Verdict::Pause);
+        assert_eq!(e.on_upstream_data(&proxy, 3), Verdict::Pause);
         assert_eq!(e.on_downstream_data(&proxy, 3), Verdict::Pause);
         assert!(!proxy.closed.borrow().is_empty());
         let bad = Engine::configure(&proxy, br#"{"mtls":{"mode":"strict"}}"#);

@@ -50,10 +50,6 @@ impl Proxy for Envoy {
         hostcalls::close_downstream().is_ok()
     }
 
-    fn resume_downstream(&self) -> bool {
-        hostcalls::resume_downstream().is_ok()
-    }
-
     fn set_effective_context(&self, context_id: u32) -> bool {
         hostcalls::set_effective_context(context_id).is_ok()
     }
@@ -113,6 +109,10 @@ impl RootContext for Root {
         ok
     }
 
+    fn on_tick(&mut self) {
+        self.engine.on_tick(&Envoy);
+    }
+
     fn get_type(&self) -> Option<ContextType> {
         match self.engine.protocol() {
             Some(Protocol::Tcp) => Some(ContextType::StreamContext),
@@ -154,6 +154,10 @@ struct Connection {
 impl Context for Connection {}
 
 impl StreamContext for Connection {
+    fn on_upstream_data(&mut self, _size: usize, _eos: bool) -> Action {
+        action(self.engine.on_upstream_data(&Envoy, self.id))
+    }
+
     fn on_downstream_data(&mut self, _size: usize, _eos: bool) -> Action {
         action(self.engine.on_downstream_data(&Envoy, self.id))
     }

@@ -4,7 +4,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -12,32 +12,58 @@ use std::thread;
 pub struct EchoApp {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
 }
 
 impl EchoApp {
     /// Bind 127.0.0.1 on a free port and serve on background threads.
     pub fn start() -> io::Result<EchoApp> {
+        EchoApp::start_with_banner(None)
+    }
+
+    /// A server-first app: like [`EchoApp::start`], but every accepted
+    /// connection is first sent `banner` before the app reads anything (as SMTP,
+    /// MySQL or an SSH server do), so a proxy that forwards upstream bytes before
+    /// checking the client shows them to an unchecked client.
+    pub fn start_with_banner(banner: Option<&'static [u8]>) -> io::Result<EchoApp> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
         let flag = Arc::clone(&stop);
+        let count = Arc::clone(&accepted);
         thread::spawn(move || {
             for conn in listener.incoming() {
                 if flag.load(Ordering::Relaxed) {
                     break;
                 }
-                if let Ok(stream) = conn {
+                if let Ok(mut stream) = conn {
+                    count.fetch_add(1, Ordering::Relaxed);
                     thread::spawn(move || {
+                        if let Some(b) = banner {
+                            if stream.write_all(b).is_err() {
+                                return;
+                            }
+                        }
                         let _ = serve(stream);
                     });
                 }
             }
         });
-        Ok(EchoApp { addr, stop })
+        Ok(EchoApp {
+            addr,
+            stop,
+            accepted,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
     }
 }
 

@@ -844,3 +844,104 @@ pub fn tcp_exchange(port: u16, request: &[u8]) -> io::Result<Vec<u8>> {
         Err(e) => Err(e),
     }
 }
+
+/// What a raw client read from a connection within its time limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub bytes: Vec<u8>,
+    /// The peer closed (EOF or reset) before the time limit.
+    pub closed: bool,
+}
+
+/// Connect over plain TCP, send `request` (may be empty), and read for up to
+/// `wait`: unlike [`tcp_exchange`], a connection that stays open without
+/// answering is an answer too (`closed: false`).
+pub fn tcp_read_for(port: u16, request: &[u8], wait: Duration) -> io::Result<Received> {
+    let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    s.write_all(request)?;
+    let deadline = Instant::now() + wait;
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Received {
+                bytes,
+                closed: false,
+            });
+        }
+        s.set_read_timeout(Some(left))?;
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(Received { bytes, closed: true }),
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                return Ok(Received { bytes, closed: true })
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(Received {
+                    bytes,
+                    closed: false,
+                })
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A TLS client (`openssl s_client`, presenting `client` when given) that sends
+/// `request` after the handshake and collects what it reads for `wait`.
+pub fn tls_read_for(
+    port: u16,
+    client: Option<&WorkloadFiles>,
+    root_ca: &Path,
+    request: &[u8],
+    wait: Duration,
+) -> io::Result<Vec<u8>> {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-quiet", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-CAfile")
+        .arg(root_ca);
+    if let Some(c) = client {
+        // `-cert` sends only the file's first certificate; the intermediate
+        // that links it to the mesh root needs `-cert_chain`.
+        cmd.arg("-cert")
+            .arg(&c.cert_chain)
+            .arg("-cert_chain")
+            .arg(&c.cert_chain)
+            .arg("-key")
+            .arg(&c.key);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    // stdin stays open until the child is killed, so s_client does not hang up early.
+    let mut stdin = child.stdin.take();
+    if let Some(i) = stdin.as_mut() {
+        i.write_all(request)?;
+        i.flush()?;
+    }
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| io::Error::other("openssl s_client without stdout"))?;
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    std::thread::sleep(wait);
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(stdin);
+    reader
+        .join()
+        .map_err(|_| io::Error::other("s_client reader thread panicked"))
+}

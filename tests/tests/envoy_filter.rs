@@ -9,12 +9,13 @@
 
 use peerauth_tests::app::EchoApp;
 use peerauth_tests::envoy::{
-    self, curl, curl_with, envoy_available, free_port, peerauth_stats_tags, tcp_exchange, Chains,
-    CurlResult, Envoy, Fcc, Sidecar, Upstream, WasmFilter,
+    self, curl, curl_with, envoy_available, free_port, peerauth_stats_tags, tcp_exchange,
+    tcp_read_for, tls_read_for, Chains, CurlResult, Envoy, Fcc, Sidecar, Upstream, WasmFilter,
 };
 use peerauth_tests::pki::{MeshPki, FOREIGN, GATEWAY};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 const FOO: &str = "spiffe://cluster.local/ns/foo/sa/sleep";
 const BAR: &str = "spiffe://cluster.local/ns/bar/sa/sleep";
@@ -696,4 +697,85 @@ fn an_allow_list_rejects_plaintext_on_a_permissive_port_and_the_configuration_wa
     assert!(envoy.log_contains(&format!(
         "peerauth: outcome=would_reject reason=plaintext_not_allowed port={audit} mode=PERMISSIVE security=plaintext"
     )));
+}
+
+#[test]
+fn a_server_first_app_behind_a_strict_tcp_port_shows_its_banner_only_to_checked_clients() {
+    let lab = lab();
+    const BANNER: &[u8] = b"220 app.example ESMTP ready\r\n";
+    let app = EchoApp::start_with_banner(Some(BANNER)).unwrap();
+    let port = free_port().unwrap();
+    let config =
+        r#"{"protocol":"tcp","mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"]}"#;
+    let id = lab.pki.workload("httpbin.foo").unwrap();
+    let envoy = Sidecar::new("httpbin.foo", id, &lab.pki.root, Upstream::App(app.addr()))
+        .stats_tags(peerauth_stats_tags())
+        .wasm(Some(WasmFilter::tcp(&lab.wasm, config)))
+        .port(port, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+    let wait = Duration::from_millis(1500);
+
+    // A plaintext client that waits for the server to speak, and one that speaks.
+    // The silent one never gets past the tls_inspector (it waits for a first
+    // byte to tell TLS from plaintext, up to the listener filter timeout), so no
+    // filter chain, no upstream and no decision exist for it.
+    for request in [&b""[..], b"EHLO me\r\n"] {
+        let r = tcp_read_for(port, request, wait).unwrap();
+        assert!(
+            r.bytes.is_empty(),
+            "an unchecked client read {:?} (sent {:?})",
+            String::from_utf8_lossy(&r.bytes),
+            String::from_utf8_lossy(request)
+        );
+        assert_eq!(r.closed, !request.is_empty(), "sent {request:?}");
+    }
+    // mTLS from another trust domain: the handshake succeeds, the check fails.
+    let foreign = lab.pki.workload(FOREIGN).unwrap();
+    let seen = tls_read_for(port, Some(foreign), &lab.pki.root, b"", wait).unwrap();
+    assert!(
+        !seen.windows(BANNER.len()).any(|w| w == BANNER),
+        "a rejected identity read {:?}",
+        String::from_utf8_lossy(&seen)
+    );
+    // A checked client gets the banner first, then the app's answer. The banner
+    // arrived while the handshake was still running, so it was held and goes
+    // out with the app's next bytes (see filter/README.md, TCP variant).
+    let foo = lab.pki.workload("sleep.foo").unwrap();
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let seen = tls_read_for(port, Some(foo), &lab.pki.root, request, wait).unwrap();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(
+        seen.starts_with(BANNER) && text.contains("HTTP/1.1 200 OK"),
+        "sleep.foo read {text:?}\n{}",
+        envoy.log_tail(30)
+    );
+
+    let p = port.to_string();
+    let conns = |labels: &[(&str, &str)]| {
+        let mut all = vec![("port", p.as_str())];
+        all.extend_from_slice(labels);
+        prom(&envoy, "peerauth_connections_total", &all).unwrap_or(0)
+    };
+    assert_eq!(
+        conns(&[
+            ("security", "plaintext"),
+            ("outcome", "rejected"),
+            ("reason", "plaintext_on_strict")
+        ]),
+        1,
+        "the silent client never reached a filter chain"
+    );
+    assert_eq!(
+        conns(&[
+            ("security", "mutual_tls"),
+            ("outcome", "rejected"),
+            ("reason", "trust_domain_not_allowed")
+        ]),
+        1
+    );
+    assert_eq!(
+        conns(&[("security", "mutual_tls"), ("outcome", "allowed")]),
+        1
+    );
 }
