@@ -2,6 +2,7 @@
 //! exactly what the `peerauth` binary prints.
 
 use clap::Parser;
+use std::path::Path;
 
 /// One CLI run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -10,6 +11,20 @@ pub struct Explanation {
     pub command: String,
     pub exit: u8,
     pub output: String,
+}
+
+/// `relative` (a path inside `repo`) as the CLI should be given it: relative when the
+/// process runs at the repository root, as a user would type it, else absolute.
+pub fn path_for_cli(repo: &Path, relative: &str) -> String {
+    let repo = repo.canonicalize().unwrap_or_else(|_| repo.to_path_buf());
+    let cwd = std::env::current_dir()
+        .ok()
+        .and_then(|d| d.canonicalize().ok());
+    if cwd.as_deref() == Some(repo.as_path()) {
+        relative.to_string()
+    } else {
+        repo.join(relative).display().to_string()
+    }
 }
 
 /// Run `peerauth <args>` (the arguments after the program name).

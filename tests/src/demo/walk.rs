@@ -418,7 +418,8 @@ pub fn walk(
                 report.forged_xfcc = Some(f);
             }
             "hipster-shop-exception" => {
-                let e = explain::peerauth(&["check", &step.dir]);
+                let dir = explain::path_for_cli(repo, &step.dir);
+                let e = explain::peerauth(&["check", &dir]);
                 let lines: Vec<String> = std::iter::once(format!("$ {}", e.command))
                     .chain(e.output.lines().map(|l| format!("  {l}")))
                     .collect();
@@ -426,7 +427,8 @@ pub fn walk(
                 report.explanations.push((step.name.clone(), e));
             }
             "catalog-strict" => {
-                let e = explain::peerauth(&["describe", "workshop/catalogdetail", "-f", &step.dir]);
+                let dir = explain::path_for_cli(repo, &step.dir);
+                let e = explain::peerauth(&["describe", "workshop/catalogdetail", "-f", &dir]);
                 let lines: Vec<String> = std::iter::once(format!("$ {}", e.command))
                     .chain(e.output.lines().map(|l| format!("  {l}")))
                     .collect();
