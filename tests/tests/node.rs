@@ -612,3 +612,130 @@ fn preflight_names_the_missing_iptables_and_how_to_install_it() {
     // With the machine's own PATH (CI installs every tool), nothing is missing.
     node::preflight().unwrap();
 }
+
+/// `cat path` as uid 1337 inside a pod: what Envoy could read.
+fn cat_as_proxy(node: &Node, path: &Path) -> Option<String> {
+    let uid = PROXY_UID.to_string();
+    let out = node
+        .exec(
+            "sleep.foo",
+            "setpriv",
+            &[
+                "--reuid",
+                &uid,
+                "--regid",
+                &uid,
+                "--clear-groups",
+                "--",
+                "cat",
+                path.to_str().unwrap(),
+            ],
+            T,
+        )
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn files_made_proxy_readable_stay_apart_by_source_and_keys_belong_to_uid_1337() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let node = Node::create(&topology(0)).unwrap();
+    // Sources in a root-only directory, as /root is here.
+    let src = std::env::temp_dir().join(format!("node-private-{}", std::process::id()));
+    for pod in ["a", "b"] {
+        std::fs::create_dir_all(src.join(pod)).unwrap();
+        std::fs::write(
+            src.join(pod).join("cert-chain.pem"),
+            format!("chain of {pod}"),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            src.join(pod).join("cert-chain.pem"),
+            PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
+    }
+    std::fs::write(src.join("a").join("key.pem"), "secret of a").unwrap();
+    std::fs::set_permissions(
+        src.join("a").join("key.pem"),
+        PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(&src, PermissionsExt::from_mode(0o700)).unwrap();
+    assert_eq!(
+        cat_as_proxy(&node, &src.join("a").join("cert-chain.pem")),
+        None
+    );
+
+    let a = node
+        .proxy_readable(&src.join("a").join("cert-chain.pem"))
+        .unwrap();
+    let b = node
+        .proxy_readable(&src.join("b").join("cert-chain.pem"))
+        .unwrap();
+    assert_ne!(a, b);
+    assert_eq!(cat_as_proxy(&node, &a).as_deref(), Some("chain of a"));
+    assert_eq!(cat_as_proxy(&node, &b).as_deref(), Some("chain of b"));
+    let not_world = node.proxy_readable(&src.join("a").join("key.pem")).unwrap();
+    assert_eq!(
+        cat_as_proxy(&node, &not_world).as_deref(),
+        Some("secret of a")
+    );
+    // The source keeps its mode: a copy, not a link, was made readable.
+    let source_mode = std::fs::metadata(src.join("a").join("key.pem"))
+        .unwrap()
+        .mode();
+    assert_eq!(source_mode & 0o777, 0o600);
+
+    let key = node.proxy_private(&src.join("a").join("key.pem")).unwrap();
+    let meta = std::fs::metadata(&key).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (PROXY_UID, PROXY_UID, 0o600)
+    );
+    assert_eq!(cat_as_proxy(&node, &key).as_deref(), Some("secret of a"));
+    std::fs::remove_dir_all(&src).unwrap();
+}
+
+/// The machine's own network state, as the commands that show it print it.
+fn host_network() -> Vec<String> {
+    let run = |args: &[&str]| {
+        String::from_utf8_lossy(
+            &Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .into_owned()
+    };
+    vec![
+        // Link names and addresses, without counters or states that change on their own.
+        run(&["ip", "-o", "link", "show"])
+            .lines()
+            .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        run(&["ip", "-o", "addr", "show"]),
+        run(&["ip", "route", "show", "table", "all"]),
+        run(&["ip", "rule", "show"]),
+        run(&["sysctl", "net.ipv4.ip_forward"]),
+        run(&["iptables", "-t", "nat", "-S"]),
+        run(&["iptables", "-t", "filter", "-S"]),
+    ]
+}
+
+#[test]
+fn the_machines_own_namespace_gets_no_link_address_route_rule_or_sysctl() {
+    let before = host_network();
+    let node = Node::create(&topology(0)).unwrap();
+    node.capture_traffic("httpbin.foo").unwrap();
+    start_app(&node, "httpbin.foo", &["--port", "15006"]);
+    let (code, _, _) = curl(&node, "sleep.foo", "http://httpbin.foo:8000/ip");
+    assert_eq!(code, "200");
+    assert_eq!(host_network(), before);
+    drop(node);
+    assert_eq!(host_network(), before);
+}

@@ -551,7 +551,8 @@ impl Node {
         &self.proxy_dir
     }
 
-    /// `file` made readable by uid [`PROXY_UID`] under the work dir: a hard link when
+    /// `file` made readable by uid [`PROXY_UID`] under the work dir (in a subdirectory
+    /// per source directory, so same-named files of two pods stay apart): a hard link when
     /// the file is already world-readable (the Envoy binary under `/root`, mode 0700,
     /// is then reachable), else a copy with mode 0644.
     pub fn proxy_readable(&self, file: &Path) -> Result<PathBuf, NodeError> {

@@ -3,6 +3,7 @@
 
 use super::process::{self, kill_pid, LAB_ENV};
 use super::{NodeError, PodNet, LAB_PREFIX, PROXY_UID};
+use sha2::{Digest, Sha256};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -175,10 +176,21 @@ pub(super) fn proxy_readable(file: &Path, dir: &Path, private: bool) -> Result<P
         what: format!("make {} readable by uid {PROXY_UID}", file.display()),
         message: "not a file name".into(),
     })?;
-    if !dir.exists() {
-        fs::create_dir_all(dir)
-            .map_err(|e| NodeError::io(format!("create {}", dir.display()), &e))?;
-        set_mode(dir, 0o755)?;
+    // One subdirectory per source directory, so two files of the same name (each
+    // pod's `cert-chain.pem`) never replace each other.
+    let source_dir = file
+        .parent()
+        .map(|p| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()))
+        .unwrap_or_default();
+    let digest = Sha256::digest(source_dir.as_os_str().as_encoded_bytes());
+    let sub: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let dir = dir.join(sub);
+    for d in [dir.parent().unwrap_or(&dir), &dir] {
+        if !d.exists() {
+            fs::create_dir_all(d)
+                .map_err(|e| NodeError::io(format!("create {}", d.display()), &e))?;
+            set_mode(d, 0o755)?;
+        }
     }
     let target = dir.join(name);
     let _ = fs::remove_file(&target);
