@@ -872,10 +872,18 @@ pub fn tcp_read_for(port: u16, request: &[u8], wait: Duration) -> io::Result<Rec
         }
         s.set_read_timeout(Some(left))?;
         match s.read(&mut buf) {
-            Ok(0) => return Ok(Received { bytes, closed: true }),
+            Ok(0) => {
+                return Ok(Received {
+                    bytes,
+                    closed: true,
+                })
+            }
             Ok(n) => bytes.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                return Ok(Received { bytes, closed: true })
+                return Ok(Received {
+                    bytes,
+                    closed: true,
+                })
             }
             Err(e)
                 if matches!(
@@ -944,4 +952,91 @@ pub fn tls_read_for(
     reader
         .join()
         .map_err(|_| io::Error::other("s_client reader thread panicked"))
+}
+
+/// One answer of [`curl_transfers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub status: u16,
+    pub body: String,
+    /// New connections curl opened for this transfer (0 = it reused one).
+    pub new_connections: u32,
+}
+
+/// Several requests to `https://127.0.0.1:<port>/` in one curl run, each with its
+/// own headers, so curl keeps them on one connection: one after another on a
+/// kept-alive HTTP/1.1 connection, or (`parallel`, with `--http2` in `extra`)
+/// multiplexed as streams of one HTTP/2 connection. `dir` receives the bodies.
+pub fn curl_transfers(
+    port: u16,
+    client: &WorkloadFiles,
+    root_ca: &Path,
+    requests: &[Vec<(&str, &str)>],
+    extra: &[&str],
+    parallel: bool,
+    dir: &Path,
+) -> io::Result<Vec<Transfer>> {
+    std::fs::create_dir_all(dir)?;
+    let mut cmd = Command::new("curl");
+    if parallel {
+        // Without --parallel-immediate curl waits for the first connection and
+        // multiplexes the rest over it.
+        cmd.args(["--parallel", "--parallel-max", "16"]);
+    }
+    for (i, headers) in requests.iter().enumerate() {
+        if i > 0 {
+            cmd.arg("--next");
+        }
+        cmd.args(extra);
+        cmd.args(["-sS", "--max-time", "10", "--insecure", "--cacert"])
+            .arg(root_ca)
+            .arg("--cert")
+            .arg(&client.cert_chain)
+            .arg("--key")
+            .arg(&client.key)
+            .arg("-o")
+            .arg(dir.join(format!("transfer-{i}")))
+            .args(["-w", "%{http_code} %{num_connects} %{url}\\n"]);
+        for (k, v) in headers {
+            cmd.arg("-H").arg(format!("{k}: {v}"));
+        }
+        cmd.arg(format!("https://127.0.0.1:{port}/anything?transfer={i}"));
+    }
+    let out = cmd.output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut transfers: Vec<Option<Transfer>> = vec![None; requests.len()];
+    for line in stdout.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(code), Some(connects), Some(url)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Some(i) = url
+            .rsplit_once("transfer=")
+            .and_then(|(_, n)| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let body = std::fs::read_to_string(dir.join(format!("transfer-{i}"))).unwrap_or_default();
+        if let Some(slot) = transfers.get_mut(i) {
+            *slot = Some(Transfer {
+                status: code.parse().unwrap_or(0),
+                body,
+                new_connections: connects.parse().unwrap_or(0),
+            });
+        }
+    }
+    transfers
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.ok_or_else(|| {
+                io::Error::other(format!(
+                    "curl reported nothing for transfer {i} (exit {:?}): {}",
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            })
+        })
+        .collect()
 }

@@ -9,8 +9,9 @@
 
 use peerauth_tests::app::EchoApp;
 use peerauth_tests::envoy::{
-    self, curl, curl_with, envoy_available, free_port, peerauth_stats_tags, tcp_exchange,
-    tcp_read_for, tls_read_for, Chains, CurlResult, Envoy, Fcc, Sidecar, Upstream, WasmFilter,
+    self, curl, curl_transfers, curl_with, envoy_available, free_port, peerauth_stats_tags,
+    tcp_exchange, tcp_read_for, tls_read_for, Chains, CurlResult, Envoy, Fcc, Sidecar, Upstream,
+    WasmFilter,
 };
 use peerauth_tests::pki::{MeshPki, FOREIGN, GATEWAY};
 use std::path::PathBuf;
@@ -777,5 +778,120 @@ fn a_server_first_app_behind_a_strict_tcp_port_shows_its_banner_only_to_checked_
     assert_eq!(
         conns(&[("security", "mutual_tls"), ("outcome", "allowed")]),
         1
+    );
+}
+
+/// Alternating clean and smuggled XFCC on one connection: the filter reads the
+/// connection once and reuses its last decision only for the same header, so
+/// every request must still get its own answer.
+fn alternating_xfcc_on_one_connection_gets_every_answer_right(
+    extra: &[&str],
+    parallel: bool,
+    codec: &str,
+) {
+    let lab = lab();
+    let port = free_port().unwrap();
+    let envoy = lab
+        .sidecar()
+        .wasm(lab.http(r#"{"mtls":{"mode":"PERMISSIVE"}}"#))
+        .fcc(Fcc::AppendForward)
+        .port(port, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+    let bar = lab.pki.workload("sleep.bar").unwrap();
+    // sleep.bar puts an element claiming sleep.foo before Envoy's own.
+    let smuggled = format!("Hash={};URI={FOO}", "ab".repeat(32));
+    let requests: Vec<Vec<(&str, &str)>> = (0..8)
+        .map(|i| {
+            if i % 2 == 0 {
+                vec![]
+            } else {
+                vec![("x-forwarded-client-cert", smuggled.as_str())]
+            }
+        })
+        .collect();
+    let answers = curl_transfers(
+        port,
+        bar,
+        &lab.pki.root,
+        &requests,
+        extra,
+        parallel,
+        &lab.dir.join(format!("transfers-{port}")),
+    )
+    .unwrap();
+    for (i, a) in answers.iter().enumerate() {
+        if i % 2 == 0 {
+            assert_eq!(a.status, 200, "transfer {i}: {a:?}");
+            assert!(
+                a.body.contains(&format!("URI={BAR}")),
+                "transfer {i}: {a:?}"
+            );
+            assert!(!a.body.contains(FOO), "transfer {i}: {a:?}");
+        } else {
+            assert_eq!(a.status, 403, "transfer {i}: {a:?}");
+            assert_eq!(
+                a.body.trim(),
+                "peerauth: rejected: xfcc_smuggled",
+                "transfer {i}"
+            );
+        }
+    }
+    let opened: u32 = answers.iter().map(|a| a.new_connections).sum();
+    assert_eq!(opened, 1, "one connection for all: {answers:?}");
+    for stat in ["downstream_cx_total", codec] {
+        assert_eq!(
+            envoy
+                .counter(&format!("http.inbound_{port}.{stat}"))
+                .unwrap(),
+            Some(1),
+            "{stat}"
+        );
+    }
+    assert_eq!(
+        requests_all(&envoy, port, &[("outcome", "allowed"), ("reason", "ok")]),
+        4
+    );
+    assert_eq!(
+        requests_all(
+            &envoy,
+            port,
+            &[("outcome", "rejected"), ("reason", "xfcc_smuggled")]
+        ),
+        4
+    );
+    let p = port.to_string();
+    assert_eq!(
+        prom(
+            &envoy,
+            "peerauth_xfcc_forged_total",
+            &[("port", &p), ("form", "smuggled"), ("handling", "rejected")]
+        ),
+        Some(4)
+    );
+}
+
+/// [`requests`] without a security label of its own.
+fn requests_all(envoy: &Envoy, port: u16, labels: &[(&str, &str)]) -> u64 {
+    let mut all = vec![("security", "mutual_tls")];
+    all.extend_from_slice(labels);
+    requests(envoy, port, &all)
+}
+
+#[test]
+fn clean_and_smuggled_xfcc_alternating_on_one_kept_alive_http1_connection_are_each_judged() {
+    alternating_xfcc_on_one_connection_gets_every_answer_right(
+        &["--http1.1"],
+        false,
+        "downstream_cx_http1_total",
+    );
+}
+
+#[test]
+fn clean_and_smuggled_xfcc_multiplexed_on_one_http2_connection_are_each_judged() {
+    alternating_xfcc_on_one_connection_gets_every_answer_right(
+        &["--http2"],
+        true,
+        "downstream_cx_http2_total",
     );
 }
