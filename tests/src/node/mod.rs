@@ -353,12 +353,22 @@ impl Node {
         // next lab's create.
         netns::write_state(&self.id, &all_netns, &self.work_dir, false)?;
         netns::make_work_dir(&self.work_dir, &self.proxy_dir)?;
+        // A teardown_all (Ctrl-C) while this runs: stop making things it would miss.
+        let live = || {
+            if lock(&self.lab).torn_down {
+                Err(NodeError::TornDown)
+            } else {
+                Ok(())
+            }
+        };
+        live()?;
         netns::add(&self.node_netns)?;
         netns::node_setup(&self.node_netns)?;
         for pod in &topology.pods {
             let Some(net) = self.pods.get(&pod.key()) else {
                 continue;
             };
+            live()?;
             lock(&self.lab).pod_netns.push(net.netns.clone());
             netns::add(&net.netns)?;
             netns::pod_setup(&self.node_netns, net)?;
