@@ -59,6 +59,17 @@ impl MtlsMode {
         }
     }
 
+    /// The mode of a level below this one that declares `declared`: its own
+    /// mode, or this one when it declares UNSET (Istio's inheritance, mesh →
+    /// namespace → workload → port).
+    pub fn overridden_by(self, declared: MtlsMode) -> MtlsMode {
+        if declared == Self::Unset {
+            self
+        } else {
+            declared
+        }
+    }
+
     /// Whether a server in this (resolved) mode accepts an Istio mTLS connection.
     /// `Unset` is treated as PERMISSIVE, Istio's default when nothing applies.
     pub fn accepts_mtls(self) -> bool {
@@ -137,6 +148,16 @@ mod tests {
         assert!("MUTUAL".parse::<MtlsMode>().is_err());
         assert_eq!("ISTIO_MUTUAL".parse::<TlsMode>(), Ok(TlsMode::IstioMutual));
         assert!("STRICT".parse::<TlsMode>().is_err());
+    }
+
+    #[test]
+    fn unset_inherits_the_parent_mode_and_anything_else_overrides_it() {
+        for parent in MtlsMode::ALL {
+            assert_eq!(parent.overridden_by(MtlsMode::Unset), parent);
+            for child in [MtlsMode::Disable, MtlsMode::Permissive, MtlsMode::Strict] {
+                assert_eq!(parent.overridden_by(child), child);
+            }
+        }
     }
 
     #[test]

@@ -318,19 +318,14 @@ impl<'p> Resolver<'p> {
         port: Option<u32>,
     ) -> MtlsMode {
         let [mesh, namespace_winner, workload] = self.winners(namespace, labels);
-        let mut mode = MtlsMode::Permissive;
-        for p in [mesh, namespace_winner, workload].into_iter().flatten() {
-            if p.mode != MtlsMode::Unset {
-                mode = p.mode;
-            }
-        }
+        let mode = [mesh, namespace_winner, workload]
+            .into_iter()
+            .flatten()
+            .fold(MtlsMode::Permissive, |m, p| m.overridden_by(p.mode));
         let port_mode = port
             .zip(workload)
             .and_then(|(port, w)| w.port_level.get(&port).copied());
-        match port_mode {
-            Some(m) if m != MtlsMode::Unset => m,
-            _ => mode,
-        }
+        mode.overridden_by(port_mode.unwrap_or(MtlsMode::Unset))
     }
 
     /// [`Mesh::describe`] with this index; `mesh` must hold the indexed policies.

@@ -136,6 +136,13 @@ fn scheme_error(s: &str) -> SpiffeError {
     }
 }
 
+/// A trust domain as a SPIFFE ID would carry it (lowercase letters, digits,
+/// `.`, `-`, `_`; no port or userinfo; at most 255 bytes), with the reason when
+/// it is not one.
+pub fn validate_trust_domain(td: &str) -> Result<(), SpiffeError> {
+    check_trust_domain(td, false)
+}
+
 fn check_trust_domain(td: &str, wildcards: bool) -> Result<(), SpiffeError> {
     if td.is_empty() {
         return Err(SpiffeError::EmptyTrustDomain);

@@ -280,8 +280,9 @@ pub(crate) fn peer_authentication(
     out
 }
 
-/// A portLevelMtls key as a port number in 1..=65535.
-pub(crate) fn parse_port(key: &str) -> Option<u32> {
+/// A portLevelMtls key as a port number in 1..=65535 (surrounding whitespace
+/// ignored); `None` for anything else.
+pub fn parse_port(key: &str) -> Option<u32> {
     let port = key.trim().parse::<u32>().ok()?;
     (1..=65535).contains(&port).then_some(port)
 }
