@@ -739,3 +739,64 @@ fn the_machines_own_namespace_gets_no_link_address_route_rule_or_sysctl() {
     drop(node);
     assert_eq!(host_network(), before);
 }
+
+/// The seed lab's workloads (`manifests/workloads/*.yaml`) as `policy` reads them.
+fn seed_topology() -> Topology {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/workloads");
+    let mut resources = Vec::new();
+    let mut documents = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let loaded = policy::source::load(&text, &file.display().to_string());
+        assert!(loaded.errors.is_empty(), "{file:?}: {:?}", loaded.errors);
+        resources.extend(loaded.resources);
+        documents.extend(peerauth_tests::demo::crd::yaml_documents(&text).unwrap());
+    }
+    let (mesh, _) = policy::mesh::Mesh::build(&resources, policy::MeshConfig::default());
+    Topology::from_mesh(&mesh, &documents).unwrap()
+}
+
+#[test]
+fn the_seed_labs_pods_reach_httpbin_across_namespaces_by_cluster_dns_names() {
+    let topology = seed_topology();
+    let node = Node::create(&topology).unwrap();
+    for pod in &topology.pods {
+        assert!(node.netns(&pod.key()).is_some(), "{}", pod.key());
+    }
+    for ns in ["foo", "bar", "legacy"] {
+        start_app(&node, &format!("httpbin.{ns}"), &["--port", "80"]);
+    }
+    let ip_of = |key: &str| {
+        topology
+            .pods
+            .iter()
+            .find(|p| p.key() == key)
+            .unwrap()
+            .ip
+            .to_string()
+    };
+    for client in ["sleep.foo", "sleep.bar", "sleep.legacy"] {
+        for server in ["foo", "bar", "legacy"] {
+            let url = format!("http://httpbin.{server}:8000/where");
+            let (code, body, _) = curl(&node, client, &url);
+            assert_eq!(code, "200", "{client} → {url}: {body}");
+            let expected = format!(
+                "lab-app on {}:80: GET /where from {}:",
+                ip_of(&format!("httpbin.{server}")),
+                ip_of(client)
+            );
+            assert!(body.starts_with(&expected), "{client} → {url}: {body}");
+        }
+    }
+    // The short name is the client's own namespace's Service, as with cluster DNS.
+    let (_, body, _) = curl(&node, "sleep.bar", "http://httpbin:8000/where");
+    assert!(
+        body.starts_with(&format!("lab-app on {}:80:", ip_of("httpbin.bar"))),
+        "{body}"
+    );
+}
