@@ -54,6 +54,7 @@ use peerauth_tests::envoy::{
 };
 use peerauth_tests::pki::{MeshPki, FOREIGN};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -422,24 +423,46 @@ fn insert_http_filter(bootstrap: &mut Value, filter: &Value) {
     );
 }
 
-struct Modules {
-    peerauth: PathBuf,
-    bare: PathBuf,
-    noop: PathBuf,
+/// A wasm module as this run loaded it: copied into the run's directory before
+/// any Envoy starts, so a rebuild of the original during the run (other work in
+/// the same tree) changes neither what is measured nor what is reported.
+#[derive(Debug, Clone)]
+struct Module {
+    /// Where it was copied from.
+    source: PathBuf,
+    /// The copy every Envoy of the variant loads.
+    path: PathBuf,
+    bytes: u64,
+    sha256: String,
 }
 
-fn module_path(var: &str, default: PathBuf) -> PathBuf {
-    let p = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
-    p.canonicalize().unwrap_or_else(|e| {
+fn snapshot(var: &str, default: PathBuf, dir: &Path) -> Module {
+    let source = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
+    let source = source.canonicalize().unwrap_or_else(|e| {
         panic!(
             "{}: {e}; tests/bench/filter_bench.sh builds it ({var} overrides it)",
-            p.display()
+            source.display()
         )
-    })
+    });
+    let code = std::fs::read(&source).unwrap();
+    let path = dir.join(source.file_name().unwrap());
+    std::fs::write(&path, &code).unwrap();
+    let sha256 = Sha256::digest(&code)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Module {
+        source,
+        path,
+        bytes: code.len() as u64,
+        sha256,
+    }
 }
 
-fn file_size(p: &Path) -> u64 {
-    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+struct Modules {
+    peerauth: Option<Module>,
+    bare: Option<Module>,
+    noop: Option<Module>,
 }
 
 /// One variant's pair of Envoys, started and checked.
@@ -450,7 +473,7 @@ struct Pair {
     /// The client sidecar's plaintext listener: where the load goes.
     listen: u16,
     server_port: u16,
-    module: Option<PathBuf>,
+    module: Option<Module>,
     rss_mib: f64,
     samples: Vec<Sample>,
 }
@@ -463,33 +486,31 @@ fn main() {
         .unwrap_or_else(|| root.join("target"));
     let wasm_dir = target.join("wasm32-wasip1/wasm");
     let needs = |k: Kind| a.variants.contains(&k);
+    let dir = std::env::temp_dir().join(format!("peerauth-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     let modules = Modules {
-        peerauth: if needs(Kind::Peerauth) {
-            module_path(
+        peerauth: needs(Kind::Peerauth).then(|| {
+            snapshot(
                 "PEERAUTH_FILTER_WASM",
                 root.join("out/peerauth_filter.wasm"),
+                &dir,
             )
-        } else {
-            PathBuf::new()
-        },
-        bare: if needs(Kind::Bare) {
-            module_path(
+        }),
+        bare: needs(Kind::Bare).then(|| {
+            snapshot(
                 "PEERAUTH_BARE_WASM",
                 wasm_dir.join("peerauth_bench_bare.wasm"),
+                &dir,
             )
-        } else {
-            PathBuf::new()
-        },
-        noop: if needs(Kind::Noop) {
-            module_path(
+        }),
+        noop: needs(Kind::Noop).then(|| {
+            snapshot(
                 "PEERAUTH_NOOP_WASM",
                 wasm_dir.join("peerauth_bench_noop.wasm"),
+                &dir,
             )
-        } else {
-            PathBuf::new()
-        },
+        }),
     };
-    let dir = std::env::temp_dir().join(format!("peerauth-bench-{}", std::process::id()));
     let pki = MeshPki::generate(&dir.join("pki")).unwrap();
     let server_id = pki.workload("httpbin.foo").unwrap();
     let client_id = pki.workload("sleep.foo").unwrap();
@@ -503,10 +524,10 @@ fn main() {
     let start = |kind: Kind| -> Pair {
         let server_port = free_port().unwrap();
         let module = match kind {
-            Kind::Bare => Some((&modules.bare, "")),
+            Kind::Bare => modules.bare.as_ref().map(|m| (m, "")),
             // The noop module reads its pluginConfig as host calls to make: none.
-            Kind::Noop => Some((&modules.noop, "")),
-            Kind::Peerauth => Some((&modules.peerauth, PEERAUTH_CONFIG)),
+            Kind::Noop => modules.noop.as_ref().map(|m| (m, "")),
+            Kind::Peerauth => modules.peerauth.as_ref().map(|m| (m, PEERAUTH_CONFIG)),
             Kind::None | Kind::Lua | Kind::Rbac => None,
         };
         // Both chains, as for PERMISSIVE: a plaintext request reaches the HTTP
@@ -514,7 +535,7 @@ fn main() {
         // than Envoy's listener.
         let sidecar = Sidecar::new("httpbin.foo", server_id, &pki.root, upstream())
             .stats_tags(peerauth_stats_tags())
-            .wasm(module.map(|(m, c)| WasmFilter::http(m, c)))
+            .wasm(module.map(|(m, c)| WasmFilter::http(&m.path, c)))
             .port(server_port, Chains::Both);
         let admin = free_port().unwrap();
         let mut bootstrap = sidecar.bootstrap(admin);
@@ -697,12 +718,12 @@ fn report(a: &Args, pairs: &[Pair]) {
     let none = m(Kind::None).expect("no filter always runs");
     let bare = m(Kind::Bare);
 
-    println!("| variant | p50 (ms) | p99 (ms) | requests/s | server CPU per request (µs) | server RSS (MiB) | module (bytes) |");
+    println!("| variant | p50 (ms) | p99 (ms) | requests/s | server CPU per request (µs) | server RSS (MiB) | module (bytes, sha256) |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (k, v) in &med {
         let size = get(*k)
-            .and_then(|p| p.module.as_deref())
-            .map(|m| format!("{}", file_size(m)))
+            .and_then(|p| p.module.as_ref())
+            .map(|m| format!("{} (sha256 {})", m.bytes, &m.sha256[..12]))
             .unwrap_or_default();
         println!(
             "| {} | {:.3} | {:.3} | {:.0} | {:.1} | {:.1} | {size} |",
@@ -810,8 +831,8 @@ fn report(a: &Args, pairs: &[Pair]) {
             );
         }
         let size = get(Kind::Peerauth)
-            .and_then(|p| p.module.as_deref())
-            .map(file_size)
+            .and_then(|p| p.module.as_ref())
+            .map(|m| m.bytes)
             .unwrap_or(0);
         println!(
             "| module ≤ 200 KiB | {size} bytes ({:.0} KiB) | {} |",
@@ -875,8 +896,8 @@ fn report(a: &Args, pairs: &[Pair]) {
         },
         if a.app { "echo app" } else { "direct_response" },
         get(Kind::Peerauth)
-            .and_then(|p| p.module.as_deref())
-            .map(|m| m.display().to_string())
+            .and_then(|p| p.module.as_ref())
+            .map(|m| format!("{} (as copied at the start: {} bytes, sha256 {})", m.source.display(), m.bytes, m.sha256))
             .unwrap_or_else(|| "not run".into())
     );
     if let Some(p) = get(Kind::Peerauth) {
