@@ -800,3 +800,45 @@ fn the_seed_labs_pods_reach_httpbin_across_namespaces_by_cluster_dns_names() {
         "{body}"
     );
 }
+
+const PREFLIGHT_CHILD_ENV: &str = "PEERAUTH_NODE_TEST_PREFLIGHT";
+
+/// Not a test on its own: run by the test below as uid 1337, it prints what
+/// preflight says.
+#[test]
+fn child_reports_preflight() {
+    if std::env::var_os(PREFLIGHT_CHILD_ENV).is_none() {
+        return;
+    }
+    match node::preflight() {
+        Ok(()) => println!("PREFLIGHT ok"),
+        Err(e) => println!("PREFLIGHT {e}"),
+    }
+}
+
+#[test]
+fn preflight_as_a_user_without_sudo_says_the_lab_needs_root_in_one_line() {
+    let uid = PROXY_UID.to_string();
+    let out = Command::new("setpriv")
+        .args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_reports_preflight",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(PREFLIGHT_CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let said = stdout
+        .lines()
+        .find_map(|l| l.split_once("PREFLIGHT ").map(|(_, v)| v.to_string()))
+        .unwrap_or_else(|| panic!("{stdout}{}", String::from_utf8_lossy(&out.stderr)));
+    // uid 1337 has no sudo rights here (and Debian's CI image has no sudo at all).
+    assert_eq!(
+        said,
+        "not root and no working sudo: the lab needs root to create network namespaces; run it as root"
+    );
+}
