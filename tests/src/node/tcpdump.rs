@@ -35,8 +35,9 @@ pub(super) fn start(
     let stderr = std::fs::File::create(&log)
         .map_err(|e| failed(format!("create {}: {e}", log.display())))?;
     let file_s = file.to_string_lossy().into_owned();
-    // `-Z root`: Debian's tcpdump otherwise drops to user `tcpdump`, which cannot write
-    // into the root-owned work dir. `-U` writes each packet as it arrives, so the file
+    // `-Z root`: Debian's tcpdump otherwise drops to user `tcpdump` once the file is
+    // open, and the pcap is then that user's (seen on Debian 12); as root, every lab
+    // file stays root's. `-U` writes each packet as it arrives, so the file
     // is complete as soon as tcpdump stops; `--immediate-mode` makes the kernel hand
     // each packet over at once (otherwise TPACKET_V3 holds them for up to the 1 s
     // buffer timeout, and a stop within that second loses them: "N packets received
