@@ -120,8 +120,8 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
-    #[error("allowedTrustDomains: {0:?} is not a trust domain (lowercase letters, digits, '.', '-', '_')")]
-    TrustDomain(String),
+    #[error("allowedTrustDomains: {value:?} is not a trust domain: {reason}")]
+    TrustDomain { value: String, reason: String },
 }
 
 #[derive(Deserialize)]
@@ -190,13 +190,10 @@ fn parse_mode(field: &str, raw: Option<&RawMtls>) -> Result<MtlsMode, ConfigErro
 }
 
 fn parse_port(field: &str, key: &str) -> Result<u32, ConfigError> {
-    match key.parse::<u32>() {
-        Ok(p) if (1..=65535).contains(&p) => Ok(p),
-        _ => Err(ConfigError::Port {
-            field: field.to_string(),
-            key: key.to_string(),
-        }),
-    }
+    policy::validate::parse_port(key).ok_or_else(|| ConfigError::Port {
+        field: field.to_string(),
+        key: key.to_string(),
+    })
 }
 
 fn parse_pattern(field: &str, value: &str) -> Result<SpiffePattern, ConfigError> {
@@ -205,13 +202,6 @@ fn parse_pattern(field: &str, value: &str) -> Result<SpiffePattern, ConfigError>
         value: value.to_string(),
         reason: e.to_string(),
     })
-}
-
-fn valid_trust_domain(td: &str) -> bool {
-    !td.is_empty()
-        && td.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
-        })
 }
 
 impl Config {
@@ -281,9 +271,10 @@ impl Config {
             .map(|p| parse_pattern("trustedForwarders", p))
             .collect::<Result<Vec<_>, _>>()?;
         for td in &raw.allowed_trust_domains {
-            if !valid_trust_domain(td) {
-                return Err(ConfigError::TrustDomain(td.clone()));
-            }
+            policy::spiffe::validate_trust_domain(td).map_err(|e| ConfigError::TrustDomain {
+                value: td.clone(),
+                reason: e.to_string(),
+            })?;
         }
         let mut allowed_identities = BTreeMap::new();
         for (key, patterns) in &raw.allowed_identities {
@@ -314,31 +305,20 @@ impl Config {
     /// The effective mode for a destination port; never `Unset` (Istio's default is
     /// PERMISSIVE). An unknown port (`None`) gets the workload-level mode.
     pub fn mode_for(&self, port: Option<u32>) -> MtlsMode {
-        let mode = match &self.modes {
-            Modes::Direct { default, ports } => match port.and_then(|p| ports.get(&p)) {
-                Some(MtlsMode::Unset) | None => *default,
-                Some(m) => *m,
-            },
+        match &self.modes {
+            Modes::Direct { default, ports } => {
+                let declared = port.and_then(|p| ports.get(&p)).copied();
+                MtlsMode::Permissive
+                    .overridden_by(*default)
+                    .overridden_by(declared.unwrap_or(MtlsMode::Unset))
+            }
             Modes::Policies {
                 policies,
                 root_namespace,
                 namespace,
                 labels,
-            } => match port {
-                Some(p) => {
-                    policy::resolve::resolve_port(policies, root_namespace, namespace, labels, p)
-                        .mode
-                }
-                None => {
-                    policy::resolve::resolve_workload(policies, root_namespace, namespace, labels)
-                        .mode
-                }
-            },
-        };
-        if mode == MtlsMode::Unset {
-            MtlsMode::Permissive
-        } else {
-            mode
+            } => policy::resolve::Resolver::new(policies, root_namespace)
+                .mode(namespace, labels, port),
         }
     }
 
@@ -491,7 +471,40 @@ mod tests {
     #[test]
     fn bad_trust_domains_are_refused() {
         let e = Config::parse(br#"{"allowedTrustDomains":["Cluster.Local"]}"#).unwrap_err();
-        assert_eq!(e, ConfigError::TrustDomain("Cluster.Local".into()));
+        assert_eq!(
+            e.to_string(),
+            "allowedTrustDomains: \"Cluster.Local\" is not a trust domain: trust domain must be lowercase: write `cluster.local`"
+        );
+        let e = Config::parse(br#"{"allowedTrustDomains":["cluster.local:443"]}"#).unwrap_err();
+        assert!(matches!(e, ConfigError::TrustDomain { .. }), "{e}");
+    }
+
+    #[test]
+    fn ports_and_trust_domains_are_accepted_exactly_where_policy_accepts_them() {
+        let long = "a".repeat(256);
+        for key in ["8080", " 8080", "0", "65536", "http", "-1", "65535"] {
+            let json = format!(r#"{{"portLevelMtls":{{"{key}":{{"mode":"STRICT"}}}}}}"#);
+            assert_eq!(
+                Config::parse(json.as_bytes()).is_ok(),
+                policy::validate::parse_port(key).is_some(),
+                "port {key:?}"
+            );
+        }
+        for td in [
+            "cluster.local",
+            "Cluster.Local",
+            "a:1",
+            "u@td",
+            "",
+            long.as_str(),
+        ] {
+            let json = format!(r#"{{"allowedTrustDomains":["{td}"]}}"#);
+            assert_eq!(
+                Config::parse(json.as_bytes()).is_ok(),
+                policy::spiffe::validate_trust_domain(td).is_ok(),
+                "trust domain {td:?}"
+            );
+        }
     }
 
     #[test]
