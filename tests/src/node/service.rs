@@ -3,9 +3,10 @@
 //! `KUBE-SVC-…` chain, which picks one endpoint's `KUBE-SEP-…` chain with
 //! `statistic --mode random` (probability `1/(n-i)` for endpoint `i` of `n`, the last
 //! unconditional), and the SEP chain DNATs to `podIP:targetPort`. Shape from
-//! kubernetes `pkg/proxy/iptables/proxier.go` (`writeServiceToEndpointRules`,
-//! `probability`); a port without endpoints is rejected in the filter table, as
-//! kube-proxy does (`KUBE-SERVICES` … `has no endpoints` `-j REJECT`).
+//! kubernetes `pkg/proxy/iptables/proxier.go` (`writeServiceToEndpointRules`;
+//! `probability` → `computeProbability`, printed with `%0.10f`); a port without
+//! endpoints is rejected in the filter table, as kube-proxy does (`KUBE-SERVICES` …
+//! `has no endpoints` `-j REJECT`).
 //!
 //! Differences from kube-proxy: chain names hash with hex instead of base32; no
 //! masquerade, so a pod calling its own Service without a sidecar (hairpin) is not
