@@ -842,3 +842,23 @@ fn preflight_as_a_user_without_sudo_says_the_lab_needs_root_in_one_line() {
         "not root and no working sudo: the lab needs root to create network namespaces; run it as root"
     );
 }
+
+#[test]
+fn a_service_without_endpoints_is_refused_at_once_as_kube_proxy_rejects_it() {
+    let mut topology = topology(0);
+    let mut nobody = topology.services[0].clone();
+    nobody.name = "nobody".into();
+    nobody.cluster_ip = Ipv4Addr::new(10, 96, 0, 11);
+    nobody.selector = BTreeMap::from([("app".to_string(), "nobody".to_string())]);
+    topology.services.push(nobody);
+    let node = Node::create(&topology).unwrap();
+    let started = Instant::now();
+    let (code, _, exit) = curl(&node, "sleep.foo", "http://nobody.foo:8000/ip");
+    // curl exit 7: connection refused (the node's ICMP port unreachable), not a timeout.
+    assert_eq!((code.as_str(), exit), ("000", 7));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(node
+        .node_iptables_save()
+        .unwrap()
+        .contains("foo/nobody:http has no endpoints"));
+}
