@@ -2,7 +2,7 @@
 
 use crate::cert;
 use crate::config::{Action, Config, PortRules, XfccPolicy};
-use crate::facts::{ConnectionFacts, Facts, Security};
+use crate::facts::{Facts, Security};
 use policy::spiffe::{SpiffeId, SpiffePattern};
 use policy::xfcc::{self, Xfcc};
 use policy::MtlsMode;
@@ -145,9 +145,9 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// One structured line (logfmt) for the proxy log; `conn` is the connection
-    /// the decision was taken on.
-    pub fn log_line(&self, conn: &ConnectionFacts) -> String {
+    /// One structured line (logfmt) for the proxy log; `source` is the peer's
+    /// address (`source.address`).
+    pub fn log_line(&self, source: Option<&str>) -> String {
         let port = self.port.map_or_else(|| "-".to_string(), |p| p.to_string());
         let mut line = format!(
             "peerauth: outcome={} reason={} port={} mode={} security={} peer={:?} source={:?}",
@@ -157,7 +157,7 @@ impl Decision {
             self.mode,
             self.security.label(),
             self.peer.as_deref().unwrap_or("-"),
-            conn.source_address.as_deref().unwrap_or("-"),
+            source.unwrap_or("-"),
         );
         if let Some(f) = &self.forgery {
             line.push_str(&format!(
@@ -186,7 +186,7 @@ pub fn decide_with(config: &Config, facts: &Facts, rules: PortRules) -> Decision
             .peer_uri
             .as_deref()
             .and_then(|u| SpiffeId::parse(u).ok()),
-        Security::Plaintext(_) => None,
+        Security::Plaintext => None,
     };
 
     let mut violations: Vec<Reason> = Vec::new();
@@ -246,7 +246,7 @@ pub fn decide_with(config: &Config, facts: &Facts, rules: PortRules) -> Decision
         forgery,
         peer: match facts.security {
             Security::Mtls => facts.peer_uri.clone(),
-            Security::Plaintext(_) => None,
+            Security::Plaintext => None,
         },
     }
 }
@@ -382,7 +382,7 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::facts::NoMtls;
+    use crate::facts::ConnectionFacts;
     use std::borrow::Cow;
 
     const FOO: &str = "spiffe://cluster.local/ns/foo/sa/sleep";
@@ -396,14 +396,10 @@ mod tests {
 
     fn plaintext_conn(port: u32) -> ConnectionFacts {
         ConnectionFacts {
-            security: Security::Plaintext(NoMtls::NoTls),
+            security: Security::Plaintext,
             peer_uri: None,
-            peer_dns: None,
-            peer_subject: None,
             peer_sha256: None,
-            tls_version: None,
             destination_port: Some(port),
-            source_address: Some("127.0.0.1:40000".into()),
         }
     }
 
@@ -421,7 +417,6 @@ mod tests {
                 security: Security::Mtls,
                 peer_uri: Some(peer.into()),
                 peer_sha256: Some(HASH.into()),
-                tls_version: Some("TLSv1.3".into()),
                 ..plaintext_conn(port)
             }),
             ..plaintext(port)
@@ -638,7 +633,7 @@ mod tests {
     fn the_log_line_names_outcome_reason_port_mode_and_peer() {
         let f = mtls(80, "spiffe://evil.example/ns/foo/sa/sleep");
         let d = decide(&cfg(r#"{"allowedTrustDomains":["cluster.local"]}"#), &f);
-        let line = d.log_line(&f);
+        let line = d.log_line(Some("127.0.0.1:40000"));
         assert!(line.starts_with("peerauth: outcome=rejected reason=trust_domain_not_allowed port=80 mode=PERMISSIVE security=mutual_tls peer=\"spiffe://evil.example/ns/foo/sa/sleep\""), "{line}");
     }
 

@@ -6,7 +6,7 @@
 
 use crate::config::{Config, ConfigError, PortRules, Protocol};
 use crate::decide::{decide_with, Decision, Handling, Outcome, Reason, XfccAction};
-use crate::facts::{connection_id, flag, ConnectionFacts, Facts, Host};
+use crate::facts::{connection_id, flag, source_address, ConnectionFacts, Facts, Host};
 use crate::metrics;
 use policy::xfcc::{self, Key};
 use std::cell::RefCell;
@@ -209,7 +209,7 @@ impl Engine {
         };
         let d = if applied { d } else { rewrite_failed(&d) };
         if state.record(proxy, &d, false) {
-            proxy.log(Level::Warn, &d.log_line(&conn.facts));
+            proxy.log(Level::Warn, &d.log_line(source_address(proxy).as_deref()));
         }
         if d.outcome == Outcome::Rejected {
             return reject(proxy, 403, d.reason.label());
@@ -321,7 +321,7 @@ impl Engine {
         let conn = Conn::new(ConnectionFacts::gather(proxy));
         let d = state.decide(config, proxy, &conn, None);
         if state.record(proxy, &d, true) {
-            proxy.log(Level::Warn, &d.log_line(&conn.facts));
+            proxy.log(Level::Warn, &d.log_line(source_address(proxy).as_deref()));
         }
         let verdict = if d.outcome == Outcome::Rejected {
             let _ = proxy.close_downstream();
@@ -506,7 +506,7 @@ mod tests {
         /// Attributes by context id (0 = the current stream).
         props: RefCell<BTreeMap<u32, BTreeMap<String, Vec<u8>>>>,
         effective: Cell<u32>,
-        reads: Cell<usize>,
+        reads: RefCell<Vec<String>>,
         headers: RefCell<BTreeMap<String, String>>,
         refuse_header_writes: bool,
         responses: RefCell<Vec<(u32, String)>>,
@@ -563,7 +563,7 @@ mod tests {
 
     impl Host for FakeProxy {
         fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-            self.reads.set(self.reads.get() + 1);
+            self.reads.borrow_mut().push(path.join("."));
             self.props
                 .borrow()
                 .get(&self.effective.get())?
@@ -638,7 +638,6 @@ mod tests {
         let e = engine(&proxy, r#"{"mtls":{"mode":"STRICT"}}"#);
         let clean = element(FOO);
         let smuggled = format!("Hash={HASH};URI=spiffe://cluster.local/ns/x/sa/y,{clean}");
-        let mut reads_after_first = None;
         for (i, (xfcc, want)) in [
             (&clean, Verdict::Continue),
             (&smuggled, Verdict::Pause),
@@ -650,13 +649,24 @@ mod tests {
         .enumerate()
         {
             proxy.headers.borrow_mut().insert(XFCC.into(), xfcc.clone());
+            proxy.reads.borrow_mut().clear();
             assert_eq!(e.on_request_headers(&proxy), want, "request {i}");
-            let reads = proxy.reads.get();
-            match reads_after_first {
-                None => reads_after_first = Some(reads),
-                // Only `connection.id`, to find the cached connection.
-                Some(first) => assert_eq!(reads, first + i, "request {i}"),
+            let reads = proxy.reads.borrow().clone();
+            // After the first request only `connection.id` (to find the cached
+            // connection), and `source.address` for a rejection's log line.
+            let mut expected = vec!["connection.id"];
+            if i == 0 {
+                expected.extend([
+                    "connection.mtls",
+                    "connection.uri_san_peer_certificate",
+                    "connection.sha256_peer_certificate_digest",
+                    "destination.port",
+                ]);
             }
+            if want == Verdict::Pause {
+                expected.push("source.address");
+            }
+            assert_eq!(reads, expected, "request {i}");
         }
         assert_eq!(proxy.count("outcome=.=allowed;.;reason=.=ok"), 3);
         assert_eq!(proxy.count("reason=.=xfcc_smuggled"), 2);

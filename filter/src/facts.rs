@@ -13,20 +13,14 @@ pub trait Host {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
 }
 
-/// Why a connection does not count as mutual TLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NoMtls {
-    /// No TLS at all.
-    NoTls,
-    /// TLS, but the client presented no (valid) certificate.
-    NoClientCertificate,
-}
-
-/// The transport security of the downstream connection.
+/// The transport security of the downstream connection: mutual TLS, or not
+/// (no TLS, or TLS without a client certificate; both are `plaintext` to
+/// PeerAuthentication and the filter tells them apart nowhere, so it does not
+/// spend a host call on `connection.tls_version`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Security {
     Mtls,
-    Plaintext(NoMtls),
+    Plaintext,
 }
 
 impl Security {
@@ -34,7 +28,7 @@ impl Security {
     pub fn label(self) -> &'static str {
         match self {
             Security::Mtls => "mutual_tls",
-            Security::Plaintext(_) => "plaintext",
+            Security::Plaintext => "plaintext",
         }
     }
 }
@@ -78,19 +72,16 @@ fn port(host: &dyn Host, path: &[&str]) -> Option<u32> {
 
 /// The connection-level part of [`Facts`]: the same for every request on one
 /// connection, so the host layer reads it once per connection (property reads
-/// are the filter's main per-request cost).
+/// are the filter's main per-request cost). Only what a decision uses is read:
+/// the source address, needed only in a log line, is read when one is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionFacts {
     pub security: Security,
     /// First URI SAN of the peer certificate, unparsed (parsed during the decision).
     pub peer_uri: Option<String>,
-    pub peer_dns: Option<String>,
-    pub peer_subject: Option<String>,
     /// Lowercase hex SHA-256 of the peer certificate (DER).
     pub peer_sha256: Option<String>,
-    pub tls_version: Option<String>,
     pub destination_port: Option<u32>,
-    pub source_address: Option<String>,
 }
 
 impl ConnectionFacts {
@@ -98,14 +89,6 @@ impl ConnectionFacts {
     /// network filter that is `on_downstream_data`, not `on_new_connection`.
     pub fn gather(host: &dyn Host) -> ConnectionFacts {
         let mtls = flag(host, &["connection", "mtls"]);
-        let tls_version = string(host, &["connection", "tls_version"]);
-        let security = if mtls {
-            Security::Mtls
-        } else if tls_version.is_some() {
-            Security::Plaintext(NoMtls::NoClientCertificate)
-        } else {
-            Security::Plaintext(NoMtls::NoTls)
-        };
         let peer = |name: &str| {
             if mtls {
                 string(host, &["connection", name])
@@ -114,16 +97,21 @@ impl ConnectionFacts {
             }
         };
         ConnectionFacts {
-            security,
+            security: if mtls {
+                Security::Mtls
+            } else {
+                Security::Plaintext
+            },
             peer_uri: peer("uri_san_peer_certificate"),
-            peer_dns: peer("dns_san_peer_certificate"),
-            peer_subject: peer("subject_peer_certificate"),
             peer_sha256: peer("sha256_peer_certificate_digest").map(|s| s.to_ascii_lowercase()),
-            tls_version,
             destination_port: port(host, &["destination", "port"]),
-            source_address: string(host, &["source", "address"]),
         }
     }
+}
+
+/// The downstream peer's address (`source.address`), for log lines.
+pub fn source_address(host: &dyn Host) -> Option<String> {
+    string(host, &["source", "address"])
 }
 
 /// Envoy's id of the downstream connection (`connection.id`), the key under
@@ -208,7 +196,7 @@ mod tests {
         );
         assert_eq!(f.peer_sha256.as_deref(), Some("abcdef"));
         assert_eq!(f.destination_port, Some(8080));
-        assert_eq!(f.source_address.as_deref(), Some("127.0.0.1:5555"));
+        assert_eq!(source_address(&host).as_deref(), Some("127.0.0.1:5555"));
     }
 
     #[test]
@@ -218,7 +206,7 @@ mod tests {
             None,
             None,
         );
-        assert_eq!(f.security, Security::Plaintext(NoMtls::NoTls));
+        assert_eq!(f.security, Security::Plaintext);
         assert_eq!(f.destination_port, None);
         assert_eq!(f.peer_uri, None);
     }
@@ -239,12 +227,37 @@ mod tests {
     }
 
     #[test]
-    fn tls_without_a_client_certificate_is_not_mutual_tls() {
-        let host = FakeHost::default()
+    fn tls_without_a_client_certificate_is_not_mutual_tls_and_unused_attributes_are_not_read() {
+        use std::cell::RefCell;
+        struct Recording(FakeHost, RefCell<Vec<String>>);
+        impl Host for Recording {
+            fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+                self.1.borrow_mut().push(path.join("."));
+                self.0.property(path)
+            }
+        }
+        let host = Recording(
+            FakeHost::default().with("connection.mtls", &[1]).with(
+                "connection.uri_san_peer_certificate",
+                b"spiffe://cluster.local/ns/foo/sa/sleep",
+            ),
+            RefCell::default(),
+        );
+        let f = ConnectionFacts::gather(&host);
+        assert_eq!(f.security, Security::Mtls);
+        assert_eq!(
+            host.1.borrow().as_slice(),
+            [
+                "connection.mtls",
+                "connection.uri_san_peer_certificate",
+                "connection.sha256_peer_certificate_digest",
+                "destination.port"
+            ]
+        );
+        let tls_only = FakeHost::default()
             .with("connection.mtls", &[0])
             .with("connection.tls_version", b"TLSv1.3");
-        let f = Facts::gather(&host, None, None);
-        assert_eq!(f.security, Security::Plaintext(NoMtls::NoClientCertificate));
+        let f = ConnectionFacts::gather(&tls_only);
         assert_eq!(f.security.label(), "plaintext");
     }
 }

@@ -83,20 +83,16 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::decide::decide;
-    use crate::facts::{ConnectionFacts, Facts, NoMtls, Security};
+    use crate::facts::{ConnectionFacts, Facts, Security};
 
     #[test]
     fn decision_names_carry_every_label_before_the_metric_name() {
         let c = Config::parse(br#"{"mtls":{"mode":"STRICT"}}"#).unwrap();
         let conn = ConnectionFacts {
-            security: Security::Plaintext(NoMtls::NoTls),
+            security: Security::Plaintext,
             peer_uri: None,
-            peer_dns: None,
-            peer_subject: None,
             peer_sha256: None,
-            tls_version: None,
             destination_port: Some(8080),
-            source_address: None,
         };
         let f = Facts::new(&conn, None, None);
         let d = decide(&c, &f);
