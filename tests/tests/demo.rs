@@ -12,7 +12,7 @@ use peerauth_tests::node;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -143,6 +143,11 @@ fn the_whole_seed_lab_and_the_scenarios_in_pods_agree_with_the_lab_and_with_poli
         assert!(round.as_expected(), "{round:#?}");
         for s in &round.servers {
             assert_eq!(s.ports(), ["80"], "{s:#?}");
+            // sleep.foo and sleep.bar come over mTLS; sleep.legacy, while it still
+            // calls, is the one plaintext request STRICT would refuse.
+            assert_eq!(s.mtls(), 2, "{s:#?}");
+            let plaintext = u64::from(round.expect_plaintext);
+            assert_eq!(s.plaintext_would_reject(), plaintext, "{s:#?}");
         }
     }
 
@@ -171,17 +176,25 @@ fn a_sigint_mid_step_leaves_no_namespace_link_file_or_process_behind() {
         .unwrap();
     let pid = child.id();
     let stdout = child.stdout.take().unwrap();
+    // Keep reading to the end in a thread: a closed pipe would kill the demo with
+    // EPIPE on its next line instead of letting the signal handler do the work.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
     let mut seen = Vec::new();
-    let started = Instant::now();
     // Interrupt once the pods exist and the Envoys are being started.
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{e}: {seen:#?}"));
         let go = line.contains("starting their Envoys");
         seen.push(line);
         if go {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "{seen:#?}");
     }
     assert!(
         !leftovers_of_process(pid).is_empty(),
@@ -194,6 +207,8 @@ fn a_sigint_mid_step_leaves_no_namespace_link_file_or_process_behind() {
         .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
+    reader.join().unwrap();
+    seen.extend(rx.try_iter());
     assert_eq!(exit.code(), Some(130), "{seen:#?}");
     assert_eq!(leftovers_of_process(pid), Vec::<String>::new());
 }
@@ -256,5 +271,20 @@ fn without_the_tools_it_needs_the_demo_says_what_is_missing_in_one_line_and_exit
         leftovers_of_process(pid),
         Vec::<String>::new(),
         "nothing was created"
+    );
+}
+
+#[test]
+fn a_step_filter_that_matches_nothing_is_refused_with_exit_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--step", "no-such-step"])
+        .env("PEERAUTH_LAB_APP", env!("CARGO_BIN_EXE_lab-app"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no step's name contains \"no-such-step\""),
+        "{stderr}"
     );
 }

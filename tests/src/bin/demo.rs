@@ -82,8 +82,11 @@ fn run(cli: &Cli, config: &LabConfig) -> Result<bool, peerauth_tests::demo::LabE
         if json_mode {
             eprintln!("{line}");
         } else {
-            println!("{line}");
-            let _ = std::io::stdout().flush();
+            // A closed pipe (`demo | head`) must not panic mid-lab: the lab still
+            // tears down on the way out.
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
         }
     };
     let seed_lab = SeedLab::load(&config.repo)?;
@@ -113,15 +116,24 @@ fn run(cli: &Cli, config: &LabConfig) -> Result<bool, peerauth_tests::demo::LabE
                 say(&format!("  WasmPlugins: {}", r.plugins.join(", ")));
             }
             if !json_mode {
-                print!("{r}");
+                let _ = write!(std::io::stdout(), "{r}");
             }
+            let source = seed_lab
+                .sources
+                .get(&r.source)
+                .map_or(r.source.clone(), |s| s.url.clone());
+            let starred = r.calls.iter().any(|c| c.lab_shows.is_empty());
             say(&format!(
-                "  {}/{} calls agree with the lab and with policy ({} Envoys, {:.1}s); * = not printed by the lab's page, our reading: {}",
+                "  {}/{} calls agree with the lab and with policy ({} Envoys, {:.1}s); lab: {source}{}",
                 r.calls.len() - r.disagreements(),
                 r.calls.len(),
                 r.envoys,
                 r.seconds,
-                r.source
+                if starred {
+                    "; * = a call the page does not print here, read as manifests/lab/seed-lab.json explains"
+                } else {
+                    ""
+                }
             ));
             for (pod, counters) in &r.counters {
                 for c in counters {

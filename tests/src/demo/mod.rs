@@ -76,6 +76,8 @@ pub enum LabError {
         "the app in {pod} did not answer on port {port} within 10s; its log ends with:\n{log}"
     )]
     AppNotReady { pod: String, port: u16, log: String },
+    #[error("no step's name contains {0:?}: the steps are the folders of manifests/steps and manifests/lab/scenarios")]
+    NoStep(String),
     #[error("no expected results for step {0} in manifests/lab/seed-lab.json: add them (from the page the step follows) before running it")]
     NoExpected(String),
 }

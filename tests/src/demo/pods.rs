@@ -461,6 +461,28 @@ impl PodLab {
         out
     }
 
+    /// Only the seed's `/ip` call (no `/headers` follow-up): what the STRICT readout
+    /// sends, so the filter counts one request per call.
+    pub fn call_code_only(&self, call: &ExpectedCall) -> Result<String, LabError> {
+        let url = format!("{}/ip", call.base_url());
+        let out = self.node.exec(
+            &call.client,
+            "curl",
+            &[
+                &url,
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                CURL_MAX_TIME,
+            ],
+            Duration::from_secs(20),
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
     /// Run the seed's call in the client pod: `curl http://<service>:<port>/ip -s -o
     /// /dev/null -w "%{http_code}"` (plus `extra` headers), and, when it returns 200,
     /// `curl …/headers` for the XFCC the server's sidecar adds only over mTLS.

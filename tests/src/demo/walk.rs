@@ -248,7 +248,7 @@ pub fn strict_readout(
             .filter(|c| with_legacy || c.client != "sleep.legacy")
             .collect();
         for call in &calls {
-            lab.call(call, &[])?;
+            lab.call_code_only(call)?;
         }
         lab.check_alive()?;
         let mut out = Vec::new();
@@ -307,6 +307,9 @@ pub fn walk(
         .iter()
         .filter(|s| filter.is_none_or(|f| s.name.contains(f)))
         .collect();
+    if chosen.is_empty() {
+        return Err(LabError::NoStep(filter.unwrap_or_default().to_string()));
+    }
     let mut report = DemoReport::default();
     let mut seed_pods: Option<PodLab> = None;
     let total = chosen.len();
