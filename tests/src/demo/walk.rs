@@ -409,6 +409,7 @@ pub fn walk(
                     format!(
                         "so it bypasses its sidecar: uid 1337 in sleep.foo's pod, own mTLS with sleep.foo's certificate and ALPN istio-http/1.1, to httpbin.bar's pod IP:80"
                     ),
+                    format!("  $ {}", f.bypass_command),
                     format!("  without the forged header: {}", f.honest_status),
                     format!(
                         "  with it: {}{}",
