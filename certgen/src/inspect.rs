@@ -240,19 +240,22 @@ pub(crate) fn eku_names(x: &X509Certificate<'_>) -> Vec<String> {
     v
 }
 
+/// "2d 3h", "23h 59m", "5m": a span of seconds in words (its sign is ignored).
+pub fn duration_words(secs: i64) -> String {
+    let secs = secs.unsigned_abs();
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else {
+        format!("{m}m")
+    }
+}
+
 /// "23h 59m left", "expired 2d 3h ago": the time left in words.
 pub fn time_left_text(s: &CertSummary) -> String {
-    let words = |secs: i64| {
-        let secs = secs.unsigned_abs();
-        let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
-        if d > 0 {
-            format!("{d}d {h}h")
-        } else if h > 0 {
-            format!("{h}h {m}m")
-        } else {
-            format!("{m}m")
-        }
-    };
+    let words = duration_words;
     match s.validity_status.as_str() {
         "expired" => format!("EXPIRED {} ago", words(s.seconds_left)),
         "not-yet-valid" => "NOT YET VALID".into(),
@@ -318,4 +321,90 @@ pub fn render(s: &CertSummary) -> String {
     }
     line("SHA-256:", s.sha256_fingerprint.clone());
     out
+}
+
+/// Where a certificate was found in a proxy dump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertSource {
+    /// See [`crate::proxy::Format::name`].
+    pub format: String,
+    /// The secret (`default`, `ROOTCA`, …) or ztunnel identity.
+    pub secret: String,
+    /// `active`, `warming`, `static`, or ztunnel's state.
+    pub state: String,
+    /// `chain` (what the proxy presents, leaf first) or `root` (what it trusts).
+    pub role: String,
+    /// 1-based place in its chain or root list.
+    pub position: usize,
+    /// The length of that chain or list.
+    pub of: usize,
+    /// For a TLS certificate secret: `redacted`, `in-clear` or `absent`.
+    pub private_key: Option<crate::proxy::KeyState>,
+}
+
+/// One certificate `inspect` reports: its summary and, for a proxy dump, where it was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    #[serde(flatten)]
+    pub summary: CertSummary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<CertSource>,
+}
+
+/// Every certificate of `input` at `now`: a PEM/DER file's in order, a
+/// proxy dump's secret by secret (chain, then roots). Secrets without
+/// certificates (warming) are left out. `Err(BadCertificate)` if one does not parse.
+pub fn inspect_input(
+    input: &crate::proxy::Input,
+    now: OffsetDateTime,
+) -> Result<Vec<Entry>, Error> {
+    let mut out = Vec::new();
+    if !input.format.is_proxy() {
+        for der in &input.certs {
+            out.push(Entry {
+                summary: summarize(der, now)?,
+                source: None,
+            });
+        }
+        return Ok(out);
+    }
+    for s in &input.secrets {
+        for (role, list) in [("chain", &s.chain), ("root", &s.roots)] {
+            for (k, der) in list.iter().enumerate() {
+                out.push(Entry {
+                    summary: summarize(der, now)?,
+                    source: Some(CertSource {
+                        format: input.format.name().into(),
+                        secret: s.name.clone(),
+                        state: s.state.clone(),
+                        role: role.into(),
+                        position: k + 1,
+                        of: list.len(),
+                        private_key: (role == "chain"
+                            && input.format != crate::proxy::Format::ZtunnelCertificates)
+                            .then(|| s.private_key.clone()),
+                    }),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The heading `inspect` prints above a certificate found in a proxy dump.
+pub fn source_text(s: &CertSource) -> String {
+    let what = if s.role == "chain" {
+        match s.position {
+            1 => "workload certificate".to_string(),
+            n => format!("chain certificate {n} of {}", s.of),
+        }
+    } else {
+        format!("trusted root {} of {}", s.position, s.of)
+    };
+    let key = match s.private_key.as_ref().filter(|_| s.position == 1) {
+        Some(crate::proxy::KeyState::Redacted) => ", private key redacted by the proxy",
+        Some(crate::proxy::KeyState::InClear) => ", PRIVATE KEY IN CLEAR in this dump",
+        _ => "",
+    };
+    format!("secret `{}` ({}), {what}{key}", s.secret, s.state)
 }

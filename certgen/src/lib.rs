@@ -7,6 +7,8 @@
 //! - SPIFFE X.509-SVID workload certificates and ingress server certificates ([`Leaf`]);
 //! - [`inspect`] and [`verify`]: a summary of any certificate, and path
 //!   validation plus a SPIFFE X.509-SVID lint;
+//! - [`proxy`]: certificates as running proxies report them (Envoy's
+//!   `/config_dump`, `istioctl proxy-config secret`, ztunnel's certificates);
 //! - [`acm`]: a local store that mimics AWS Certificate Manager private
 //!   certificates, for labs without an AWS account;
 //! - [`secret`]: the Kubernetes Secrets (`cacerts`, `kubernetes.io/tls`) as YAML;
@@ -21,6 +23,7 @@ pub mod files;
 pub mod inspect;
 mod pem;
 pub mod pki;
+pub mod proxy;
 pub mod secret;
 pub mod verify;
 
@@ -52,6 +55,9 @@ pub enum Error {
     /// A file that holds no certificate that can be parsed.
     #[error("{what}: not a PEM or DER X.509 certificate ({reason}): pass a certificate file")]
     BadCertificate { what: String, reason: String },
+    /// A proxy dump (Envoy config_dump, istioctl or ztunnel JSON) that cannot be read.
+    #[error("{what}: {reason}")]
+    BadProxyDump { what: String, reason: String },
     /// A private key that cannot be parsed.
     #[error("{what}: not a usable private key ({reason}): pass an unencrypted PKCS#8, SEC1 or PKCS#1 PEM key")]
     BadKey { what: String, reason: String },

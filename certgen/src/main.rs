@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use certgen::acm::{self, AcmKeyAlgorithm, Store};
 use certgen::files::{write_all, OutFile};
 use certgen::verify::{Options, SpiffeLint};
-use certgen::{inspect, secret, verify, Ca, KeyAlgorithm};
+use certgen::{inspect, proxy, secret, verify, Ca, KeyAlgorithm};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -54,9 +54,9 @@ enum Command {
     Secret(SecretCommand),
     /// ACM-style private certificates in a local store (mimics AWS Certificate Manager + AWS Private CA).
     Acm(AcmArgs),
-    /// Summarize certificates (PEM bundle or DER): subject, issuer, validity, key, SANs, SPIFFE ID, usages, fingerprint.
+    /// Summarize certificates (PEM bundle, DER, or a proxy's secrets dump): subject, issuer, validity, key, SANs, SPIFFE ID, usages, fingerprint.
     Inspect(InspectArgs),
-    /// Verify a certificate against its chain and root, and lint it against the SPIFFE X.509-SVID rules.
+    /// Verify a certificate (or a proxy's dump) against its chain and root, and lint it against the SPIFFE X.509-SVID rules.
     Verify(VerifyArgs),
 }
 
@@ -326,7 +326,10 @@ enum AcmCommand {
 
 #[derive(Debug, Args)]
 struct InspectArgs {
-    /// Certificate files (PEM, possibly several certificates, or DER).
+    /// Certificate files (PEM, possibly several certificates, or DER) or proxy
+    /// dumps: `istioctl proxy-config secret <pod> -o json`, Envoy's
+    /// /config_dump, `istioctl ztunnel-config certificates -o json`. The
+    /// format is told from the content.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Compute time left at this RFC 3339 time instead of now.
@@ -344,14 +347,17 @@ enum LintArg {
 
 #[derive(Debug, Args)]
 struct VerifyArgs {
-    /// The leaf certificate (more certificates after it in the file count as intermediates).
-    #[arg(required_unless_present = "cacerts")]
+    /// The leaf certificate (more certificates after it in the file count as
+    /// intermediates), or a proxy dump (`istioctl proxy-config secret <pod> -o
+    /// json`, Envoy's /config_dump, `istioctl ztunnel-config certificates -o
+    /// json`), whose workload chain is verified against its own roots.
+    #[arg(required_unless_present_any = ["cacerts", "same_root"])]
     leaf: Option<PathBuf>,
     /// Intermediates (may include the root).
     #[arg(long)]
     chain: Option<PathBuf>,
-    /// Trusted root certificate(s).
-    #[arg(long, required_unless_present_any = ["ca", "cacerts"])]
+    /// Trusted root certificate(s); for a proxy dump, instead of the dump's ROOTCA / rootCerts.
+    #[arg(long)]
     root: Option<PathBuf>,
     /// Take --chain and --root from a CA folder (cert-chain.pem, root-cert.pem).
     #[arg(long, conflicts_with_all = ["chain", "root"])]
@@ -365,6 +371,12 @@ struct VerifyArgs {
     /// When to apply the SPIFFE X.509-SVID lint.
     #[arg(long, value_enum, default_value = "auto")]
     spiffe: LintArg,
+    /// Check that the workload runs as this identity: <namespace>/<serviceaccount> or a SPIFFE ID.
+    #[arg(long, value_name = "NS/SA", conflicts_with = "cacerts")]
+    expect_identity: Option<String>,
+    /// Whether these proxies (dumps, or PEM roots) trust the same root and verify each other's certificates.
+    #[arg(long, num_args = 2.., value_name = "DUMP", conflicts_with_all = ["leaf", "chain", "root", "ca", "cacerts", "expect_identity"])]
+    same_root: Vec<PathBuf>,
 }
 
 fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
@@ -600,26 +612,107 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let now = a.at.unwrap_or_else(OffsetDateTime::now_utc);
             let mut all = Vec::new();
             for f in &a.files {
-                let bytes =
-                    std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
-                let summaries = inspect::inspect_bytes(&bytes, &f.display().to_string(), now)?;
-                all.extend(summaries.into_iter().map(|s| (f.clone(), s)));
+                let input = proxy::read_file(f)?;
+                let entries = inspect::inspect_input(&input, now)?;
+                all.extend(entries.into_iter().map(|e| (f.clone(), e)));
             }
             if json {
-                let v: Vec<_> = all.iter().map(|(_, s)| s).collect();
+                let v: Vec<_> = all.iter().map(|(_, e)| e).collect();
                 print_json(&v)?;
             } else {
-                for (i, (f, s)) in all.iter().enumerate() {
+                for (i, (f, e)) in all.iter().enumerate() {
                     if i > 0 {
                         println!();
                     }
-                    println!("== {} [{}]", f.display(), i + 1);
-                    print!("{}", inspect::render(s));
+                    match &e.source {
+                        Some(src) => println!(
+                            "== {} [{}] {}",
+                            f.display(),
+                            i + 1,
+                            inspect::source_text(src)
+                        ),
+                        None => println!("== {} [{}]", f.display(), i + 1),
+                    }
+                    print!("{}", inspect::render(&e.summary));
                 }
             }
         }
         Command::Verify(a) => {
             let at = a.at;
+            let spiffe = match a.spiffe {
+                LintArg::Auto => SpiffeLint::Auto,
+                LintArg::Always => SpiffeLint::Always,
+                LintArg::Never => SpiffeLint::Never,
+            };
+            let opts = Options { at, spiffe };
+            let expect = a
+                .expect_identity
+                .as_deref()
+                .map(verify::ExpectedIdentity::parse)
+                .transpose()?;
+            let verdict = |ok: bool| {
+                Ok(if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                })
+            };
+            if !a.same_root.is_empty() {
+                let mut inputs = Vec::new();
+                for f in &a.same_root {
+                    inputs.push((f.display().to_string(), proxy::read_file(f)?));
+                }
+                let report = verify::same_root(&inputs, opts);
+                if json {
+                    print_json(&report)?;
+                } else {
+                    print!("{}", verify::render_same_root(&report));
+                }
+                return verdict(report.ok);
+            }
+            if let Some(leaf) = a.leaf.as_ref().filter(|_| a.cacerts.is_none()) {
+                let input = proxy::read_file(leaf)?;
+                if input.format.is_proxy() {
+                    let read_certs = |p: &Path| -> anyhow::Result<Vec<Vec<u8>>> {
+                        let bytes = std::fs::read(p)
+                            .with_context(|| format!("cannot read {}", p.display()))?;
+                        Ok(inspect::certs_der(&bytes, &p.display().to_string())?)
+                    };
+                    let (chain, root) = match &a.ca {
+                        Some(dir) => (
+                            Some(dir.join("cert-chain.pem")).filter(|p| p.is_file()),
+                            Some(dir.join("root-cert.pem")),
+                        ),
+                        None => (a.chain.clone(), a.root.clone()),
+                    };
+                    let roots = root
+                        .map(|r| -> anyhow::Result<_> {
+                            Ok(verify::RootOverride {
+                                certs: read_certs(&r)?,
+                                from: format!("--root {}", r.display()),
+                            })
+                        })
+                        .transpose()?;
+                    let extra = chain
+                        .map(|c| read_certs(&c))
+                        .transpose()?
+                        .unwrap_or_default();
+                    let report = verify::verify_proxy(
+                        &input,
+                        &leaf.display().to_string(),
+                        roots.as_ref(),
+                        &extra,
+                        expect.as_ref(),
+                        opts,
+                    )?;
+                    if json {
+                        print_json(&report)?;
+                    } else {
+                        print!("{}", verify::render_proxy(&report));
+                    }
+                    return verdict(report.ok);
+                }
+            }
             let report = if let Some(dir) = a.cacerts {
                 verify::verify_ca_dir(&dir, at)?
             } else {
@@ -637,14 +730,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         let chain = dir.join("cert-chain.pem");
                         (chain.is_file().then_some(chain), root)
                     }
-                    None => (a.chain, a.root.context("pass --root or --ca")?),
+                    None => (
+                        a.chain,
+                        a.root.context(
+                            "pass --root or --ca: a certificate file carries no trust anchor (a proxy dump does)",
+                        )?,
+                    ),
                 };
-                let spiffe = match a.spiffe {
-                    LintArg::Auto => SpiffeLint::Auto,
-                    LintArg::Always => SpiffeLint::Always,
-                    LintArg::Never => SpiffeLint::Never,
-                };
-                verify::verify_files(&leaf, chain.as_deref(), &root, Options { at, spiffe })?
+                let mut report = verify::verify_files(&leaf, chain.as_deref(), &root, opts)?;
+                if let Some(e) = &expect {
+                    let certs = inspect::certs_der(&std::fs::read(&leaf)?, "leaf")?;
+                    report.check_identity(&certs[0], e);
+                }
+                report
             };
             if json {
                 print_json(&report)?;
