@@ -524,13 +524,20 @@ impl PodLab {
             )?;
             xfcc = xfcc_of(&String::from_utf8_lossy(&out.stdout));
         }
+        // mTLS is the XFCC the server's sidecar adds naming the caller's own SVID (the
+        // page's evidence: `URI=spiffe://cluster.local/ns/foo/sa/sleep`); an XFCC naming
+        // anyone else, or a client without a certificate, is not.
+        let mtls = match (&xfcc, self.identities.get(&call.client)) {
+            (Some(x), Some(id)) => x.contains(&format!("URI={}", id.spiffe_id)),
+            _ => false,
+        };
         Ok((
             command,
             Observed {
                 result: CallResult {
                     code,
                     curl_exit,
-                    mtls: xfcc.is_some(),
+                    mtls,
                 },
                 xfcc,
             },

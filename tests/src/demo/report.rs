@@ -9,7 +9,8 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Observed {
     pub result: CallResult,
-    /// The X-Forwarded-Client-Cert the app echoed from `/headers`, if any.
+    /// The X-Forwarded-Client-Cert the app echoed from `/headers`, if any
+    /// (`result.mtls` is whether it names the caller's own SPIFFE ID).
     pub xfcc: Option<String>,
 }
 
