@@ -159,3 +159,25 @@ fn tcpdump_on_the_server_pod_reads_plaintext_and_not_mtls() {
         "{mtls:#?}"
     );
 }
+
+#[test]
+fn a_sidecar_sending_plaintext_to_a_strict_port_gets_503_from_its_own_sidecar_as_policy_predicts() {
+    // Mesh STRICT (step 2) plus a DestinationRule that turns mTLS off towards
+    // httpbin.foo: sleep.bar's sidecar sends plaintext, httpbin.foo's STRICT listener
+    // resets it, and sleep.bar's own Envoy answers curl with 503.
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: httpbin\n  namespace: foo\nspec:\n  host: httpbin.foo.svc.cluster.local\n  trafficPolicy:\n    tls:\n      mode: DISABLE\n";
+    let workloads = steps::workload_sources(&repo()).unwrap();
+    let mut sources = steps::sources_for(&workloads, &step("2-"));
+    sources.push(("dr.yaml".into(), dr.into()));
+    let mesh = steps::mesh_of(&sources).unwrap();
+    let mut lab = PodLab::create(config(), &mesh, &steps::documents(&sources).unwrap()).unwrap();
+    lab.configure(&mesh, &[], &[]).unwrap();
+    let c = call("sleep.bar", "httpbin.foo");
+    let predicted = peerauth_tests::demo::predict::predict(&mesh, &c).unwrap();
+    let (_, observed) = lab.call(&c, &[]).unwrap();
+    assert_eq!(observed.result.code, "503", "{observed:?}");
+    assert!(
+        observed.result.same_as(&predicted.result),
+        "{observed:?} vs {predicted:?}"
+    );
+}

@@ -61,3 +61,46 @@ pub fn predict(mesh: &Mesh, call: &ExpectedCall) -> Result<Prediction, LabError>
         explanation: cell.explanation,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::demo::steps;
+    use std::path::Path;
+
+    const DR_DISABLE_FOO: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: httpbin\n  namespace: foo\nspec:\n  host: httpbin.foo.svc.cluster.local\n  trafficPolicy:\n    tls:\n      mode: DISABLE\n";
+
+    fn call(client: &str, service: &str) -> ExpectedCall {
+        ExpectedCall {
+            client: client.into(),
+            service: service.into(),
+            port: 8000,
+            code: String::new(),
+            curl_exit: 0,
+            mtls: false,
+            shown: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_reset_is_000_exit_56_without_a_sidecar_and_503_from_the_callers_own_sidecar() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let step = steps::load_steps(&repo)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name.starts_with("2-"))
+            .unwrap();
+        let mut sources = steps::sources_for(&steps::workload_sources(&repo).unwrap(), &step);
+        sources.push(("dr.yaml".into(), DR_DISABLE_FOO.into()));
+        let mesh = steps::mesh_of(&sources).unwrap();
+        let legacy = predict(&mesh, &call("sleep.legacy", "httpbin.foo")).unwrap();
+        assert_eq!(legacy.result, CallResult::reset());
+        let meshed = predict(&mesh, &call("sleep.bar", "httpbin.foo")).unwrap();
+        assert_eq!(meshed.result.code, "503", "{}", meshed.explanation);
+        assert_eq!(meshed.result.curl_exit, 0);
+        let fine = predict(&mesh, &call("sleep.bar", "httpbin.bar")).unwrap();
+        assert_eq!(fine.result, CallResult::ok(true));
+        assert!(predict(&mesh, &call("sleep.nowhere", "httpbin.bar")).is_err());
+    }
+}
