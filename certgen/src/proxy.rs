@@ -19,6 +19,12 @@
 //! `inlineBytes`) — istio/istio `istioctl/pkg/writer/envoy/configdump/configdump.go`
 //! `PrintSecretDump` and `pkg/util/protomarshal`.
 //!
+//! istioctl's own users read it that way: istio/istio
+//! `samples/security/spire/README.md` pipes `istioctl pc secret … -o json`
+//! through `.dynamicActiveSecrets[0].secret.tlsCertificate.certificateChain.inlineBytes`,
+//! and `tests/integration/pilot/istioctl_test.go` expects the key
+//! `dynamicActiveSecrets` holding exactly `default` and `ROOTCA`.
+//!
 //! Facts this parser relies on, with where they were established:
 //! - Istio's sidecar holds its workload chain in the SDS secret `default`
 //!   and its trust anchors in `ROOTCA` (`validation_context.trusted_ca`);

@@ -750,3 +750,50 @@ fn a_pem_leaf_without_a_root_is_a_usage_error_and_expect_identity_works_on_pem_t
     );
     assert_eq!(check(&r, "expect-identity")["status"], "fail");
 }
+
+#[test]
+fn every_truncation_and_byte_flip_of_a_dump_is_read_or_refused_without_a_panic() {
+    use certgen::proxy::read;
+    let t = tempdir().unwrap();
+    let d = t.path();
+    mesh(d);
+    let chain = presented_chain(d, "wl");
+    let root = read_text(d, "certs/root-cert.pem");
+    let dumps = [
+        serde_json::to_vec(&istioctl_secrets(&chain, &root)).unwrap(),
+        serde_json::to_vec(&envoy_config_dump(&chain, &root)).unwrap(),
+        serde_json::to_vec(&json!([{
+            "identity": "spiffe://cluster.local/ns/foo/sa/httpbin",
+            "state": "Available",
+            "certChain": [ztunnel_cert(&read_text(d, "wl/cert.pem"))],
+            "rootCerts": [ztunnel_cert(&root)]
+        }]))
+        .unwrap(),
+    ];
+    for dump in &dumps {
+        assert!(read(dump, "dump").is_ok());
+        let mut refused = 0;
+        for cut in (0..dump.len()).step_by(13) {
+            match read(&dump[..cut], "dump") {
+                Ok(_) => {}
+                Err(e) => {
+                    refused += 1;
+                    assert!(!e.to_string().contains('\n'), "{e}");
+                }
+            }
+        }
+        // A JSON document cut short is never whole.
+        assert_eq!(refused, dump.len().div_ceil(13), "every cut was refused");
+        for at in (0..dump.len()).step_by(29) {
+            let mut flipped = dump.clone();
+            flipped[at] ^= 0x5a;
+            if let Err(e) = read(&flipped, "dump") {
+                assert!(!e.to_string().contains('\n'), "{e}");
+            }
+        }
+    }
+}
+
+fn read_text(dir: &Path, p: &str) -> String {
+    read(dir.join(p))
+}
