@@ -406,5 +406,10 @@ pub fn source_text(s: &CertSource) -> String {
         Some(crate::proxy::KeyState::InClear) => ", PRIVATE KEY IN CLEAR in this dump",
         _ => "",
     };
-    format!("secret `{}` ({}), {what}{key}", s.secret, s.state)
+    let holder = if s.format == crate::proxy::Format::ZtunnelCertificates.name() {
+        "identity"
+    } else {
+        "secret"
+    };
+    format!("{holder} `{}` ({}), {what}{key}", s.secret, s.state)
 }
