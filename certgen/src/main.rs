@@ -679,6 +679,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         Ok(inspect::certs_der(&bytes, &p.display().to_string())?)
                     };
                     let (chain, root) = match &a.ca {
+                        Some(dir) if !dir.is_dir() => {
+                            return Err(certgen::Error::CaDirMissing(dir.clone()).into())
+                        }
+                        Some(dir) if !dir.join("root-cert.pem").is_file() => {
+                            return Err(certgen::Error::CaFileMissing {
+                                dir: dir.clone(),
+                                file: "root-cert.pem",
+                            }
+                            .into())
+                        }
                         Some(dir) => (
                             Some(dir.join("cert-chain.pem")).filter(|p| p.is_file()),
                             Some(dir.join("root-cert.pem")),

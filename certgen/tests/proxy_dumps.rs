@@ -355,6 +355,13 @@ fn root_flag_replaces_the_dumps_rootca_and_a_foreign_root_fails_the_trust_anchor
     assert_eq!(r["roots_from"], "--root other/root-cert.pem");
     assert_eq!(check(&r["workloads"][0], "trust-anchor")["status"], "fail");
     verify_json(d, &["secrets.json", "--root", "certs/root-cert.pem"], 0);
+    let r = verify_json(d, &["secrets.json", "--ca", "certs/c1"], 0);
+    assert_eq!(r["roots_from"], "--root certs/c1/root-cert.pem");
+    one_line_error(
+        d,
+        &["verify", "secrets.json", "--ca", "nowhere"],
+        "CA folder nowhere does not exist",
+    );
     // A dump whose ROOTCA is not the root that signed its chain (a mis-plugged CA).
     write_json(
         d,
