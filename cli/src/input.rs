@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// Same bound as `policy::source::Limits::default().max_bytes`: a file larger than
 /// this is refused before it is read into memory.
-pub const MAX_FILE_BYTES: u64 = 16 << 20;
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
 /// The source name used for standard input.
 pub const STDIN_NAME: &str = "<stdin>";

@@ -9,7 +9,7 @@
 use crate::diagnostic::{self as d, Diagnostic, Location, Rule};
 use crate::mesh::{DestinationRule, Mesh, PeerAuthentication, Service, Workload};
 use crate::mode::{MtlsMode, TlsMode};
-use crate::reach::{Call, ClientTls, Outcome, Reach, Reason};
+use crate::reach::{Reach, Reason};
 use crate::resolve::{target_port, Level, Resolution};
 use crate::validate::Lines;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -373,32 +373,15 @@ fn level_code(level: Level, mesh_code: &'static str, other: &'static str) -> Opt
 fn destination_rules(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let mesh = ctx.mesh;
     if !mesh.destination_rules.is_empty() {
-        // The rules istiod picks for each service from some client namespace
-        // (by namespace/name, as a rule is named in findings).
-        let chosen: Vec<BTreeSet<(&str, &str)>> = mesh
-            .services
-            .iter()
-            .map(|service| {
-                crate::order::set(
-                    mesh.namespaces
-                        .keys()
-                        .filter_map(|ns| ctx.reach.destination_rule_for(ns, service))
-                        .map(|dr| (dr.namespace.as_str(), dr.name.as_str())),
-                )
-            })
-            .collect();
-        for dr in &mesh.destination_rules {
-            for (service, chosen) in mesh.services.iter().zip(&chosen) {
-                // Only rules istiod actually picks for some client namespace.
-                if !chosen.contains(&(dr.namespace.as_str(), dr.name.as_str())) {
-                    continue;
-                }
+        for service in &mesh.services {
+            // Only rules istiod actually picks for some client namespace.
+            for dr in ctx.reach.chosen_rules(service) {
                 for sp in &service.ports {
                     let Some(mode) = dr.port_tls.get(&u32::from(sp.port)).copied().or(dr.tls)
                     else {
                         continue;
                     };
-                    for server in mesh.endpoints(service) {
+                    for server in ctx.reach.endpoints(service) {
                         let Some(target) = target_port(server, &sp.target_port) else {
                             continue;
                         };
@@ -487,85 +470,85 @@ fn dr_against_server(
     }
 }
 
+/// How many clients a reset finding names; the rest are counted. On a whole
+/// cluster thousands of clients without a sidecar call every STRICT port, and
+/// naming all of them on every port would make the report grow with the
+/// square of the mesh (`peerauth matrix --only reset` lists every cell).
+const NAMED_CLIENTS: usize = 20;
+
+/// `a.ns, b.ns, …` for at most [`NAMED_CLIENTS`] clients, then `and N more`.
+fn client_list(clients: &[&Workload]) -> String {
+    let mut text = String::new();
+    for (i, c) in clients.iter().take(NAMED_CLIENTS).enumerate() {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        text.push_str(&c.name);
+        text.push('.');
+        text.push_str(&c.namespace);
+    }
+    if clients.len() > NAMED_CLIENTS {
+        text.push_str(&format!(" and {} more", clients.len() - NAMED_CLIENTS));
+    }
+    text
+}
+
 /// Resets the matrix shows for clients without a sidecar or with auto mTLS off,
 /// grouped per server port, naming the clients.
 fn resets(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
-    let mesh = ctx.mesh;
-    // (code, service namespace, service name, port) → the clients reset there, in matrix order.
-    let mut groups: BTreeMap<(&'static str, &str, &str, u16), Vec<Call<'_>>> = BTreeMap::new();
-    ctx.reach.calls(|call| {
-        if call.outcome != Outcome::Reset || call.client_tls != ClientTls::Plaintext {
-            return;
-        }
-        let code = match call.reason {
-            Reason::NoSidecar => d::PLAINTEXT_CLIENT_TO_STRICT.code,
-            Reason::AutoMtlsOff => d::STRICT_WITHOUT_MTLS_CLIENTS.code,
-            // DestinationRule-caused resets are reported on the rule.
-            Reason::Rule(..) | Reason::AutoMtls => return,
-        };
-        groups
-            .entry((
-                code,
-                call.service.namespace.as_str(),
-                call.service.name.as_str(),
-                call.service_port,
-            ))
-            .or_default()
-            .push(call);
-    });
-    for ((code, ns, name, port), cells) in groups {
-        let Some(service) = mesh
-            .services
-            .iter()
-            .find(|s| s.namespace == ns && s.name == name)
-        else {
-            continue;
-        };
-        let Some(server) = mesh.endpoints(service).next() else {
-            continue;
-        };
-        let Some(first) = cells.first() else { continue };
-        let r = ctx.resolve_port(server, first.target_port);
-        let clients: Vec<String> = cells
-            .iter()
-            .map(|c| format!("{}.{}", c.client.name, c.client.namespace))
-            .collect();
-        let policy = ctx.deciding_policy(&r);
-        let by = policy
-            .map(|p| format!(" by {}/{}", p.namespace, p.name))
-            .unwrap_or_default();
-        let rule: &Rule = if code == d::PLAINTEXT_CLIENT_TO_STRICT.code {
+    // (code, service namespace, service name, port) → the finding, so they come
+    // out in that order as they did when they were collected from the matrix.
+    let mut found: BTreeMap<(&'static str, &str, &str, u16), Finding> = BTreeMap::new();
+    // Without a sidecar every client's list is the same: write it once.
+    let mut bare_list: Option<String> = None;
+    ctx.reach.plaintext_resets(&mut |at, clients| {
+        let no_sidecar = at.reason == Reason::NoSidecar;
+        let rule: &Rule = if no_sidecar {
             &d::PLAINTEXT_CLIENT_TO_STRICT
         } else {
             &d::STRICT_WITHOUT_MTLS_CLIENTS
         };
-        let (message, hint) = if code == d::PLAINTEXT_CLIENT_TO_STRICT.code {
+        let (service, port) = (at.service, at.service_port);
+        let key = (rule.code, service.namespace.as_str(), service.name.as_str(), port);
+        if found.contains_key(&key) {
+            return;
+        }
+        let (name, ns) = (&service.name, &service.namespace);
+        let r = ctx.resolve_port(at.server, at.target_port);
+        let names = if no_sidecar {
+            bare_list.get_or_insert_with(|| client_list(clients)).clone()
+        } else {
+            client_list(clients)
+        };
+        let policy = ctx.deciding_policy(&r);
+        let by = policy
+            .map(|p| format!(" by {}/{}", p.namespace, p.name))
+            .unwrap_or_default();
+        let (message, hint) = if no_sidecar {
             (
                 format!(
-                    "calls from {} (no sidecar) to {name}.{ns}:{port} are reset: container port {} is STRICT{by}",
-                    clients.join(", "),
-                    first.target_port
+                    "calls from {names} (no sidecar) to {name}.{ns}:{port} are reset: container port {} is STRICT{by}",
+                    at.target_port
                 ),
                 "inject sidecars into those clients, or keep the port PERMISSIVE until they are migrated",
             )
         } else {
             (
                 format!(
-                    "calls from {} to {name}.{ns}:{port} are reset: auto mTLS is off, no DestinationRule sets ISTIO_MUTUAL, and container port {} is STRICT{by}",
-                    clients.join(", "),
-                    first.target_port
+                    "calls from {names} to {name}.{ns}:{port} are reset: auto mTLS is off, no DestinationRule sets ISTIO_MUTUAL, and container port {} is STRICT{by}",
+                    at.target_port
                 ),
                 "add a DestinationRule with tls mode ISTIO_MUTUAL for the service, or enable auto mTLS",
             )
         };
         let mut diag = rule.diagnostic(message, hint);
-        if code == d::STRICT_WITHOUT_MTLS_CLIENTS.code {
+        if !no_sidecar {
             diag = diag.with_istio_code(level_code(r.decided_at, "KIA0401", "KIA0501"));
         }
         let finding = match policy {
             Some(p) => {
                 let path = if r.decided_at == Level::Port {
-                    format!("/spec/portLevelMtls/{}/mode", first.target_port)
+                    format!("/spec/portLevelMtls/{}/mode", at.target_port)
                 } else {
                     "/spec/mtls/mode".to_string()
                 };
@@ -578,8 +561,9 @@ fn resets(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
                 path: None,
             },
         };
-        out.push(finding);
-    }
+        found.insert(key, finding);
+    });
+    out.extend(found.into_values());
 }
 
 fn dedup(out: &mut Vec<Finding>) {
@@ -592,4 +576,68 @@ fn dedup(out: &mut Vec<Finding>) {
             d.resource.as_ref().map(|r| r.name.clone()),
         ))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use crate::{check, MeshConfig};
+
+    /// `bare` workloads without a sidecar in `legacy`, `sidecars` with one in
+    /// `foo`, and a STRICT `httpbin` in `bar`.
+    fn mesh(bare: usize, sidecars: usize) -> String {
+        let mut text = String::from(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: foo, labels: {istio-injection: enabled}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: bar, labels: {istio-injection: enabled}}\n---\nkind: Deployment\nmetadata: {name: httpbin, namespace: bar}\nspec: {template: {metadata: {labels: {app: httpbin}}}}\n---\nkind: Service\nmetadata: {name: httpbin, namespace: bar}\nspec: {selector: {app: httpbin}, ports: [{port: 8000, targetPort: 80}]}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: bar}\nspec: {mtls: {mode: STRICT}}\n",
+        );
+        for (ns, n) in [("legacy", bare), ("foo", sidecars)] {
+            for i in 0..n {
+                text += &format!("---\nkind: Deployment\nmetadata: {{name: c{i:02}, namespace: {ns}}}\nspec: {{template: {{metadata: {{labels: {{app: c{i:02}}}}}}}}}\n");
+            }
+        }
+        text
+    }
+
+    fn reset_messages(text: &str, auto_mtls: bool) -> Vec<String> {
+        let config = MeshConfig {
+            auto_mtls,
+            ..MeshConfig::default()
+        };
+        check(&[("m.yaml", text)], config)
+            .diagnostics
+            .into_iter()
+            .filter(|d| {
+                d.code == "plaintext-client-to-strict" || d.code == "strict-without-mtls-clients"
+            })
+            .map(|d| d.message)
+            .collect()
+    }
+
+    #[test]
+    fn a_reset_finding_names_twenty_clients_and_counts_the_rest() {
+        let names = |ns: &str, n: usize| -> String {
+            (0..n)
+                .map(|i| format!("c{i:02}.{ns}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        assert_eq!(
+            reset_messages(&mesh(20, 0), true),
+            [format!("calls from {} (no sidecar) to httpbin.bar:8000 are reset: container port 80 is STRICT by bar/default", names("legacy", 20))]
+        );
+        assert_eq!(
+            reset_messages(&mesh(25, 0), true),
+            [format!("calls from {} and 5 more (no sidecar) to httpbin.bar:8000 are reset: container port 80 is STRICT by bar/default", names("legacy", 20))]
+        );
+        // With auto mTLS off the sidecar clients are listed the same way (httpbin itself is one).
+        let messages = reset_messages(&mesh(0, 22), false);
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(
+            messages[0].starts_with(&format!(
+                "calls from httpbin.bar, {} and 3 more to httpbin.bar:8000",
+                names("foo", 19)
+            )),
+            "{}",
+            messages[0]
+        );
+    }
 }

@@ -121,6 +121,11 @@ impl Mesh {
             mesh: self,
             resolver,
             rules: Rules::new(self),
+            by_label: label_index(
+                self.workloads
+                    .iter()
+                    .filter(|w| w.namespace == server.namespace),
+            ),
         };
         reach.connect(client, service, service_port)
     }
@@ -137,8 +142,25 @@ impl Mesh {
             mesh: self,
             resolver: self.resolver(),
             rules: Rules::new(self),
+            by_label: label_index(self.workloads.iter()),
         }
     }
+}
+
+type LabelIndex<'m> = HashMap<(&'m str, &'m str, &'m str), Vec<&'m Workload>>;
+
+/// [`Reach::by_label`] over `workloads`, keeping their order.
+fn label_index<'m>(workloads: impl Iterator<Item = &'m Workload>) -> LabelIndex<'m> {
+    let mut by_label: LabelIndex<'m> = HashMap::new();
+    for w in workloads {
+        for (k, v) in &w.labels {
+            by_label
+                .entry((w.namespace.as_str(), k.as_str(), v.as_str()))
+                .or_default()
+                .push(w);
+        }
+    }
+    by_label
 }
 
 /// A [`Mesh`] with the lookups the matrix repeats built once: PeerAuthentications
@@ -150,6 +172,10 @@ pub struct Reach<'m> {
     mesh: &'m Mesh,
     resolver: Resolver<'m>,
     rules: Rules<'m>,
+    /// Workloads by (namespace, label key, label value), in mesh order: a
+    /// Service's endpoints are among those carrying its first selector label,
+    /// so finding them does not walk every workload of the mesh.
+    by_label: LabelIndex<'m>,
 }
 
 /// DestinationRules by namespace, each with its host as istiod reads it, in mesh order.
@@ -157,20 +183,86 @@ pub struct Reach<'m> {
 struct Rules<'m> {
     root: &'m str,
     by_namespace: HashMap<&'m str, Vec<(String, &'m DestinationRule)>>,
+    /// Namespaces that hold a rule or are named in some rule's `exportTo`:
+    /// every other client namespace gets the same rule for a given service.
+    named: std::collections::HashSet<&'m str>,
+    /// Exact hosts, and wildcard hosts without their `*`, to the namespaces
+    /// holding rules for them.
+    exact: HashMap<String, Vec<&'m str>>,
+    wildcard: HashMap<String, Vec<&'m str>>,
+}
+
+/// A client namespace as DestinationRule lookup sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ClientNs<'a> {
+    /// A namespace that holds rules or is named in an `exportTo`.
+    Named(&'a str),
+    /// Any other namespace: it has no rules of its own and only sees the
+    /// rules exported to every namespace, so all of them behave alike.
+    Other,
 }
 
 impl<'m> Rules<'m> {
     fn new(mesh: &'m Mesh) -> Self {
         let mut by_namespace: HashMap<&str, Vec<(String, &DestinationRule)>> = HashMap::new();
+        let mut named = std::collections::HashSet::new();
+        let mut exact: HashMap<String, Vec<&str>> = HashMap::new();
+        let mut wildcard: HashMap<String, Vec<&str>> = HashMap::new();
         for dr in &mesh.destination_rules {
+            let host = mesh.resolve_host(dr);
+            let index = match host.strip_prefix('*') {
+                Some(suffix) => wildcard.entry(suffix.to_string()).or_default(),
+                None => exact.entry(host.clone()).or_default(),
+            };
+            if !index.contains(&dr.namespace.as_str()) {
+                index.push(dr.namespace.as_str());
+            }
             by_namespace
                 .entry(dr.namespace.as_str())
                 .or_default()
-                .push((mesh.resolve_host(dr), dr));
+                .push((host, dr));
+            named.insert(dr.namespace.as_str());
+            named.extend(dr.export_to.iter().map(String::as_str));
         }
         Self {
             root: &mesh.config.root_namespace,
             by_namespace,
+            named,
+            exact,
+            wildcard,
+        }
+    }
+
+    /// The namespaces holding a rule whose host matches `fqdn` (as
+    /// [`host_match_rank`] matches), each once.
+    fn matching_namespaces(&self, fqdn: &str) -> Vec<&'m str> {
+        let mut found: Vec<&'m str> = Vec::new();
+        let suffixes = fqdn
+            .char_indices()
+            .skip(1)
+            .map(|(i, _)| &fqdn[i..])
+            .chain([""]);
+        let hits = self
+            .exact
+            .get(fqdn)
+            .into_iter()
+            .chain(suffixes.filter_map(|suffix| self.wildcard.get(suffix)));
+        for namespaces in hits {
+            for ns in namespaces {
+                if !found.contains(ns) {
+                    found.push(ns);
+                }
+            }
+        }
+        found
+    }
+
+    /// How a client in `namespace` looks rules up.
+    fn class<'a>(&self, namespace: &'a str) -> ClientNs<'a> {
+        if self.named.contains(namespace) {
+            ClientNs::Named(namespace)
+        } else {
+            ClientNs::Other
         }
     }
 
@@ -181,13 +273,22 @@ impl<'m> Rules<'m> {
         service: &Service,
         fqdn: &str,
     ) -> Option<&'m DestinationRule> {
-        self.best(client_namespace, fqdn, |dr| !exports_nowhere(dr))
-            .or_else(|| {
-                self.best(&service.namespace, fqdn, |dr| {
-                    exported_to(dr, client_namespace)
-                })
-            })
-            .or_else(|| self.best(self.root, fqdn, |dr| exported_to(dr, client_namespace)))
+        self.for_class(self.class(client_namespace), service, fqdn)
+    }
+
+    /// [`Self::for_service`] for every client namespace of a class at once.
+    fn for_class(
+        &self,
+        client: ClientNs<'_>,
+        service: &Service,
+        fqdn: &str,
+    ) -> Option<&'m DestinationRule> {
+        let own = match client {
+            ClientNs::Named(ns) => self.best(ns, fqdn, |dr| !exports_nowhere(dr)),
+            ClientNs::Other => None,
+        };
+        own.or_else(|| self.best(&service.namespace, fqdn, |dr| exported_to(dr, client)))
+            .or_else(|| self.best(self.root, fqdn, |dr| exported_to(dr, client)))
     }
 
     /// The most specific eligible rule of `namespace` for `fqdn` (then the first by name).
@@ -240,6 +341,110 @@ struct Target<'m> {
     fqdn: String,
     server: &'m Workload,
     ports: Vec<(u16, u32, MtlsMode)>,
+    /// Index of the service's namespace among the targets' namespaces.
+    group: usize,
+}
+
+/// What one kind of client sends to one target port and what happens: every
+/// client without a sidecar behaves alike, and so does every sidecar client of
+/// one rule-lookup class ([`ClientNs`]), so the matrix is computed per kind of
+/// client and only copied per client.
+#[derive(Debug, Clone, Copy)]
+struct Plan<'m> {
+    target: usize,
+    port: usize,
+    client_tls: ClientTls,
+    reason: Reason<'m>,
+    outcome: Outcome,
+    mtls: bool,
+}
+
+/// Which part of the matrix to visit. Filters apply before any cell is
+/// computed: a client or Service they leave out costs nothing.
+pub struct Select<'a> {
+    /// Clients (rows) to include.
+    pub client: &'a dyn Fn(&Workload) -> bool,
+    /// Services (columns) to include.
+    pub service: &'a dyn Fn(&Service) -> bool,
+    /// Cells to yield, by outcome and whether they are Istio mTLS.
+    pub cell: &'a dyn Fn(Outcome, bool) -> bool,
+}
+
+impl Select<'_> {
+    /// The whole matrix.
+    pub fn all() -> Select<'static> {
+        Select {
+            client: &|_| true,
+            service: &|_| true,
+            cell: &|_, _| true,
+        }
+    }
+}
+
+/// How many cells of a group succeed over mTLS, succeed in plaintext, are
+/// reset, or fail.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub mtls: u64,
+    pub plaintext: u64,
+    pub reset: u64,
+    pub failed: u64,
+}
+
+impl Counts {
+    /// Count one cell.
+    pub fn add(&mut self, outcome: Outcome, mtls: bool) {
+        self.add_times(outcome, mtls, 1);
+    }
+
+    fn add_times(&mut self, outcome: Outcome, mtls: bool, n: u64) {
+        let slot = match (outcome, mtls) {
+            (Outcome::Allowed, true) => &mut self.mtls,
+            (Outcome::Allowed, false) => &mut self.plaintext,
+            (Outcome::Reset, _) => &mut self.reset,
+            (Outcome::Failed, _) => &mut self.failed,
+        };
+        *slot += n;
+    }
+
+    fn add_scaled(&mut self, other: &Counts, n: u64) {
+        self.mtls += other.mtls * n;
+        self.plaintext += other.plaintext * n;
+        self.reset += other.reset * n;
+        self.failed += other.failed * n;
+    }
+
+    /// Every cell counted.
+    pub fn total(&self) -> u64 {
+        self.mtls + self.plaintext + self.reset + self.failed
+    }
+}
+
+/// The matrix cells from the clients of one namespace to the Service ports of
+/// another, counted ([`Reach::summary`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairCounts<'m> {
+    pub client_namespace: &'m str,
+    pub service_namespace: &'m str,
+    pub counts: Counts,
+}
+
+/// A Service port that resets plaintext ([`Reach::plaintext_resets`]).
+pub(crate) struct PlainReset<'m> {
+    pub service: &'m Service,
+    pub service_port: u16,
+    pub server: &'m Workload,
+    pub target_port: u32,
+    /// [`Reason::NoSidecar`] or [`Reason::AutoMtlsOff`].
+    pub reason: Reason<'m>,
+}
+
+/// The selected clients and targets of a matrix, in its order.
+struct Prepared<'m> {
+    clients: Vec<&'m Workload>,
+    targets: Vec<Target<'m>>,
+    /// The targets' namespaces, in order (`Target::group` indexes this).
+    groups: Vec<&'m str>,
 }
 
 impl<'m> Reach<'m> {
@@ -256,6 +461,26 @@ impl<'m> Reach<'m> {
     /// [`Mesh::describe`] without indexing the policies again.
     pub fn describe(&self, workload: &Workload) -> WorkloadReport {
         self.resolver.describe(self.mesh, workload)
+    }
+
+    /// [`Mesh::endpoints`] from the label index: the workloads `service`
+    /// selects, in mesh order.
+    pub fn endpoints<'a>(
+        &'a self,
+        service: &'a Service,
+    ) -> impl Iterator<Item = &'m Workload> + 'a {
+        service
+            .selector
+            .iter()
+            .next()
+            .and_then(|(k, v)| {
+                self.by_label
+                    .get(&(service.namespace.as_str(), k.as_str(), v.as_str()))
+            })
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |w| service.selects(w))
     }
 
     /// [`Mesh::destination_rule_for`] without indexing the rules again.
@@ -282,7 +507,7 @@ impl<'m> Reach<'m> {
     /// [`Mesh::connect`] without indexing the mesh again.
     pub fn connect(&self, client: &Workload, service: &Service, service_port: u16) -> Option<Cell> {
         let sp = service.ports.iter().find(|p| p.port == service_port)?;
-        let server = self.mesh.endpoints(service).next()?;
+        let server = self.endpoints(service).next()?;
         let target_port = target_port(server, &sp.target_port)?;
         let server_mode = self.server_mode(server, target_port);
         let rule = if client.sidecar {
@@ -290,58 +515,41 @@ impl<'m> Reach<'m> {
         } else {
             None
         };
+        let (client_tls, reason) = self.client_tls(
+            client.sidecar,
+            rule,
+            service_port,
+            server.sidecar,
+            server_mode,
+        );
+        let (outcome, mtls) = outcome(client_tls, server.sidecar, server_mode);
         Some(
-            self.call(
+            Call {
                 client,
-                rule,
                 service,
                 service_port,
                 server,
                 target_port,
                 server_mode,
-            )
+                client_tls,
+                reason,
+                outcome,
+                mtls,
+            }
             .cell(),
         )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn call<'c>(
-        &self,
-        client: &'c Workload,
-        rule: Option<&'c DestinationRule>,
-        service: &'c Service,
-        service_port: u16,
-        server: &'c Workload,
-        target_port: u32,
-        server_mode: MtlsMode,
-    ) -> Call<'c> {
-        let (client_tls, reason) =
-            self.client_tls(client, rule, service_port, server.sidecar, server_mode);
-        let (outcome, mtls) = outcome(client_tls, server.sidecar, server_mode);
-        Call {
-            client,
-            service,
-            service_port,
-            server,
-            target_port,
-            server_mode,
-            client_tls,
-            reason,
-            outcome,
-            mtls,
-        }
     }
 
     /// `rule` is the DestinationRule istiod picks for the client (only looked up for sidecars).
     fn client_tls<'c>(
         &self,
-        client: &Workload,
+        client_sidecar: bool,
         rule: Option<&'c DestinationRule>,
         service_port: u16,
         server_sidecar: bool,
         server_mode: MtlsMode,
     ) -> (ClientTls, Reason<'c>) {
-        if !client.sidecar {
+        if !client_sidecar {
             return (ClientTls::Plaintext, Reason::NoSidecar);
         }
         if let Some(dr) = rule {
@@ -377,29 +585,294 @@ impl<'m> Reach<'m> {
         Matrix { cells }
     }
 
-    /// The matrix's calls, in its order, without writing cells: each service's
-    /// endpoint and port modes are resolved once, and each client namespace's
-    /// DestinationRule once per service. `each` gets every call; [`Call::cell`]
-    /// turns one into the matrix's [`Cell`].
+    /// The matrix's calls, in its order, without writing cells. `each` gets
+    /// every call; [`Call::cell`] turns one into the matrix's [`Cell`].
     pub fn calls(&self, mut each: impl FnMut(Call<'m>)) {
-        self.calls_dyn(&mut each);
+        self.calls_where(&Select::all(), &mut each);
     }
 
-    // Not generic, so the sorting and target set-up below are compiled once
-    // rather than once per caller's closure type.
-    fn calls_dyn(&self, each: &mut dyn FnMut(Call<'m>)) {
-        let mut clients: Vec<&Workload> = self.mesh.workloads.iter().collect();
+    /// The calls of the part of the matrix `select` picks, in the matrix's
+    /// order. Work is proportional to the selected clients and targets plus
+    /// the calls yielded, not to the whole matrix.
+    pub fn calls_where(&self, select: &Select<'_>, each: &mut dyn FnMut(Call<'m>)) {
+        let prepared = self.prepare(select);
+        let keep = |plans: Vec<Plan<'m>>| -> Vec<Plan<'m>> {
+            plans
+                .into_iter()
+                .filter(|p| (select.cell)(p.outcome, p.mtls))
+                .collect()
+        };
+        let plain = keep(self.plans(&prepared.targets, None));
+        let mut other: Option<Vec<Plan<'m>>> = None;
+        let mut named: Option<(&str, Vec<Plan<'m>>)> = None;
+        for &client in &prepared.clients {
+            let plans: &[Plan<'m>] = if !client.sidecar {
+                &plain
+            } else {
+                match self.rules.class(&client.namespace) {
+                    ClientNs::Other => other
+                        .get_or_insert_with(|| {
+                            keep(self.plans(&prepared.targets, Some(ClientNs::Other)))
+                        })
+                        .as_slice(),
+                    ClientNs::Named(ns) => {
+                        if named.as_ref().is_none_or(|(n, _)| *n != ns) {
+                            let plans = self.plans(&prepared.targets, Some(ClientNs::Named(ns)));
+                            named = Some((ns, keep(plans)));
+                        }
+                        named.as_ref().map_or(&[], |(_, p)| p.as_slice())
+                    }
+                }
+            };
+            for p in plans {
+                let Some(t) = prepared.targets.get(p.target) else {
+                    continue;
+                };
+                let Some(&(service_port, target_port, server_mode)) = t.ports.get(p.port) else {
+                    continue;
+                };
+                each(Call {
+                    client,
+                    service: t.service,
+                    service_port,
+                    server: t.server,
+                    target_port,
+                    server_mode,
+                    client_tls: p.client_tls,
+                    reason: p.reason,
+                    outcome: p.outcome,
+                    mtls: p.mtls,
+                });
+            }
+        }
+    }
+
+    /// The matrix `select` picks, counted per (client namespace, Service
+    /// namespace) pair, in namespace order; pairs without cells are left out.
+    /// `select.cell` is not consulted: every cell counts. Work is proportional
+    /// to the client namespaces × the Service namespaces, not to the cells.
+    pub fn summary(&self, select: &Select<'_>, each: &mut dyn FnMut(PairCounts<'m>)) {
+        let prepared = self.prepare(select);
+        let row = |plans: Vec<Plan<'m>>| -> Vec<Counts> {
+            let mut row = vec![Counts::default(); prepared.groups.len()];
+            for p in plans {
+                let group = prepared.targets.get(p.target).map_or(0, |t| t.group);
+                if let Some(c) = row.get_mut(group) {
+                    c.add(p.outcome, p.mtls);
+                }
+            }
+            row
+        };
+        let plain = row(self.plans(&prepared.targets, None));
+        let mut other: Option<Vec<Counts>> = None;
+        let mut clients = prepared.clients.as_slice();
+        while let Some(first) = clients.first() {
+            let ns = first.namespace.as_str();
+            let end = clients
+                .iter()
+                .position(|c| c.namespace != ns)
+                .unwrap_or(clients.len());
+            let (these, rest) = clients.split_at(end);
+            clients = rest;
+            let sidecars = these.iter().filter(|c| c.sidecar).count() as u64;
+            let bare = these.len() as u64 - sidecars;
+            let named;
+            let with_sidecar: &[Counts] = if sidecars == 0 {
+                &[]
+            } else {
+                match self.rules.class(ns) {
+                    ClientNs::Other => other
+                        .get_or_insert_with(|| {
+                            row(self.plans(&prepared.targets, Some(ClientNs::Other)))
+                        })
+                        .as_slice(),
+                    ClientNs::Named(ns) => {
+                        named = row(self.plans(&prepared.targets, Some(ClientNs::Named(ns))));
+                        named.as_slice()
+                    }
+                }
+            };
+            for (i, service_namespace) in prepared.groups.iter().enumerate() {
+                let mut counts = Counts::default();
+                if let Some(c) = plain.get(i) {
+                    counts.add_scaled(c, bare);
+                }
+                if let Some(c) = with_sidecar.get(i) {
+                    counts.add_scaled(c, sidecars);
+                }
+                if counts.total() > 0 {
+                    each(PairCounts {
+                        client_namespace: ns,
+                        service_namespace,
+                        counts,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The DestinationRules istiod picks for `service` from a client in any
+    /// namespace of the mesh, each once. Only namespaces whose own rules'
+    /// hosts match the service, and those named by the service's and the root
+    /// namespace's rules, are looked at one by one: every other client
+    /// namespace gets the same rule, so the work does not grow with the
+    /// number of namespaces.
+    pub(crate) fn chosen_rules(&self, service: &Service) -> Vec<&'m DestinationRule> {
+        let rules = &self.rules;
+        let namespaces = &self.mesh.namespaces;
+        let fqdn = self.mesh.service_fqdn(service);
+        let mut found: Vec<&'m DestinationRule> = Vec::new();
+        let mut add = |dr: Option<&'m DestinationRule>| {
+            if let Some(dr) = dr {
+                if !found.iter().any(|f| std::ptr::eq(*f, dr)) {
+                    found.push(dr);
+                }
+            }
+        };
+        // Client namespaces whose own rules decide.
+        let mut decided: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for ns in rules.matching_namespaces(&fqdn) {
+            if let Some(dr) = rules.best(ns, &fqdn, |dr| !exports_nowhere(dr)) {
+                decided.insert(ns);
+                add(Some(dr));
+            }
+        }
+        let fallback = [service.namespace.as_str(), rules.root];
+        if fallback
+            .iter()
+            .all(|ns| rules.by_namespace.get(ns).is_none_or(Vec::is_empty))
+        {
+            return found;
+        }
+        // The namespaces the fallback rules single out; all others look alike.
+        let mut special: std::collections::HashSet<&str> = fallback.into_iter().collect();
+        for ns in fallback {
+            for (_, dr) in rules.by_namespace.get(ns).into_iter().flatten() {
+                special.extend(dr.export_to.iter().map(String::as_str));
+            }
+        }
+        let mut seen = 0usize;
+        for &ns in &special {
+            if namespaces.contains_key(ns) {
+                seen += 1;
+                if !decided.contains(ns) {
+                    add(rules.for_class(rules.class(ns), service, &fqdn));
+                }
+            }
+        }
+        let decided_elsewhere = decided.iter().filter(|ns| !special.contains(*ns)).count();
+        if namespaces.len() > seen + decided_elsewhere {
+            add(rules.for_class(ClientNs::Other, service, &fqdn));
+        }
+        found
+    }
+
+    /// Every Service port (first endpoint deciding) whose plaintext callers
+    /// are reset, with those callers: clients without a sidecar, and, with
+    /// auto mTLS off, sidecar clients no DestinationRule gives a TLS mode for
+    /// the port. Each call of `each` gets one port, the reason and the
+    /// clients in matrix order. Work per port is proportional to the clients
+    /// named, never to the whole matrix.
+    pub(crate) fn plaintext_resets(&self, each: &mut dyn FnMut(&PlainReset<'m>, &[&'m Workload])) {
+        let prepared = self.prepare(&Select::all());
+        let bare: Vec<&'m Workload> = prepared
+            .clients
+            .iter()
+            .copied()
+            .filter(|c| !c.sidecar)
+            .collect();
+        let auto_off = !self.mesh.config.auto_mtls;
+        // Sidecar clients with the index of their rule-lookup class.
+        let mut classes: Vec<ClientNs<'m>> = Vec::new();
+        let mut sidecars: Vec<(&'m Workload, usize)> = Vec::new();
+        if auto_off {
+            let mut index: HashMap<ClientNs<'m>, usize> = HashMap::new();
+            for &c in prepared.clients.iter().filter(|c| c.sidecar) {
+                let class = self.rules.class(c.namespace.as_str());
+                let i = *index.entry(class).or_insert_with(|| {
+                    classes.push(class);
+                    classes.len() - 1
+                });
+                sidecars.push((c, i));
+            }
+        }
+        let mut unset: Vec<&'m Workload> = Vec::new();
+        for t in &prepared.targets {
+            if !t.server.sidecar {
+                continue;
+            }
+            let mut rules: Option<Vec<Option<&'m DestinationRule>>> = None;
+            for &(service_port, target_port, server_mode) in &t.ports {
+                if server_mode != MtlsMode::Strict {
+                    continue;
+                }
+                let at = |reason| PlainReset {
+                    service: t.service,
+                    service_port,
+                    server: t.server,
+                    target_port,
+                    reason,
+                };
+                if !bare.is_empty() {
+                    each(&at(Reason::NoSidecar), &bare);
+                }
+                if !auto_off {
+                    continue;
+                }
+                let rules = rules.get_or_insert_with(|| {
+                    classes
+                        .iter()
+                        .map(|&class| self.rules.for_class(class, t.service, &t.fqdn))
+                        .collect()
+                });
+                let sets_tls: Vec<bool> = rules
+                    .iter()
+                    .map(|rule| {
+                        rule.is_some_and(|dr| {
+                            dr.port_tls.contains_key(&u32::from(service_port)) || dr.tls.is_some()
+                        })
+                    })
+                    .collect();
+                unset.clear();
+                unset.extend(
+                    sidecars
+                        .iter()
+                        .filter(|(_, i)| !sets_tls.get(*i).copied().unwrap_or(false))
+                        .map(|(c, _)| *c),
+                );
+                if !unset.is_empty() {
+                    each(&at(Reason::AutoMtlsOff), &unset);
+                }
+            }
+        }
+    }
+
+    /// The selected clients and Services in the matrix's order, each service
+    /// with its endpoint and port modes resolved once.
+    fn prepare(&self, select: &Select<'_>) -> Prepared<'m> {
+        let mut clients: Vec<&Workload> = self
+            .mesh
+            .workloads
+            .iter()
+            .filter(|w| (select.client)(w))
+            .collect();
         crate::order::sort_by(&mut clients, |a, b| {
             (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
         });
-        let mut services: Vec<&Service> = self.mesh.services.iter().collect();
+        let mut services: Vec<&Service> = self
+            .mesh
+            .services
+            .iter()
+            .filter(|s| (select.service)(s))
+            .collect();
         crate::order::sort_by(&mut services, |a, b| {
             (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
         });
-        let targets: Vec<Target<'m>> = services
+        let mut groups: Vec<&'m str> = Vec::new();
+        let targets = services
             .into_iter()
             .filter_map(|service| {
-                let server = self.mesh.endpoints(service).next()?;
+                let server = self.endpoints(service).next()?;
                 let mut numbers: Vec<u16> = service.ports.iter().map(|p| p.port).collect();
                 crate::order::sort(&mut numbers);
                 numbers.dedup();
@@ -411,37 +884,46 @@ impl<'m> Reach<'m> {
                         Some((port, target, self.server_mode(server, target)))
                     })
                     .collect();
+                if groups.last() != Some(&service.namespace.as_str()) {
+                    groups.push(service.namespace.as_str());
+                }
                 Some(Target {
                     service,
                     fqdn: self.mesh.service_fqdn(service),
                     server,
                     ports,
+                    group: groups.len() - 1,
                 })
             })
             .collect();
-        // The rule a client gets depends only on its namespace, and clients
-        // come sorted by namespace.
-        let mut rules: Vec<Option<Option<&DestinationRule>>> = vec![None; targets.len()];
-        let mut rules_for: Option<&str> = None;
-        for client in clients {
-            if rules_for != Some(client.namespace.as_str()) {
-                rules_for = Some(client.namespace.as_str());
-                rules.iter_mut().for_each(|r| *r = None);
-            }
-            for (t, cached) in targets.iter().zip(rules.iter_mut()) {
-                let rule = if client.sidecar {
-                    *cached.get_or_insert_with(|| {
-                        self.rules
-                            .for_service(&client.namespace, t.service, &t.fqdn)
-                    })
-                } else {
-                    None
-                };
-                for &(port, target, server_mode) in &t.ports {
-                    each(self.call(client, rule, t.service, port, t.server, target, server_mode));
-                }
+        Prepared {
+            clients,
+            targets,
+            groups,
+        }
+    }
+
+    /// What a client of `class` sends to every target port (`None`: a client
+    /// without a sidecar, which looks no rule up).
+    fn plans(&self, targets: &[Target<'m>], class: Option<ClientNs<'_>>) -> Vec<Plan<'m>> {
+        let mut plans = Vec::new();
+        for (ti, t) in targets.iter().enumerate() {
+            let rule = class.and_then(|c| self.rules.for_class(c, t.service, &t.fqdn));
+            for (pi, &(port, _, server_mode)) in t.ports.iter().enumerate() {
+                let (client_tls, reason) =
+                    self.client_tls(class.is_some(), rule, port, t.server.sidecar, server_mode);
+                let (outcome, mtls) = outcome(client_tls, t.server.sidecar, server_mode);
+                plans.push(Plan {
+                    target: ti,
+                    port: pi,
+                    client_tls,
+                    reason,
+                    outcome,
+                    mtls,
+                });
             }
         }
+        plans
     }
 }
 
@@ -529,12 +1011,12 @@ fn exports_nowhere(dr: &DestinationRule) -> bool {
 }
 
 /// `exportTo`: empty or `*` = everywhere, `.` = own namespace, else listed namespaces.
-fn exported_to(dr: &DestinationRule, namespace: &str) -> bool {
+fn exported_to(dr: &DestinationRule, client: ClientNs<'_>) -> bool {
     dr.export_to.is_empty()
-        || dr
-            .export_to
-            .iter()
-            .any(|e| e == "*" || e == namespace || (e == "." && dr.namespace == namespace))
+        || dr.export_to.iter().any(|e| match client {
+            ClientNs::Named(ns) => e == "*" || e == ns || (e == "." && dr.namespace == ns),
+            ClientNs::Other => e == "*",
+        })
 }
 
 /// `Some(rank)` when `pattern` matches `host`; lower is more specific
@@ -576,6 +1058,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::{check, MeshConfig};
+    use std::collections::BTreeMap;
 
     const LAB: &str = "
 apiVersion: v1
@@ -973,6 +1456,162 @@ spec: {selector: {app: nothing}, ports: [{port: 80}]}
                 (expected, mtls),
                 "{client:?} → {mode:?} (sidecar {sidecar})"
             );
+        }
+    }
+
+    /// istiod's DestinationRule choice written out directly from the mesh's
+    /// rules, without any index: the oracle for the indexed lookups.
+    fn istiod_rule<'m>(
+        mesh: &'m Mesh,
+        client: &str,
+        service: &Service,
+    ) -> Option<&'m DestinationRule> {
+        let fqdn = mesh.service_fqdn(service);
+        let best = |ns: &str, eligible: &dyn Fn(&DestinationRule) -> bool| {
+            mesh.destination_rules
+                .iter()
+                .filter(|d| d.namespace == ns && eligible(d))
+                .filter_map(|d| host_match_rank(&mesh.resolve_host(d), &fqdn).map(|r| (r, d)))
+                .min_by(|(ra, a), (rb, b)| ra.cmp(rb).then_with(|| a.name.cmp(&b.name)))
+                .map(|(_, d)| d)
+        };
+        let exported = |d: &DestinationRule| {
+            d.export_to.is_empty()
+                || d.export_to
+                    .iter()
+                    .any(|e| e == "*" || e == client || (e == "." && d.namespace == client))
+        };
+        best(client, &|d| {
+            d.export_to.is_empty() || !d.export_to.iter().all(|e| e == "~")
+        })
+        .or_else(|| best(&service.namespace, &exported))
+        .or_else(|| best(&mesh.config.root_namespace, &exported))
+    }
+
+    /// The seed-lab-like mesh plus `rules` (namespace, host, exportTo, mode)
+    /// and a namespace `qux` that only holds a client.
+    fn mesh_with_rules(rules: &[(usize, usize, usize, bool)], auto_mtls: bool) -> Mesh {
+        const NAMESPACES: [&str; 4] = ["foo", "bar", "legacy", "istio-system"];
+        const HOSTS: [&str; 7] = [
+            "httpbin",
+            "httpbin.bar.svc.cluster.local",
+            "*.bar.svc.cluster.local",
+            "*.local",
+            "*",
+            "sleep.legacy.svc.cluster.local",
+            "*.svc.cluster.local",
+        ];
+        const EXPORTS: [&str; 7] = [
+            "",
+            "  exportTo: [\".\"]\n",
+            "  exportTo: [\"*\"]\n",
+            "  exportTo: [\"~\"]\n",
+            "  exportTo: [foo]\n",
+            "  exportTo: [qux]\n",
+            "  exportTo: [bar, \".\"]\n",
+        ];
+        let mut extra = String::from(
+            "---\nkind: Deployment\nmetadata: {name: sleep, namespace: qux}\nspec: {template: {metadata: {labels: {app: sleep}}}}\n---\nkind: Service\nmetadata: {name: sleep, namespace: legacy}\nspec: {selector: {app: sleep}, ports: [{port: 80}]}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: bar}\nspec: {mtls: {mode: STRICT}}\n",
+        );
+        for (i, &(ns, host, export, mutual)) in rules.iter().enumerate() {
+            let mode = if mutual { "ISTIO_MUTUAL" } else { "DISABLE" };
+            extra += &dr(
+                &format!("d{i}"),
+                NAMESPACES[ns % 4],
+                HOSTS[host % 7],
+                mode,
+                EXPORTS[export % 7],
+            );
+        }
+        let report = check(
+            &[("lab.yaml", LAB), ("extra.yaml", &extra)],
+            MeshConfig {
+                auto_mtls,
+                ..MeshConfig::default()
+            },
+        );
+        assert!(
+            report
+                .diagnostics
+                .iter()
+                .all(|d| !d.code.starts_with("input-")),
+            "{:#?}",
+            report.diagnostics
+        );
+        report.mesh
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        #[test]
+        fn indexed_rule_lookups_agree_with_istiods_choice_from_every_namespace(
+            rules in proptest::collection::vec((0usize..4, 0usize..7, 0usize..7, proptest::bool::ANY), 0..6),
+        ) {
+            let mesh = mesh_with_rules(&rules, true);
+            let reach = mesh.reach();
+            for service in &mesh.services {
+                let mut expected: Vec<(&str, &str)> = Vec::new();
+                for ns in mesh.namespaces.keys() {
+                    let want = istiod_rule(&mesh, ns, service);
+                    let got = reach.destination_rule_for(ns, service);
+                    proptest::prop_assert_eq!(got, want, "{} from {}", service.name, ns);
+                    expected.extend(want.map(|d| (d.namespace.as_str(), d.name.as_str())));
+                }
+                expected.sort_unstable();
+                expected.dedup();
+                let mut chosen: Vec<(&str, &str)> = reach
+                    .chosen_rules(service)
+                    .iter()
+                    .map(|d| (d.namespace.as_str(), d.name.as_str()))
+                    .collect();
+                chosen.sort_unstable();
+                proptest::prop_assert_eq!(chosen, expected, "{}.{}", service.name, service.namespace);
+            }
+        }
+
+        #[test]
+        fn filtered_kept_and_grouped_matrices_agree_with_the_full_matrix(
+            rules in proptest::collection::vec((0usize..4, 0usize..7, 0usize..7, proptest::bool::ANY), 0..6),
+            auto_mtls in proptest::bool::ANY,
+            client_ns in 0usize..5,
+            only_broken in proptest::bool::ANY,
+        ) {
+            let mesh = mesh_with_rules(&rules, auto_mtls);
+            let reach = mesh.reach();
+            let full = reach.matrix().cells;
+            // Every cell is what connect answers on its own, with istiod's rule.
+            for c in &full {
+                let rule = istiod_rule(&mesh, &c.client_namespace, mesh.services.iter().find(|s| s.name == c.service && s.namespace == c.service_namespace).unwrap());
+                if let ClientReason::DestinationRule { name, namespace, .. } = &c.client_reason {
+                    proptest::prop_assert_eq!(rule.map(|d| (&d.namespace, &d.name)), Some((namespace, name)));
+                }
+            }
+            let namespaces = ["foo", "bar", "legacy", "qux", "nowhere"];
+            let wanted_ns = namespaces[client_ns];
+            let client = |w: &Workload| w.namespace != wanted_ns;
+            let service = |s: &Service| s.name == "httpbin";
+            let cell = |o: Outcome, _mtls: bool| !only_broken || o != Outcome::Allowed;
+            let select = Select { client: &client, service: &service, cell: &cell };
+            let mut got = Vec::new();
+            reach.calls_where(&select, &mut |call| got.push(call.cell()));
+            let want: Vec<Cell> = full
+                .iter()
+                .filter(|c| c.client_namespace != wanted_ns && c.service == "httpbin")
+                .filter(|c| !only_broken || c.outcome != Outcome::Allowed)
+                .cloned()
+                .collect();
+            proptest::prop_assert_eq!(&got, &want);
+            let mut grouped: Vec<(String, String, Counts)> = Vec::new();
+            reach.summary(&select, &mut |p| grouped.push((p.client_namespace.to_string(), p.service_namespace.to_string(), p.counts)));
+            let mut counted: BTreeMap<(String, String), Counts> = BTreeMap::new();
+            for c in full.iter().filter(|c| c.client_namespace != wanted_ns && c.service == "httpbin") {
+                counted
+                    .entry((c.client_namespace.clone(), c.service_namespace.clone()))
+                    .or_default()
+                    .add(c.outcome, c.mtls);
+            }
+            let counted: Vec<(String, String, Counts)> = counted.into_iter().map(|((a, b), c)| (a, b, c)).collect();
+            proptest::prop_assert_eq!(grouped, counted);
         }
     }
 }

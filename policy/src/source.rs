@@ -19,15 +19,20 @@ pub struct Limits {
     pub max_bytes: usize,
     pub max_documents: usize,
     pub max_depth: usize,
-    /// Total nodes built, counting every alias expansion (billion laughs stops here).
+    /// Total nodes built, counting every alias expansion (billion laughs stops
+    /// here). A text longer than this many bytes may build one node per byte
+    /// instead: YAML without aliases never has more nodes than bytes, so a
+    /// whole cluster's dump still loads while alias expansion stays bounded
+    /// by the input's size.
     pub max_nodes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_bytes: 16 << 20,
-            max_documents: 10_000,
+            // Room for `kubectl get -A -o yaml` of a 50,000-pod cluster (issue 18).
+            max_bytes: 256 << 20,
+            max_documents: 1_000_000,
             max_depth: 64,
             max_nodes: 1_000_000,
         }
@@ -158,7 +163,7 @@ pub fn load(text: &str, source: &str) -> Loaded {
 
 /// [`load`] with explicit limits.
 pub fn load_with(text: &str, source: &str, limits: &Limits) -> Loaded {
-    let mut ctx = Ctx::new(source, limits);
+    let mut ctx = Ctx::new(source, limits, text.len());
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.len() > limits.max_bytes {
         let what = format!("{} bytes, more than {}", text.len(), limits.max_bytes);
@@ -192,7 +197,7 @@ pub fn load_with(text: &str, source: &str, limits: &Limits) -> Loaded {
 }
 
 fn load_yaml_only(text: &str, source: &str, limits: &Limits) -> Loaded {
-    let mut ctx = Ctx::new(source, limits);
+    let mut ctx = Ctx::new(source, limits, text.len());
     ctx.load_yaml(text);
     ctx.out
 }
@@ -218,13 +223,13 @@ struct Doc {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(source: &'a str, limits: &'a Limits) -> Self {
+    fn new(source: &'a str, limits: &'a Limits, text_len: usize) -> Self {
         Ctx {
             source,
             limits,
             budget: Budget {
                 nodes: 0,
-                max_nodes: limits.max_nodes,
+                max_nodes: limits.max_nodes.max(text_len),
                 max_depth: limits.max_depth,
             },
             out: Loaded::default(),
