@@ -172,7 +172,14 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
 }
 
 fn random_serial() -> Result<SerialNumber, Error> {
-    Ok(SerialNumber::from_slice(&random_bytes::<16>()?))
+    // DER drops a leading zero byte, which would leave a 120-bit serial one
+    // time in 256 (and failed lib_api's serial-length test as often): draw again.
+    loop {
+        let b = random_bytes::<16>()?;
+        if b[0] != 0 {
+            return Ok(SerialNumber::from_slice(&b));
+        }
+    }
 }
 
 pub(crate) fn fmt_time(t: OffsetDateTime) -> String {
