@@ -187,13 +187,28 @@ pub fn parse(header: &str) -> Result<Xfcc, XfccError> {
 /// [`XfccError::TooLong`], [`XfccError::TooManyElements`] and
 /// [`XfccError::TooManyPairs`] when a bound is crossed.
 pub fn parse_with(header: &str, limits: &Limits) -> Result<Xfcc, XfccError> {
+    parse_keeping_last(header, limits).map(|(x, _)| x)
+}
+
+/// [`parse_with`], plus the text of the last element (the nearest proxy's) as
+/// it stands in `header`, without the spaces before it: a proxy that keeps only
+/// that element can pass it on byte for byte instead of re-encoding it.
+pub fn parse_keeping_last<'h>(
+    header: &'h str,
+    limits: &Limits,
+) -> Result<(Xfcc, &'h str), XfccError> {
     if header.len() > limits.max_len {
         return Err(XfccError::TooLong {
             len: header.len(),
             max: limits.max_len,
         });
     }
-    Parser::new(limits).run(header)
+    let (xfcc, start) = Parser::new(limits).run(header)?;
+    let last = header
+        .get(start..)
+        .unwrap_or_default()
+        .trim_start_matches([' ', '\t']);
+    Ok((xfcc, last))
 }
 
 /// Longest key worth buffering: anything longer is unknown anyway, and the error
@@ -225,6 +240,8 @@ struct Parser<'l> {
     current_key: Key,
     value: String,
     value_offset: usize,
+    /// Byte offset just after the `,` that began the current element.
+    last_start: usize,
 }
 
 impl<'l> Parser<'l> {
@@ -242,10 +259,11 @@ impl<'l> Parser<'l> {
             current_key: Key::By,
             value: String::new(),
             value_offset: 0,
+            last_start: 0,
         }
     }
 
-    fn run(mut self, header: &str) -> Result<Xfcc, XfccError> {
+    fn run(mut self, header: &str) -> Result<(Xfcc, usize), XfccError> {
         for (at, c) in header.char_indices() {
             if c.is_ascii_control() && c != '\t' {
                 return Err(XfccError::ControlCharacter { offset: at });
@@ -303,14 +321,14 @@ impl<'l> Parser<'l> {
                     self.value_offset = at + 1;
                     self.state = State::Quoted;
                 }
-                ';' | ',' => self.end_pair(c)?,
+                ';' | ',' => self.end_pair(c, at)?,
                 _ => {
                     self.value.push(c);
                     self.state = State::Bare;
                 }
             },
             State::Bare => match c {
-                ';' | ',' => self.end_pair(c)?,
+                ';' | ',' => self.end_pair(c, at)?,
                 _ => self.value.push(c),
             },
             State::Quoted => match c {
@@ -327,14 +345,14 @@ impl<'l> Parser<'l> {
                 self.state = State::Quoted;
             }
             State::AfterQuote => match c {
-                ';' | ',' => self.end_pair(c)?,
+                ';' | ',' => self.end_pair(c, at)?,
                 _ => return Err(XfccError::TrailingAfterQuote { offset: at }),
             },
         }
         Ok(())
     }
 
-    fn finish(mut self, end: usize) -> Result<Xfcc, XfccError> {
+    fn finish(mut self, end: usize) -> Result<(Xfcc, usize), XfccError> {
         match self.state {
             State::KeyStart { after_semicolon } => {
                 if after_semicolon {
@@ -358,7 +376,7 @@ impl<'l> Parser<'l> {
             State::ValueStart | State::Bare | State::AfterQuote => self.store_value()?,
         }
         self.out.elements.push(std::mem::take(&mut self.element));
-        Ok(self.out)
+        Ok((self.out, self.last_start))
     }
 
     fn start_pair(&mut self, at: usize) -> Result<(), XfccError> {
@@ -379,9 +397,10 @@ impl<'l> Parser<'l> {
         Ok(())
     }
 
-    fn end_pair(&mut self, separator: char) -> Result<(), XfccError> {
+    fn end_pair(&mut self, separator: char, at: usize) -> Result<(), XfccError> {
         self.store_value()?;
         if separator == ',' {
+            self.last_start = at + 1;
             self.out.elements.push(std::mem::take(&mut self.element));
             self.pairs_in_element = 0;
             self.state = State::KeyStart {

@@ -536,3 +536,14 @@ fn may_contain_finds_every_key_the_parser_reads_in_any_case() {
     assert!(!xfcc::may_contain("Cert", Key::Cert));
     assert!(!xfcc::may_contain("", Key::Cert));
 }
+
+#[test]
+fn the_last_element_is_kept_as_written_and_a_quoted_comma_does_not_end_one() {
+    let limits = Limits::default();
+    let header = "By=spiffe://a;URI=spiffe://x, By=spiffe://b;Subject=\"CN=s,O=o\";URI=spiffe://y";
+    let (x, last) = xfcc::parse_keeping_last(header, &limits).unwrap();
+    assert_eq!(last, "By=spiffe://b;Subject=\"CN=s,O=o\";URI=spiffe://y");
+    assert_eq!(xfcc::parse(last).unwrap().elements, [x.elements[1].clone()]);
+    let (_, only) = xfcc::parse_keeping_last("URI=spiffe://x", &limits).unwrap();
+    assert_eq!(only, "URI=spiffe://x");
+}
