@@ -12,8 +12,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// What to do when a request breaks an expectation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Action {
     /// Reject (HTTP 403 or close the connection).
     #[default]
@@ -22,9 +21,18 @@ pub enum Action {
     Audit,
 }
 
+impl Action {
+    /// The pluginConfig spelling.
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Enforce => "enforce",
+            Action::Audit => "audit",
+        }
+    }
+}
+
 /// What to do with a forged or smuggled `x-forwarded-client-cert`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum XfccPolicy {
     /// Reject the request.
     #[default]
@@ -35,9 +43,19 @@ pub enum XfccPolicy {
     Ignore,
 }
 
+impl XfccPolicy {
+    /// The pluginConfig spelling.
+    pub fn label(self) -> &'static str {
+        match self {
+            XfccPolicy::Verify => "verify",
+            XfccPolicy::Strip => "strip",
+            XfccPolicy::Ignore => "ignore",
+        }
+    }
+}
+
 /// Which kind of Envoy filter the plugin runs as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protocol {
     /// `envoy.filters.http.wasm`: one decision per request.
     #[default]
@@ -46,21 +64,14 @@ pub enum Protocol {
     Tcp,
 }
 
-/// Where the per-port mode comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Modes {
-    /// `mtls.mode` + `portLevelMtls` written directly.
-    Direct {
-        default: MtlsMode,
-        ports: BTreeMap<u32, MtlsMode>,
-    },
-    /// PeerAuthentication objects resolved for one workload, as istiod would.
-    Policies {
-        policies: Vec<PeerAuthentication>,
-        root_namespace: String,
-        namespace: String,
-        labels: BTreeMap<String, String>,
-    },
+impl Protocol {
+    /// The pluginConfig spelling.
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Tcp => "tcp",
+        }
+    }
 }
 
 /// The rules a decision applies on one destination port.
@@ -77,7 +88,12 @@ pub struct PortRules {
 /// A validated plugin configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub modes: Modes,
+    /// The mode of every port the configuration names (`portLevelMtls` keys, of
+    /// the direct modes or of any PeerAuthentication, and `allowedIdentities`
+    /// port keys), resolved once at parse time.
+    pub port_modes: Vec<(u32, MtlsMode)>,
+    /// The workload-level mode, which every other port has (never `Unset`).
+    pub workload_mode: MtlsMode,
     pub action: Action,
     pub xfcc: XfccPolicy,
     pub protocol: Protocol,
@@ -99,6 +115,12 @@ pub enum ConfigError {
     Mode {
         field: String,
         source: policy::mode::ModeError,
+    },
+    #[error("{field}: unknown variant `{value}`: use one of {expected}")]
+    Choice {
+        field: &'static str,
+        value: String,
+        expected: String,
     },
     #[error("{field}: port {key:?} is not a number between 1 and 65535")]
     Port { field: String, key: String },
@@ -132,12 +154,11 @@ struct RawConfig {
     workload: Option<RawWorkload>,
     peer_authentications: Option<Vec<RawPeerAuthentication>>,
     root_namespace: Option<String>,
-    #[serde(default)]
-    action: Action,
-    #[serde(default)]
-    xfcc: XfccPolicy,
-    #[serde(default)]
-    protocol: Protocol,
+    // Read as text and matched by `choice`: one string visitor instead of a
+    // derived enum visitor per field in the module.
+    action: Option<String>,
+    xfcc: Option<String>,
+    protocol: Option<String>,
     #[serde(default)]
     trusted_forwarders: Vec<String>,
     #[serde(default)]
@@ -189,6 +210,26 @@ fn parse_mode(field: &str, raw: Option<&RawMtls>) -> Result<MtlsMode, ConfigErro
     }
 }
 
+/// One of `options` by its pluginConfig spelling; the first is the default.
+fn choice<T: Copy, const N: usize>(
+    field: &'static str,
+    value: Option<&str>,
+    options: [T; N],
+    label: fn(T) -> &'static str,
+) -> Result<T, ConfigError> {
+    let Some(value) = value else {
+        return Ok(options[0]);
+    };
+    options
+        .into_iter()
+        .find(|o| label(*o) == value)
+        .ok_or_else(|| ConfigError::Choice {
+            field,
+            value: value.to_string(),
+            expected: options.map(label).join(", "),
+        })
+}
+
 fn parse_port(field: &str, key: &str) -> Result<u32, ConfigError> {
     policy::validate::parse_port(key).ok_or_else(|| ConfigError::Port {
         field: field.to_string(),
@@ -216,7 +257,32 @@ impl Config {
         }
         .map_err(|e| ConfigError::Json(e.to_string()))?;
 
-        let modes = match (&raw.peer_authentications, &raw.workload) {
+        // Ports named by the allow-lists count as named too; parsed first, so
+        // each mode source can resolve them with the rest.
+        let mut allowed_identities = BTreeMap::new();
+        for (key, patterns) in &raw.allowed_identities {
+            let port = if key == "*" {
+                None
+            } else {
+                Some(parse_port("allowedIdentities", key)?)
+            };
+            let field = format!("allowedIdentities.{key}");
+            let parsed = patterns
+                .iter()
+                .map(|p| parse_pattern(&field, p))
+                .collect::<Result<Vec<_>, _>>()?;
+            allowed_identities.insert(port, parsed);
+        }
+        // A Vec and a scan: a BTreeSet would add its own tree and sort code to
+        // the module for the handful of ports a config names.
+        let mut named: Vec<u32> = allowed_identities.keys().flatten().copied().collect();
+        let mut name = |p: u32| {
+            if !named.contains(&p) {
+                named.push(p);
+            }
+        };
+
+        let (workload_mode, port_modes) = match (&raw.peer_authentications, &raw.workload) {
             (Some(_), _) if raw.mtls.is_some() || raw.port_level_mtls.is_some() => {
                 return Err(ConfigError::BothModeSources)
             }
@@ -239,29 +305,35 @@ impl Config {
                             .collect::<Vec<_>>()
                             .join("; "),
                     })?;
+                    built.port_level.keys().for_each(|p| name(*p));
                     policies.push(built);
                 }
-                Modes::Policies {
-                    policies,
-                    root_namespace: raw
-                        .root_namespace
-                        .clone()
-                        .unwrap_or_else(|| "istio-system".to_string()),
-                    namespace: w.namespace.clone(),
-                    labels: w.labels.clone(),
-                }
+                let root = raw.root_namespace.as_deref().unwrap_or("istio-system");
+                let resolver = policy::resolve::Resolver::new(&policies, root);
+                let mode = |port| resolver.mode(&w.namespace, &w.labels, port);
+                let ports = named.iter().map(|p| (*p, mode(Some(*p)))).collect();
+                (mode(None), ports)
             }
             (Some(_), None) => return Err(ConfigError::MissingWorkload),
             (None, Some(_)) => return Err(ConfigError::WorkloadWithoutPolicies),
             (None, None) => {
-                let default = parse_mode("mtls.mode", raw.mtls.as_ref())?;
-                let mut ports = BTreeMap::new();
+                let workload =
+                    MtlsMode::Permissive.overridden_by(parse_mode("mtls.mode", raw.mtls.as_ref())?);
+                let mut declared = Vec::new();
                 for (key, m) in raw.port_level_mtls.iter().flatten() {
                     let field = format!("portLevelMtls.{key}.mode");
                     let port = parse_port("portLevelMtls", key)?;
-                    ports.insert(port, parse_mode(&field, Some(m))?);
+                    declared.push((port, parse_mode(&field, Some(m))?));
+                    name(port);
                 }
-                Modes::Direct { default, ports }
+                let ports = named
+                    .iter()
+                    .map(|p| {
+                        let own = declared.iter().find(|(q, _)| q == p).map(|(_, m)| *m);
+                        (*p, workload.overridden_by(own.unwrap_or(MtlsMode::Unset)))
+                    })
+                    .collect();
+                (workload, ports)
             }
         };
 
@@ -276,26 +348,27 @@ impl Config {
                 reason: e.to_string(),
             })?;
         }
-        let mut allowed_identities = BTreeMap::new();
-        for (key, patterns) in &raw.allowed_identities {
-            let port = if key == "*" {
-                None
-            } else {
-                Some(parse_port("allowedIdentities", key)?)
-            };
-            let field = format!("allowedIdentities.{key}");
-            let parsed = patterns
-                .iter()
-                .map(|p| parse_pattern(&field, p))
-                .collect::<Result<Vec<_>, _>>()?;
-            allowed_identities.insert(port, parsed);
-        }
-
         Ok(Config {
-            modes,
-            action: raw.action,
-            xfcc: raw.xfcc,
-            protocol: raw.protocol,
+            port_modes,
+            workload_mode,
+            action: choice(
+                "action",
+                raw.action.as_deref(),
+                [Action::Enforce, Action::Audit],
+                Action::label,
+            )?,
+            xfcc: choice(
+                "xfcc",
+                raw.xfcc.as_deref(),
+                [XfccPolicy::Verify, XfccPolicy::Strip, XfccPolicy::Ignore],
+                XfccPolicy::label,
+            )?,
+            protocol: choice(
+                "protocol",
+                raw.protocol.as_deref(),
+                [Protocol::Http, Protocol::Tcp],
+                Protocol::label,
+            )?,
             trusted_forwarders,
             allowed_trust_domains: raw.allowed_trust_domains,
             allowed_identities,
@@ -303,82 +376,39 @@ impl Config {
     }
 
     /// The effective mode for a destination port; never `Unset` (Istio's default is
-    /// PERMISSIVE). An unknown port (`None`) gets the workload-level mode.
+    /// PERMISSIVE). A port the configuration does not name, and an unknown port
+    /// (`None`), get the workload-level mode, as istiod gives them.
     pub fn mode_for(&self, port: Option<u32>) -> MtlsMode {
-        match &self.modes {
-            Modes::Direct { default, ports } => {
-                let declared = port.and_then(|p| ports.get(&p)).copied();
-                MtlsMode::Permissive
-                    .overridden_by(*default)
-                    .overridden_by(declared.unwrap_or(MtlsMode::Unset))
-            }
-            Modes::Policies {
-                policies,
-                root_namespace,
-                namespace,
-                labels,
-            } => policy::resolve::Resolver::new(policies, root_namespace)
-                .mode(namespace, labels, port),
-        }
+        port.and_then(|p| self.port_modes.iter().find(|(q, _)| *q == p))
+            .map_or(self.workload_mode, |(_, m)| *m)
     }
 
-    /// Ports the configuration names: `portLevelMtls` keys (of the direct modes or
-    /// of any PeerAuthentication) and `allowedIdentities` port keys.
-    pub fn named_ports(&self) -> std::collections::BTreeSet<u32> {
-        let mut ports: std::collections::BTreeSet<u32> =
-            self.allowed_identities.keys().flatten().copied().collect();
-        match &self.modes {
-            Modes::Direct { ports: p, .. } => ports.extend(p.keys()),
-            Modes::Policies { policies, .. } => {
-                for pa in policies {
-                    ports.extend(pa.port_level.keys());
-                }
-            }
-        }
-        ports
-    }
-
-    /// One line per allow-list that applies where plaintext is otherwise
-    /// accepted (a PERMISSIVE or DISABLE mode): there the list rejects every
-    /// plaintext request, which the mode alone would not suggest.
+    /// One line per port (and one for the ports the config does not name) where
+    /// an allow-list applies and the mode accepts plaintext (PERMISSIVE or
+    /// DISABLE): there the list rejects every plaintext request, which the mode
+    /// alone would not suggest.
     pub fn warnings(&self) -> Vec<String> {
-        let named = self.named_ports();
         let mut out = Vec::new();
-        let mut warn = |field: &str, ports: &str, mode: MtlsMode| {
-            if mode != MtlsMode::Strict {
-                out.push(format!(
-                    "{field} applies to {ports}, whose mode is {mode}: plaintext requests there are rejected (plaintext_not_allowed), since only mutual TLS proves an identity"
-                ));
+        let named = self.port_modes.iter().map(|(p, _)| Some(*p));
+        for port in named.chain([None]) {
+            let mode = self.mode_for(port);
+            let own = port.filter(|p| self.allowed_identities.contains_key(&Some(*p)));
+            let field = match own {
+                Some(p) => format!("allowedIdentities.{p}"),
+                None if self.allowed_identities.contains_key(&None) => "allowedIdentities.*".into(),
+                None if !self.allowed_trust_domains.is_empty() => "allowedTrustDomains".into(),
+                None => continue,
+            };
+            if mode == MtlsMode::Strict {
+                continue;
             }
-        };
-        let everywhere: Vec<&str> = [
-            (!self.allowed_trust_domains.is_empty()).then_some("allowedTrustDomains"),
-            self.allowed_identities
-                .contains_key(&None)
-                .then_some("allowedIdentities.*"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        for field in &everywhere {
-            warn(field, "ports the config does not name", self.mode_for(None));
-        }
-        for &port in &named {
-            let mode = self.mode_for(Some(port));
-            if self.allowed_identities.contains_key(&Some(port)) {
-                warn(
-                    &format!("allowedIdentities.{port}"),
-                    &format!("port {port}"),
-                    mode,
-                );
-            }
-            for field in &everywhere {
-                if *field == "allowedTrustDomains"
-                    || !self.allowed_identities.contains_key(&Some(port))
-                {
-                    warn(field, &format!("port {port}"), mode);
-                }
-            }
+            let scope = port.map_or_else(
+                || "ports the config does not name".into(),
+                |p| format!("port {p}"),
+            );
+            out.push(format!(
+                "{field} applies to {scope}, whose mode is {mode}: plaintext requests there are rejected (plaintext_not_allowed), since only mutual TLS proves an identity"
+            ));
         }
         out
     }
@@ -389,19 +419,25 @@ impl Config {
     /// one the user wrote (a Service port instead of the container port, say), so
     /// it gets the strictest rules rather than the workload's.
     pub fn port_rules(&self, port: Option<u32>) -> PortRules {
-        let named = self.named_ports();
-        if named.is_empty() || port.is_some_and(|p| named.contains(&p)) {
-            return PortRules {
-                mode: self.mode_for(port),
+        let named = port.and_then(|p| self.port_modes.iter().find(|(q, _)| *q == p));
+        match named {
+            Some((_, mode)) => PortRules {
+                mode: *mode,
                 known: true,
-            };
+            },
+            None if self.port_modes.is_empty() => PortRules {
+                mode: self.workload_mode,
+                known: true,
+            },
+            // STRICT > PERMISSIVE > DISABLE: the order of `MtlsMode`.
+            None => PortRules {
+                mode: self
+                    .port_modes
+                    .iter()
+                    .fold(self.workload_mode, |m, (_, p)| m.max(*p)),
+                known: false,
+            },
         }
-        // STRICT > PERMISSIVE > DISABLE: the order of `MtlsMode`.
-        let mode = named
-            .iter()
-            .map(|p| self.mode_for(Some(*p)))
-            .fold(self.mode_for(None), MtlsMode::max);
-        PortRules { mode, known: false }
     }
 
     /// The identity allow-list for a port, if any applies.

@@ -4,7 +4,7 @@ use crate::cert;
 use crate::config::{Action, Config, PortRules, XfccPolicy};
 use crate::facts::{Facts, Security};
 use policy::spiffe::{SpiffeId, SpiffePattern};
-use policy::xfcc::{self, Xfcc};
+use policy::xfcc;
 use policy::MtlsMode;
 use sha2::{Digest, Sha256};
 
@@ -310,7 +310,7 @@ fn check_xfcc(
     if facts.security != Security::Mtls {
         return Some((Reason::XfccOnPlaintext, XfccAction::Strip));
     }
-    let Ok(parsed) = xfcc::parse(header) else {
+    let Ok((parsed, own)) = xfcc::parse_keeping_last(header, &xfcc::Limits::default()) else {
         return Some((Reason::XfccMalformed, XfccAction::Strip));
     };
     let last = parsed.elements.last()?;
@@ -320,10 +320,8 @@ fn check_xfcc(
     if parsed.elements.len() > 1 {
         let trusted = peer.is_some_and(|id| matches_any(&config.trusted_forwarders, id));
         if !trusted {
-            let own = Xfcc {
-                elements: vec![last.clone()],
-            };
-            return Some((Reason::XfccSmuggled, XfccAction::Replace(own.to_header())));
+            // Envoy's own element, byte for byte as Envoy wrote it.
+            return Some((Reason::XfccSmuggled, XfccAction::Replace(own.to_string())));
         }
     }
     None

@@ -4,7 +4,7 @@
 //! and implements [`Proxy`] with host calls, so all of this runs under plain
 //! `cargo test`.
 
-use crate::config::{Config, ConfigError, PortRules, Protocol};
+use crate::config::{Config, ConfigError, Protocol};
 use crate::decide::{decide_with, Decision, Handling, Outcome, Reason, XfccAction};
 use crate::facts::{connection_id, flag, source_address, ConnectionFacts, Facts, Host};
 use crate::metrics;
@@ -128,7 +128,6 @@ struct State {
     decisions: Few<DecisionKey, u32>,
     forgeries: Few<ForgeryKey, u32>,
     connections: Vec<Option<(u64, Rc<Conn>)>>,
-    rules: Few<Option<u32>, PortRules>,
     tcp: Vec<(u32, Tcp)>,
     ticking: bool,
 }
@@ -148,8 +147,10 @@ impl Engine {
                 proxy.log(
                     Level::Info,
                     &format!(
-                        "peerauth: configured protocol={:?} action={:?} xfcc={:?}",
-                        c.protocol, c.action, c.xfcc
+                        "peerauth: configured protocol={} action={} xfcc={}",
+                        c.protocol.label(),
+                        c.action.label(),
+                        c.xfcc.label()
                     ),
                 );
                 for w in c.warnings() {
@@ -411,15 +412,6 @@ impl State {
         }
     }
 
-    fn rules(&mut self, config: &Config, port: Option<u32>) -> PortRules {
-        if let Some(rules) = self.rules.get(&port) {
-            return rules;
-        }
-        let rules = config.port_rules(port);
-        self.rules.insert(port, rules);
-        rules
-    }
-
     /// The decision for `xfcc` on `conn`: the connection's last one when the
     /// header is the same and carries no `Cert=` (whose validity depends on
     /// the time), else a new one.
@@ -443,7 +435,7 @@ impl State {
         }
         let now = if has_cert { proxy.now_unix() } else { None };
         let facts = Facts::new(&conn.facts, xfcc, now);
-        let rules = self.rules(config, facts.destination_port);
+        let rules = config.port_rules(facts.destination_port);
         let d = Rc::new(decide_with(config, &facts, rules));
         let keep = facts
             .xfcc
