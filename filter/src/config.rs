@@ -218,7 +218,11 @@ fn choice<T: Copy, const N: usize>(
     label: fn(T) -> &'static str,
 ) -> Result<T, ConfigError> {
     let Some(value) = value else {
-        return Ok(options[0]);
+        return options.first().copied().ok_or(ConfigError::Choice {
+            field,
+            value: String::new(),
+            expected: String::new(),
+        });
     };
     options
         .into_iter()

@@ -123,10 +123,10 @@ impl Key {
 /// (a false positive); a pair the parser reads never goes unnoticed.
 pub fn may_contain(header: &str, key: Key) -> bool {
     let name = key.as_str().as_bytes();
-    header
-        .as_bytes()
-        .windows(name.len() + 1)
-        .any(|w| w.last() == Some(&b'=') && w[..name.len()].eq_ignore_ascii_case(name))
+    header.as_bytes().windows(name.len() + 1).any(|w| {
+        w.split_last()
+            .is_some_and(|(eq, key)| *eq == b'=' && key.eq_ignore_ascii_case(name))
+    })
 }
 
 impl fmt::Display for Key {
