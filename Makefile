@@ -86,8 +86,10 @@ build-oci: build-filter
 
 ## ---- the two commands --------------------------------------------------------
 
+# The lab creates network namespaces and iptables rules, so it runs as root; sudo
+# resets PATH, which the lab needs to find envoy, hence `env PATH=…`.
 demo: setup build
-	cargo run --quiet --release -p peerauth-tests --bin demo
+	$(SUDO) env "PATH=$$PATH" PEERAUTH_FILTER_WASM=$(PEERAUTH_FILTER_WASM) $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/demo
 
 test: setup build-filter build-web test-rust test-browser
 
@@ -110,12 +112,8 @@ fmt:
 
 bench: setup build
 	bash certgen/bench/issue_1000.sh
-	bash tests/bench/filter_bench.sh
-	cargo build -p peerauth-bench-noop -p peerauth-bench-bare --target wasm32-wasip1 --profile wasm
-	PEERAUTH_FILTER_WASM=$(NOOP_WASM) bash tests/bench/filter_bench.sh
-	PEERAUTH_FILTER_WASM=$(BARE_WASM) bash tests/bench/filter_bench.sh
+	bash tests/bench/filter_bench.sh --perf 10
 	bash tests/bench/filter_bench.sh --rate 500 --connections 1
-	PEERAUTH_FILTER_WASM=$(BARE_WASM) bash tests/bench/filter_bench.sh --rate 500 --connections 1
 	python3 tests/bench/hostcalls.py --wasm $(NOOP_WASM) --bare-wasm $(BARE_WASM)
 	cd tests/browser && node bench.mjs
 
