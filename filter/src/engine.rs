@@ -114,9 +114,11 @@ impl Conn {
     }
 }
 
-/// Where a TCP connection stands.
+/// Where a TCP connection stands. Each connection context keeps its own once it
+/// is final, so a decided connection costs no lookup per read; the engine keeps
+/// only held connections and those its timer decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tcp {
+pub enum Tcp {
     /// Upstream bytes arrived during the TLS handshake and are held.
     Held,
     Allowed,
@@ -224,18 +226,20 @@ impl Engine {
     /// unchecked client. The connection is decided here when its facts are
     /// final: it proved a client certificate (`connection.mtls`), or it has no
     /// TLS at all (no local certificate). A TLS connection mid-handshake waits
-    /// for the timer or its first data.
-    pub fn on_upstream_data(&self, proxy: &dyn Proxy, context_id: u32) -> Verdict {
-        match self.tcp_state(context_id) {
+    /// for the timer or its first data. `known` is the connection's own record.
+    pub fn on_upstream_data(
+        &self,
+        proxy: &dyn Proxy,
+        context_id: u32,
+        known: &mut Option<Tcp>,
+    ) -> Verdict {
+        match self.settled(context_id, known) {
             Some(Tcp::Allowed) => return Verdict::Continue,
             Some(Tcp::Rejected) => return Verdict::Pause,
             Some(Tcp::Held) | None => {}
         }
         if self.config.is_none() || flag(proxy, &["connection", "mtls"]) || !has_tls(proxy) {
-            return match self.decide_tcp(proxy, context_id) {
-                Tcp::Allowed => Verdict::Continue,
-                _ => Verdict::Pause,
-            };
+            return self.decide_here(proxy, context_id, known);
         }
         if let Ok(mut state) = self.state.try_borrow_mut() {
             if !state.tcp.iter().any(|(id, _)| *id == context_id) {
@@ -245,22 +249,53 @@ impl Engine {
                 state.ticking = proxy.set_tick_period_ms(HANDSHAKE_POLL_MS);
             }
         }
+        *known = Some(Tcp::Held);
         Verdict::Pause
     }
 
     /// Data from the client. Over TLS it only arrives after the handshake, and a
     /// plaintext client has sent bytes before the filter chain even exists (the
     /// TLS inspector needs them), so the connection's facts are final here.
-    pub fn on_downstream_data(&self, proxy: &dyn Proxy, context_id: u32) -> Verdict {
-        let held = self.tcp_state(context_id);
-        match held {
+    pub fn on_downstream_data(
+        &self,
+        proxy: &dyn Proxy,
+        context_id: u32,
+        known: &mut Option<Tcp>,
+    ) -> Verdict {
+        match self.settled(context_id, known) {
             Some(Tcp::Allowed) => Verdict::Continue,
             Some(Tcp::Rejected) => Verdict::Pause,
-            // Held, or unknown to this engine (never held): decide now.
-            Some(Tcp::Held) | None => match self.decide_tcp(proxy, context_id) {
-                Tcp::Allowed => Verdict::Continue,
-                _ => Verdict::Pause,
-            },
+            Some(Tcp::Held) | None => self.decide_here(proxy, context_id, known),
+        }
+    }
+
+    /// The connection's state: its own record, or (when it was held) what the
+    /// engine holds for it, which is then moved into its own record once final.
+    fn settled(&self, context_id: u32, known: &mut Option<Tcp>) -> Option<Tcp> {
+        if matches!(known, Some(Tcp::Allowed | Tcp::Rejected)) || known.is_none() {
+            return *known;
+        }
+        let mut state = self.state.try_borrow_mut().ok()?;
+        let at = state.tcp.iter().position(|(id, _)| *id == context_id)?;
+        let (_, t) = state.tcp.get(at).copied()?;
+        if t != Tcp::Held {
+            state.tcp.swap_remove(at);
+            *known = Some(t);
+        }
+        Some(t)
+    }
+
+    /// Decide from the connection's own callback and keep the result there.
+    fn decide_here(&self, proxy: &dyn Proxy, context_id: u32, known: &mut Option<Tcp>) -> Verdict {
+        let t = self.decide_tcp(proxy);
+        if let Ok(mut state) = self.state.try_borrow_mut() {
+            state.tcp.retain(|(id, _)| *id != context_id);
+        }
+        *known = Some(t);
+        if t == Tcp::Allowed {
+            Verdict::Continue
+        } else {
+            Verdict::Pause
         }
     }
 
@@ -284,7 +319,12 @@ impl Engine {
             }
             // An allowed connection's held bytes go out with its next upstream
             // read; a rejected one is closed now rather than at its first data.
-            let _ = self.decide_tcp(proxy, *id);
+            let t = self.decide_tcp(proxy);
+            if let Ok(mut state) = self.state.try_borrow_mut() {
+                if let Some(entry) = state.tcp.iter_mut().find(|(c, _)| c == id) {
+                    entry.1 = t;
+                }
+            }
         }
         if let Ok(mut state) = self.state.try_borrow_mut() {
             if state.ticking && !state.tcp.iter().any(|(_, t)| *t == Tcp::Held) {
@@ -300,17 +340,13 @@ impl Engine {
         }
     }
 
-    fn tcp_state(&self, context_id: u32) -> Option<Tcp> {
-        let state = self.state.try_borrow().ok()?;
-        state
-            .tcp
-            .iter()
-            .find(|(id, _)| *id == context_id)
-            .map(|(_, t)| *t)
+    #[cfg(test)]
+    fn held_count(&self) -> usize {
+        self.state.borrow().tcp.len()
     }
 
     /// Decide a TCP connection (once), record it, and close it when rejected.
-    fn decide_tcp(&self, proxy: &dyn Proxy, context_id: u32) -> Tcp {
+    fn decide_tcp(&self, proxy: &dyn Proxy) -> Tcp {
         let Some(config) = self.config.as_ref() else {
             let _ = proxy.close_downstream();
             return Tcp::Rejected;
@@ -324,17 +360,12 @@ impl Engine {
         if state.record(proxy, &d, true) {
             proxy.log(Level::Warn, &d.log_line(source_address(proxy).as_deref()));
         }
-        let verdict = if d.outcome == Outcome::Rejected {
+        if d.outcome == Outcome::Rejected {
             let _ = proxy.close_downstream();
             Tcp::Rejected
         } else {
             Tcp::Allowed
-        };
-        match state.tcp.iter_mut().find(|(id, _)| *id == context_id) {
-            Some((_, t)) => *t = verdict,
-            None => state.tcp.push((context_id, verdict)),
         }
-        verdict
     }
 }
 
@@ -762,13 +793,17 @@ mod tests {
             &proxy,
             r#"{"protocol":"tcp","mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"]}"#,
         );
+        let mut known: [Option<Tcp>; 4] = [None; 4];
         // Plaintext (no local certificate): its facts are final, so it is
         // decided by the first upstream bytes and closed before they go out.
         proxy.plaintext(1);
         proxy.set_effective_context(1);
-        assert_eq!(e.on_upstream_data(&proxy, 1), Verdict::Pause);
+        assert_eq!(e.on_upstream_data(&proxy, 1, &mut known[1]), Verdict::Pause);
         assert_eq!(proxy.closed.borrow().as_slice(), [1]);
-        assert_eq!(e.on_downstream_data(&proxy, 1), Verdict::Pause);
+        assert_eq!(
+            e.on_downstream_data(&proxy, 1, &mut known[1]),
+            Verdict::Pause
+        );
         assert_eq!(
             proxy.count("reason=.=plaintext_on_strict"),
             1,
@@ -784,8 +819,10 @@ mod tests {
                 b"spiffe://cluster.local/ns/foo/sa/httpbin",
             );
             proxy.set_effective_context(id);
-            assert_eq!(e.on_upstream_data(&proxy, id), Verdict::Pause);
+            let k = &mut known[id as usize];
+            assert_eq!(e.on_upstream_data(&proxy, id, k), Verdict::Pause);
         }
+        assert_eq!(e.held_count(), 2);
         assert_eq!(proxy.tick_ms.get(), HANDSHAKE_POLL_MS);
         e.on_tick(&proxy);
         assert_eq!(
@@ -800,14 +837,29 @@ mod tests {
         assert_eq!(proxy.closed.borrow().as_slice(), [1, 2]);
         assert_eq!(proxy.tick_ms.get(), 0, "the timer stops with nothing held");
         proxy.set_effective_context(3);
-        assert_eq!(e.on_upstream_data(&proxy, 3), Verdict::Continue);
-        assert_eq!(e.on_downstream_data(&proxy, 3), Verdict::Continue);
+        assert_eq!(
+            e.on_upstream_data(&proxy, 3, &mut known[3]),
+            Verdict::Continue
+        );
+        assert_eq!(
+            e.on_downstream_data(&proxy, 3, &mut known[3]),
+            Verdict::Continue
+        );
         proxy.set_effective_context(2);
-        assert_eq!(e.on_upstream_data(&proxy, 2), Verdict::Pause);
+        assert_eq!(e.on_upstream_data(&proxy, 2, &mut known[2]), Verdict::Pause);
         assert_eq!(proxy.count("reason=.=trust_domain_not_allowed"), 1);
         assert_eq!(proxy.count("outcome=.=allowed"), 1);
+        assert_eq!(
+            known,
+            [
+                None,
+                Some(Tcp::Rejected),
+                Some(Tcp::Rejected),
+                Some(Tcp::Allowed)
+            ]
+        );
+        assert_eq!(e.held_count(), 0, "final states moved to their connections");
         e.on_connection_deleted(3);
-        assert!(e.tcp_state(3).is_none(), "forgotten when the context goes");
     }
 
     #[test]
@@ -816,8 +868,9 @@ mod tests {
         let e = Engine::unconfigured();
         assert_eq!(e.on_request_headers(&proxy), Verdict::Pause);
         assert_eq!(proxy.responses.borrow()[0].0, 503);
-        assert_eq!(e.on_upstream_data(&proxy, 3), Verdict::Pause);
-        assert_eq!(e.on_downstream_data(&proxy, 3), Verdict::Pause);
+        let mut known = None;
+        assert_eq!(e.on_upstream_data(&proxy, 3, &mut known), Verdict::Pause);
+        assert_eq!(e.on_downstream_data(&proxy, 3, &mut known), Verdict::Pause);
         assert!(!proxy.closed.borrow().is_empty());
         let bad = Engine::configure(&proxy, br#"{"mtls":{"mode":"strict"}}"#);
         assert!(bad.is_err());

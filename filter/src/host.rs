@@ -4,7 +4,7 @@
 //! `Context` helpers of proxy-wasm 0.2.5 unwrap and a panic kills the VM.
 
 use crate::config::Protocol;
-use crate::engine::{Engine, Level, Proxy, Verdict};
+use crate::engine::{Engine, Level, Proxy, Tcp, Verdict};
 use crate::facts::Host;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
@@ -130,6 +130,7 @@ impl RootContext for Root {
         Some(Box::new(Connection {
             engine: Rc::clone(&self.engine),
             id,
+            known: None,
         }))
     }
 }
@@ -149,17 +150,24 @@ impl HttpContext for Request {
 struct Connection {
     engine: Rc<Engine>,
     id: u32,
+    known: Option<Tcp>,
 }
 
 impl Context for Connection {}
 
 impl StreamContext for Connection {
     fn on_upstream_data(&mut self, _size: usize, _eos: bool) -> Action {
-        action(self.engine.on_upstream_data(&Envoy, self.id))
+        action(
+            self.engine
+                .on_upstream_data(&Envoy, self.id, &mut self.known),
+        )
     }
 
     fn on_downstream_data(&mut self, _size: usize, _eos: bool) -> Action {
-        action(self.engine.on_downstream_data(&Envoy, self.id))
+        action(
+            self.engine
+                .on_downstream_data(&Envoy, self.id, &mut self.known),
+        )
     }
 }
 
