@@ -4,7 +4,9 @@
 
 use crate::json;
 use policy::diagnostic::{Diagnostic, Location};
-use policy::reach::{self, Cell};
+use policy::reach;
+#[cfg(test)]
+use policy::reach::Cell;
 use policy::resolve::{self, IgnoreReason, Resolution, WorkloadReport};
 
 pub fn diagnostic(d: &Diagnostic) -> json::Diagnostic {
@@ -148,6 +150,8 @@ pub fn workload(w: &policy::mesh::Workload, report: &WorkloadReport) -> json::Wo
     }
 }
 
+/// The owned cell of the JSON contract (the oracle [`call`] is tested against).
+#[cfg(test)]
 pub fn cell(c: &Cell) -> json::Cell {
     json::Cell {
         client: json::WorkloadRef {
@@ -187,5 +191,139 @@ pub fn cell(c: &Cell) -> json::Cell {
         },
         mtls: c.mtls,
         explanation: c.explanation.clone(),
+    }
+}
+
+/// A [`json::Cell`] borrowing from the mesh, for writing many cells without
+/// copying names: it serializes to exactly what `json::Cell` does.
+#[derive(serde::Serialize)]
+pub struct CellRef<'a> {
+    client: WorkloadRef<'a>,
+    service: ServicePortRef<'a>,
+    client_tls: json::ClientTls,
+    client_reason: ClientReasonRef<'a>,
+    server_mode: policy::MtlsMode,
+    outcome: json::Outcome,
+    mtls: bool,
+    explanation: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct WorkloadRef<'a> {
+    namespace: &'a str,
+    name: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct ServicePortRef<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    port: u16,
+    target_port: u32,
+}
+
+#[derive(serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+enum ClientReasonRef<'a> {
+    NoSidecar,
+    DestinationRule {
+        namespace: &'a str,
+        name: &'a str,
+        tls_mode: policy::TlsMode,
+    },
+    AutoMtls,
+    AutoMtlsOff,
+}
+
+/// `call` as a cell of the JSON contract, with `explanation` its [`reach::Call::explain`].
+pub fn call<'a>(call: &reach::Call<'a>, explanation: &'a str) -> CellRef<'a> {
+    let client_reason = match call.destination_rule() {
+        Some((dr, mode)) => ClientReasonRef::DestinationRule {
+            namespace: &dr.namespace,
+            name: &dr.name,
+            tls_mode: mode,
+        },
+        None => match call.client_reason() {
+            reach::ClientReason::NoSidecar => ClientReasonRef::NoSidecar,
+            reach::ClientReason::AutoMtlsOff => ClientReasonRef::AutoMtlsOff,
+            reach::ClientReason::AutoMtls | reach::ClientReason::DestinationRule { .. } => {
+                ClientReasonRef::AutoMtls
+            }
+        },
+    };
+    CellRef {
+        client: WorkloadRef {
+            namespace: &call.client.namespace,
+            name: &call.client.name,
+        },
+        service: ServicePortRef {
+            namespace: &call.service.namespace,
+            name: &call.service.name,
+            port: call.service_port,
+            target_port: call.target_port,
+        },
+        client_tls: match call.client_tls {
+            reach::ClientTls::Plaintext => json::ClientTls::Plaintext,
+            reach::ClientTls::IstioMutual => json::ClientTls::IstioMutual,
+            reach::ClientTls::OtherTls => json::ClientTls::OtherTls,
+        },
+        client_reason,
+        server_mode: call.server_mode,
+        outcome: match call.outcome {
+            reach::Outcome::Allowed => json::Outcome::Allowed,
+            reach::Outcome::Reset => json::Outcome::Reset,
+            reach::Outcome::Failed => json::Outcome::Failed,
+        },
+        mtls: call.mtls,
+        explanation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    #[test]
+    fn a_borrowed_cell_serializes_exactly_like_the_contracts_cell() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests");
+        let mut texts = Vec::new();
+        for dir in [
+            "workloads",
+            "steps/6-precedence",
+            "steps/5-port-level-disable",
+        ] {
+            for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "yaml") {
+                    texts.push((
+                        path.display().to_string(),
+                        std::fs::read_to_string(&path).unwrap(),
+                    ));
+                }
+            }
+        }
+        let sources: Vec<(&str, &str)> = texts
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        for auto_mtls in [true, false] {
+            let config = policy::MeshConfig {
+                auto_mtls,
+                ..policy::MeshConfig::default()
+            };
+            let mesh = policy::check(&sources, config).mesh;
+            let reach = mesh.reach();
+            let mut seen = 0;
+            let mut rules = 0;
+            reach.calls(|call| {
+                let explanation = call.explain();
+                let borrowed = serde_json::to_string(&super::call(&call, &explanation)).unwrap();
+                let owned = serde_json::to_string(&super::cell(&call.cell())).unwrap();
+                assert_eq!(borrowed, owned);
+                seen += 1;
+                rules += usize::from(call.destination_rule().is_some());
+            });
+            assert!(seen > 20 && rules > 0, "{seen} cells, {rules} with a rule");
+        }
     }
 }

@@ -1,11 +1,9 @@
 //! Human output. No colours: the output is meant to be read in CI logs and
 //! pasted into reviews as is.
 
-use crate::json::{
-    self, Cell, ClientTls, Level, Outcome, PolicyRef, Resolution, Summary, WorkloadDescription,
-};
+use crate::json::{self, Level, PolicyRef, Resolution, Summary, WorkloadDescription};
 use policy::diagnostic::{Diagnostic, Severity};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 /// `path:line: error[code]: message`, then the hint, like a compiler.
@@ -237,110 +235,6 @@ pub fn describe(out: &mut dyn Write, workloads: &[WorkloadDescription]) -> io::R
                 policy,
                 s.declared.as_str(),
                 s.effective
-            )?;
-        }
-    }
-    Ok(())
-}
-
-fn short_cell(c: &Cell) -> &'static str {
-    match (c.outcome, c.mtls, c.client_tls) {
-        (Outcome::Allowed, true, _) => "200 mTLS",
-        (Outcome::Allowed, false, ClientTls::OtherTls) => "200 TLS",
-        (Outcome::Allowed, false, _) => "200 plain",
-        (Outcome::Reset, _, _) => "reset",
-        (Outcome::Failed, _, _) => "fail",
-    }
-}
-
-fn dotted_ref(namespaced: &str) -> String {
-    match namespaced.split_once('/') {
-        Some((ns, rest)) => format!("{rest}.{ns}"),
-        None => namespaced.to_string(),
-    }
-}
-
-/// A grid like the seed lab's `sleep.foo to httpbin.bar: 200` table: clients are
-/// rows, Service ports columns; then one line per request that does not succeed.
-pub fn matrix(
-    out: &mut dyn Write,
-    clients: &[String],
-    services: &[String],
-    cells: &[Cell],
-) -> io::Result<()> {
-    if cells.is_empty() {
-        return Ok(());
-    }
-    // `httpbin.bar:8000` — name.namespace as the seed lab writes it, plus the port.
-    let column = |s: &str| match s.split_once('/') {
-        Some((ns, rest)) => match rest.split_once(':') {
-            Some((name, port)) => format!("{name}.{ns}:{port}"),
-            None => format!("{rest}.{ns}"),
-        },
-        None => s.to_string(),
-    };
-    let rows: Vec<String> = clients.iter().map(|c| dotted_ref(c)).collect();
-    let cols: Vec<String> = services.iter().map(|s| column(s)).collect();
-    let first = rows
-        .iter()
-        .map(String::len)
-        .max()
-        .unwrap_or(0)
-        .max("client \\ server".len());
-    let widths: Vec<usize> = cols
-        .iter()
-        .map(|c| c.len().max("200 plain".len()))
-        .collect();
-    write!(out, "{:<first$}", "client \\ server")?;
-    for (c, w) in cols.iter().zip(&widths) {
-        write!(out, "  {c:<w$}")?;
-    }
-    writeln!(out)?;
-    // `namespace/name` → `namespace/name:port` → cell, built once.
-    let mut by_pair: HashMap<String, HashMap<String, &Cell>> = HashMap::new();
-    for c in cells {
-        by_pair
-            .entry(format!("{}/{}", c.client.namespace, c.client.name))
-            .or_default()
-            .entry(format!(
-                "{}/{}:{}",
-                c.service.namespace, c.service.name, c.service.port
-            ))
-            .or_insert(c);
-    }
-    for (client, row) in clients.iter().zip(&rows) {
-        let mut line = format!("{row:<first$}");
-        let row_cells = by_pair.get(client);
-        for (service, w) in services.iter().zip(&widths) {
-            let text = row_cells
-                .and_then(|r| r.get(service))
-                .map(|c| short_cell(c))
-                .unwrap_or("-");
-            line.push_str(&format!("  {text:<w$}"));
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    writeln!(
-        out,
-        "(200 mTLS: succeeds over Istio mTLS; 200 plain: succeeds in plaintext; reset: connection reset; fail: TLS reaches a plaintext app)"
-    )?;
-    let broken: Vec<&Cell> = cells
-        .iter()
-        .filter(|c| c.outcome != Outcome::Allowed)
-        .collect();
-    if !broken.is_empty() {
-        writeln!(out)?;
-        for c in broken {
-            writeln!(
-                out,
-                "{}: {}.{} -> {}.{}:{}: {}",
-                short_cell(c),
-                c.client.name,
-                c.client.namespace,
-                c.service.name,
-                c.service.namespace,
-                c.service.port,
-                c.explanation
             )?;
         }
     }

@@ -11,13 +11,15 @@
 
 pub mod cli;
 mod convert;
+pub mod generate;
 mod human;
 pub mod input;
 pub mod json;
+mod matrix;
 
 use cli::{CheckArgs, Cli, Command, DescribeArgs, MatrixArgs, MeshArgs};
 use policy::diagnostic::{Diagnostic, Location, Severity};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
@@ -273,117 +275,8 @@ fn matrix(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> io::Result<u8> {
-    let mut loaded = load(&args.files.files, &args.mesh, stdin);
-    let mesh = &loaded.report.mesh;
-    // Which clients and Services pass the label filters, decided once each.
-    let clients_ok: HashSet<(&str, &str)> = mesh
-        .workloads
-        .iter()
-        .filter(|w| has_labels(&w.labels, pairs(&args.client_label)))
-        .map(|w| (w.namespace.as_str(), w.name.as_str()))
-        .collect();
-    // A Service is a server when a pod it selects carries the labels (or, with no
-    // such pod in the files, when its own selector does).
-    let servers_ok: HashSet<(&str, &str)> = mesh
-        .services
-        .iter()
-        .filter(|s| {
-            let mut selected = mesh
-                .workloads
-                .iter()
-                .filter(|w| {
-                    w.namespace == s.namespace
-                        && !s.selector.is_empty()
-                        && has_labels(&w.labels, &s.selector)
-                })
-                .peekable();
-            if selected.peek().is_none() {
-                has_labels(&s.selector, pairs(&args.server_label))
-            } else {
-                selected.any(|w| has_labels(&w.labels, pairs(&args.server_label)))
-            }
-        })
-        .map(|s| (s.namespace.as_str(), s.name.as_str()))
-        .collect();
-    let cells: Vec<json::Cell> = mesh
-        .matrix()
-        .cells
-        .iter()
-        .filter(|c| {
-            clients_ok.contains(&(c.client_namespace.as_str(), c.client.as_str()))
-                && servers_ok.contains(&(c.service_namespace.as_str(), c.service.as_str()))
-        })
-        .map(convert::cell)
-        .collect();
-    let mut clients: Vec<String> = cells
-        .iter()
-        .map(|c| format!("{}/{}", c.client.namespace, c.client.name))
-        .collect();
-    clients.dedup();
-    let mut services: Vec<String> = Vec::new();
-    let mut seen: HashSet<(&str, &str, u16)> = HashSet::new();
-    for c in &cells {
-        let key = (
-            c.service.namespace.as_str(),
-            c.service.name.as_str(),
-            c.service.port,
-        );
-        if seen.insert(key) {
-            services.push(format!("{}/{}:{}", key.0, key.1, key.2));
-        }
-    }
-    if cells.is_empty() {
-        let message = match (args.client_label.is_empty(), args.server_label.is_empty()) {
-            (true, true) => {
-                "no client × service pair: the files define no workload or no Service with ports"
-                    .into()
-            }
-            _ => format!(
-                "no client × service pair matches{}{}",
-                if args.client_label.is_empty() {
-                    String::new()
-                } else {
-                    format!(" client labels {}", labels_text(&args.client_label))
-                },
-                if args.server_label.is_empty() {
-                    String::new()
-                } else {
-                    format!(" server labels {}", labels_text(&args.server_label))
-                },
-            ),
-        };
-        loaded.diagnostics.push(cli_diagnostic(
-            "input-empty-matrix",
-            message,
-            "check the -f paths and the --client-label/--server-label filters",
-        ));
-    }
-    let summary = summarize(&loaded.diagnostics);
-    let code = if summary.input_errors > 0 {
-        EXIT_INPUT
-    } else if cells.iter().any(|c| c.outcome != json::Outcome::Allowed) {
-        EXIT_FINDINGS
-    } else {
-        EXIT_OK
-    };
-    if args.output.json {
-        let doc = json::MatrixDocument {
-            version: json::VERSION.into(),
-            command: "matrix".into(),
-            exit_code: code,
-            inputs: loaded.inputs,
-            summary,
-            diagnostics: loaded.diagnostics.iter().map(convert::diagnostic).collect(),
-            clients,
-            services,
-            cells,
-        };
-        write_json(out, &doc)?;
-    } else {
-        human::matrix(out, &clients, &services, &cells)?;
-        human::input_errors(err, &loaded.diagnostics)?;
-    }
-    Ok(code)
+    let loaded = load(&args.files.files, &args.mesh, stdin);
+    matrix::run(args, loaded, out, err)
 }
 
 /// Whether `labels` contain every `want` pair (a Kubernetes label selector match).

@@ -1,12 +1,22 @@
 //! The `peerauth` binary: parse arguments, run, exit with the command's code.
 
 use clap::Parser;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // clap exits 2 on usage errors and 0 for --help/--version, matching our codes.
-    let cli = peerauth_cli::cli::Cli::parse();
+    let mut cli = peerauth_cli::cli::Cli::parse();
+    // The matrix's table must fit the terminal: $COLUMNS when the shell
+    // exports it, else 80 on a terminal; a pipe or file has no limit.
+    if let peerauth_cli::cli::Command::Matrix(m) = &mut cli.command {
+        if m.width.is_none() {
+            m.width = std::env::var("COLUMNS")
+                .ok()
+                .and_then(|c| c.trim().parse().ok())
+                .or_else(|| io::stdout().is_terminal().then_some(80));
+        }
+    }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let result = peerauth_cli::run(

@@ -647,6 +647,22 @@ impl<'m> Reach<'m> {
         }
     }
 
+    /// The rows (clients) and columns (Service ports) of the part of the
+    /// matrix `select` picks, in its order; each row has one cell per column
+    /// (so with no columns there are no rows, and the other way round).
+    pub fn axes(&self, select: &Select<'_>) -> (Vec<&'m Workload>, Vec<(&'m Service, u16)>) {
+        let prepared = self.prepare(select);
+        let columns: Vec<(&'m Service, u16)> = prepared
+            .targets
+            .iter()
+            .flat_map(|t| t.ports.iter().map(|p| (t.service, p.0)))
+            .collect();
+        if columns.is_empty() || prepared.clients.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        (prepared.clients, columns)
+    }
+
     /// The matrix `select` picks, counted per (client namespace, Service
     /// namespace) pair, in namespace order; pairs without cells are left out.
     /// `select.cell` is not consulted: every cell counts. Work is proportional
@@ -927,7 +943,7 @@ impl<'m> Reach<'m> {
     }
 }
 
-impl Call<'_> {
+impl<'m> Call<'m> {
     /// The reason as the public, owned [`ClientReason`].
     pub fn client_reason(&self) -> ClientReason {
         match self.reason {
@@ -939,6 +955,15 @@ impl Call<'_> {
             },
             Reason::AutoMtls => ClientReason::AutoMtls,
             Reason::AutoMtlsOff => ClientReason::AutoMtlsOff,
+        }
+    }
+
+    /// The DestinationRule the client applies and the TLS mode it takes from
+    /// it, when a rule decides ([`ClientReason::DestinationRule`] without copying).
+    pub fn destination_rule(&self) -> Option<(&'m DestinationRule, TlsMode)> {
+        match self.reason {
+            Reason::Rule(dr, mode) => Some((dr, mode)),
+            _ => None,
         }
     }
 
@@ -963,6 +988,14 @@ impl Call<'_> {
     /// One sentence: what the client sends and why, what the server is, and
     /// the result ([`Cell::explanation`]).
     pub fn explain(&self) -> String {
+        let mut s = String::with_capacity(160);
+        self.explain_into(&mut s);
+        s
+    }
+
+    /// [`Self::explain`], appended to `s` (so a caller writing many cells
+    /// reuses one buffer).
+    pub fn explain_into(&self, s: &mut String) {
         use std::fmt::Write as _;
         let sends = match self.client_tls {
             ClientTls::Plaintext => "plaintext",
@@ -970,7 +1003,6 @@ impl Call<'_> {
             ClientTls::OtherTls => "non-Istio TLS",
         };
         let (client, service, server) = (self.client, self.service, self.server);
-        let mut s = String::with_capacity(160);
         let _ = write!(
             s,
             "{}.{} sends {sends} to {}.{}:{} because ",
@@ -1002,7 +1034,6 @@ impl Call<'_> {
             Outcome::Reset => ", so the connection is reset",
             Outcome::Failed => ", so TLS bytes reach a plaintext listener and the request fails",
         });
-        s
     }
 }
 

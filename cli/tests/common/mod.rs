@@ -27,6 +27,8 @@ pub fn peerauth(args: &[&str]) -> Output {
 pub fn peerauth_with_stdin(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_peerauth"))
         .args(args)
+        // The matrix's view depends on the terminal width; tests see none.
+        .env_remove("COLUMNS")
         .current_dir(root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

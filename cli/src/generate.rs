@@ -1,12 +1,11 @@
-//! `cargo run --release -p policy --example mesh_gen -- WORKLOADS > mesh.yaml`:
-//! print a generated cluster of `WORKLOADS` workloads (a multiple of 10) as
-//! multi-document YAML, the shape of issue 18's scale benchmark
-//! (`cli/bench/scale.sh`, BENCHMARKS.md "Scale").
+//! Generated clusters for the scale benchmark (issue 18; `cli/bench/scale.sh`,
+//! BENCHMARKS.md "Scale") and the tests that compare the matrix's views on a
+//! big mesh: `cargo run --release -p peerauth-cli --example mesh_gen -- 50000 > mesh.yaml`.
 //!
-//! `WORKLOADS / 10` namespaces `ns-00000`, `ns-00001`, … each hold ten
-//! Deployments `app-0` … `app-9` (labels `app=app-<j>`, `tier=t<j mod 3>`,
-//! container ports 8080 and 9090), each behind a Service of the same name with
-//! two ports (80 → 8080, 9090 → 9090). Namespace `i`:
+//! [`mesh`] writes `workloads / 10` namespaces `ns-00000`, `ns-00001`, … each
+//! holding ten Deployments `app-0` … `app-9` (labels `app=app-<j>`,
+//! `tier=t<j mod 3>`, container ports 8080 and 9090), each behind a Service of
+//! the same name with two ports (80 → 8080, 9090 → 9090). Namespace `i`:
 //!
 //! * injects sidecars unless `i mod 5 = 4` (one namespace in five has none);
 //! * has a namespace-wide policy `default` of STRICT, PERMISSIVE, DISABLE or
@@ -17,9 +16,9 @@
 //!   with ISTIO_MUTUAL and DISABLE on Service port 9090.
 //!
 //! The root namespace has a PERMISSIVE mesh-wide policy. The output is a pure
-//! function of `WORKLOADS`, so the numbers can be reproduced.
-use std::io::{self, BufWriter, Write};
-use std::process::ExitCode;
+//! function of `workloads`, so the numbers can be reproduced.
+
+use std::io::{self, Write};
 
 fn namespace(out: &mut dyn Write, i: usize) -> io::Result<()> {
     let ns = format!("ns-{i:05}");
@@ -64,7 +63,8 @@ fn namespace(out: &mut dyn Write, i: usize) -> io::Result<()> {
     Ok(())
 }
 
-fn generate(out: &mut dyn Write, workloads: usize) -> io::Result<()> {
+/// Write the mesh of `workloads` workloads (rounded down to a multiple of 10).
+pub fn mesh(out: &mut dyn Write, workloads: usize) -> io::Result<()> {
     writeln!(
         out,
         "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: istio-system\nspec:\n  mtls:\n    mode: PERMISSIVE"
@@ -75,23 +75,10 @@ fn generate(out: &mut dyn Write, workloads: usize) -> io::Result<()> {
     out.flush()
 }
 
-fn main() -> ExitCode {
-    let arg = std::env::args().nth(1);
-    let Some(workloads) = arg
-        .as_deref()
-        .and_then(|a| a.replace('_', "").parse::<usize>().ok())
-        .filter(|w| *w >= 10 && w % 10 == 0)
-    else {
-        eprintln!("usage: mesh_gen WORKLOADS   (a multiple of 10, e.g. 50000)");
-        return ExitCode::from(2);
-    };
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    match generate(&mut out, workloads) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mesh_gen: cannot write: {e}");
-            ExitCode::FAILURE
-        }
-    }
+/// [`mesh`] as a string.
+pub fn mesh_text(workloads: usize) -> String {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = mesh(&mut out, workloads);
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -1,0 +1,447 @@
+//! `peerauth matrix`, streamed: filters pick clients and Services before any
+//! cell is computed, and cells are written as they are computed, so memory
+//! does not depend on the number of cells. The text view is the full table,
+//! or, when that would be wider than the terminal, a summary per namespace
+//! pair (counted without visiting the cells).
+
+use crate::cli::{MatrixArgs, Only};
+use crate::{convert, human, json, Loaded, EXIT_FINDINGS, EXIT_INPUT, EXIT_OK};
+use policy::mesh::{Service, Workload};
+use policy::reach::{Call, Counts, Outcome, Reach, Select};
+use serde::ser::{SerializeSeq, Serializer};
+use serde::Serialize;
+use std::io::{self, Write};
+
+/// Above this many cells the text view is the summary unless `--full` asks
+/// for the table: a pipe without a known width should not get gigabytes.
+pub const MAX_TABLE_CELLS: u64 = 1_000_000;
+
+/// Whether `--only` keeps a cell (every cell when it is not given).
+fn kept(only: &[Only], outcome: Outcome, mtls: bool) -> bool {
+    only.is_empty()
+        || only.iter().any(|o| match o {
+            Only::Mtls => outcome == Outcome::Allowed && mtls,
+            Only::Plaintext => outcome == Outcome::Allowed && !mtls,
+            Only::Reset => outcome == Outcome::Reset,
+            Only::Fail => outcome == Outcome::Failed,
+        })
+}
+
+/// The cells of `counts` that `--only` keeps.
+fn kept_counts(only: &[Only], counts: &Counts) -> Counts {
+    let keep = |outcome, mtls, n: u64| if kept(only, outcome, mtls) { n } else { 0 };
+    Counts {
+        mtls: keep(Outcome::Allowed, true, counts.mtls),
+        plaintext: keep(Outcome::Allowed, false, counts.plaintext),
+        reset: keep(Outcome::Reset, false, counts.reset),
+        failed: keep(Outcome::Failed, false, counts.failed),
+    }
+}
+
+/// Whether `labels` contain every `want` pair.
+fn has_labels(
+    labels: &std::collections::BTreeMap<String, String>,
+    want: &[(String, String)],
+) -> bool {
+    want.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+pub fn run(
+    args: &MatrixArgs,
+    mut loaded: Loaded,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<u8> {
+    let mesh = &loaded.report.mesh;
+    let reach = mesh.reach();
+    let client = |w: &Workload| has_labels(&w.labels, &args.client_label);
+    // A Service is a server when a pod it selects carries the labels (or, with
+    // no such pod in the files, when its own selector does).
+    let service = |s: &Service| {
+        let mut selected = reach.endpoints(s).peekable();
+        if selected.peek().is_none() {
+            has_labels(&s.selector, &args.server_label)
+        } else {
+            selected.any(|w| has_labels(&w.labels, &args.server_label))
+        }
+    };
+    let only = args.only.as_slice();
+    let cell = |outcome: Outcome, mtls: bool| kept(only, outcome, mtls);
+    let select = Select {
+        client: &client,
+        service: &service,
+        cell: &cell,
+    };
+    let mut total = Counts::default();
+    reach.summary(&select, &mut |pair| {
+        let c = pair.counts;
+        total.mtls += c.mtls;
+        total.plaintext += c.plaintext;
+        total.reset += c.reset;
+        total.failed += c.failed;
+    });
+    if total.total() == 0 {
+        let message = match (args.client_label.is_empty(), args.server_label.is_empty()) {
+            (true, true) => {
+                "no client × service pair: the files define no workload or no Service with ports"
+                    .into()
+            }
+            _ => format!(
+                "no client × service pair matches{}{}",
+                if args.client_label.is_empty() {
+                    String::new()
+                } else {
+                    format!(" client labels {}", crate::labels_text(&args.client_label))
+                },
+                if args.server_label.is_empty() {
+                    String::new()
+                } else {
+                    format!(" server labels {}", crate::labels_text(&args.server_label))
+                },
+            ),
+        };
+        loaded.diagnostics.push(crate::cli_diagnostic(
+            "input-empty-matrix",
+            message,
+            "check the -f paths and the --client-label/--server-label filters",
+        ));
+    }
+    let shown = kept_counts(only, &total);
+    let summary = crate::summarize(&loaded.diagnostics);
+    let code = if summary.input_errors > 0 {
+        EXIT_INPUT
+    } else if shown.reset + shown.failed > 0 {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
+    };
+    if args.output.json {
+        let (clients, columns) = reach.axes(&select);
+        let doc = Document {
+            version: json::VERSION,
+            command: "matrix",
+            exit_code: code,
+            inputs: &loaded.inputs,
+            summary,
+            diagnostics: loaded.diagnostics.iter().map(convert::diagnostic).collect(),
+            clients: clients
+                .iter()
+                .map(|w| format!("{}/{}", w.namespace, w.name))
+                .collect(),
+            services: columns
+                .iter()
+                .map(|(s, port)| format!("{}/{}:{port}", s.namespace, s.name))
+                .collect(),
+            cells: Cells {
+                reach: &reach,
+                select: &select,
+            },
+        };
+        serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
+        writeln!(out)?;
+        return Ok(code);
+    }
+    if args.json_lines {
+        json_lines(out, &reach, &select)?;
+    } else if !only.is_empty() {
+        list(out, &reach, &select)?;
+    } else {
+        let (clients, columns) = reach.axes(&select);
+        let table = Table::new(&clients, &columns);
+        let cells = clients.len() as u64 * columns.len() as u64;
+        let too_wide = args.width.is_some_and(|w| table.width > w);
+        if args.full || (!args.grouped && !too_wide && cells <= MAX_TABLE_CELLS) {
+            table.write(out, &reach, &select)?;
+        } else {
+            let why = if args.grouped {
+                String::new()
+            } else if too_wide {
+                format!(
+                    "Grouped: the table is {} characters wide, more than {} (--width, COLUMNS). ",
+                    table.width,
+                    args.width.unwrap_or(0)
+                )
+            } else {
+                format!(
+                    "Grouped: the table would have {cells} cells, more than {MAX_TABLE_CELLS}. "
+                )
+            };
+            grouped(out, &reach, &select, &total, &why)?;
+        }
+    }
+    human::input_errors(err, &loaded.diagnostics)?;
+    Ok(code)
+}
+
+/// `peerauth matrix --json`: [`json::MatrixDocument`], with the cells
+/// serialized as they are computed.
+#[derive(Serialize)]
+struct Document<'a> {
+    version: &'a str,
+    command: &'a str,
+    exit_code: u8,
+    inputs: &'a json::Inputs,
+    summary: json::Summary,
+    diagnostics: Vec<json::Diagnostic>,
+    clients: Vec<String>,
+    services: Vec<String>,
+    cells: Cells<'a>,
+}
+
+struct Cells<'a> {
+    reach: &'a Reach<'a>,
+    select: &'a Select<'a>,
+}
+
+impl Serialize for Cells<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(None)?;
+        let mut failed = None;
+        let mut explanation = String::new();
+        self.reach.calls_where(self.select, &mut |call| {
+            if failed.is_none() {
+                explanation.clear();
+                call.explain_into(&mut explanation);
+                if let Err(e) = seq.serialize_element(&convert::call(&call, &explanation)) {
+                    failed = Some(e);
+                }
+            }
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => seq.end(),
+        }
+    }
+}
+
+/// `--json-lines`: one [`json::Cell`] per line.
+fn json_lines(out: &mut dyn Write, reach: &Reach<'_>, select: &Select<'_>) -> io::Result<()> {
+    let mut failed = None;
+    let mut explanation = String::new();
+    let mut line: Vec<u8> = Vec::with_capacity(1024);
+    reach.calls_where(select, &mut |call| {
+        if failed.is_some() {
+            return;
+        }
+        explanation.clear();
+        call.explain_into(&mut explanation);
+        line.clear();
+        let written = serde_json::to_writer(&mut line, &convert::call(&call, &explanation))
+            .map_err(io::Error::other)
+            .and_then(|()| {
+                line.push(b'\n');
+                out.write_all(&line)
+            });
+        if let Err(e) = written {
+            failed = Some(e);
+        }
+    });
+    failed.map_or(Ok(()), Err)
+}
+
+/// `200 mTLS`, `200 plain`, `reset`, `fail`: a cell as the table shows it.
+fn short(call: &Call<'_>) -> &'static str {
+    match (call.outcome, call.mtls, call.client_tls) {
+        (Outcome::Allowed, true, _) => "200 mTLS",
+        (Outcome::Allowed, false, policy::reach::ClientTls::OtherTls) => "200 TLS",
+        (Outcome::Allowed, false, _) => "200 plain",
+        (Outcome::Reset, _, _) => "reset",
+        (Outcome::Failed, _, _) => "fail",
+    }
+}
+
+/// `reset: sleep.legacy -> httpbin.foo:8000: <explanation>`, one line per
+/// call `select` keeps (the lines under the full table).
+fn list(out: &mut dyn Write, reach: &Reach<'_>, select: &Select<'_>) -> io::Result<()> {
+    let mut failed = None;
+    let mut line = String::with_capacity(256);
+    reach.calls_where(select, &mut |call| {
+        if failed.is_some() {
+            return;
+        }
+        line.clear();
+        let (c, s) = (call.client, call.service);
+        line.push_str(short(&call));
+        line.push_str(": ");
+        for part in [
+            &c.name,
+            ".",
+            &c.namespace,
+            " -> ",
+            &s.name,
+            ".",
+            &s.namespace,
+            ":",
+        ] {
+            line.push_str(part);
+        }
+        line.push_str(&call.service_port.to_string());
+        line.push_str(": ");
+        call.explain_into(&mut line);
+        line.push('\n');
+        if let Err(e) = out.write_all(line.as_bytes()) {
+            failed = Some(e);
+        }
+    });
+    failed.map_or(Ok(()), Err)
+}
+
+const LEGEND: &str = "(200 mTLS: succeeds over Istio mTLS; 200 plain: succeeds in plaintext; reset: connection reset; fail: TLS reaches a plaintext app)";
+
+/// The full table's layout: like the seed lab's `sleep.foo to httpbin.bar: 200`
+/// table, clients are rows and Service ports columns.
+struct Table {
+    rows: Vec<String>,
+    cols: Vec<String>,
+    first: usize,
+    widths: Vec<usize>,
+    /// Characters in the widest line.
+    width: usize,
+}
+
+impl Table {
+    fn new(clients: &[&Workload], columns: &[(&Service, u16)]) -> Self {
+        let rows: Vec<String> = clients
+            .iter()
+            .map(|w| format!("{}.{}", w.name, w.namespace))
+            .collect();
+        // `httpbin.bar:8000` — name.namespace as the seed lab writes it, plus the port.
+        let cols: Vec<String> = columns
+            .iter()
+            .map(|(s, port)| format!("{}.{}:{port}", s.name, s.namespace))
+            .collect();
+        let first = rows
+            .iter()
+            .map(String::len)
+            .max()
+            .unwrap_or(0)
+            .max("client \\ server".len());
+        let widths: Vec<usize> = cols
+            .iter()
+            .map(|c| c.len().max("200 plain".len()))
+            .collect();
+        let width = first + widths.iter().map(|w| w + 2).sum::<usize>();
+        Self {
+            rows,
+            cols,
+            first,
+            widths,
+            width,
+        }
+    }
+
+    /// The table, the legend, then one line per request that does not succeed.
+    fn write(&self, out: &mut dyn Write, reach: &Reach<'_>, select: &Select<'_>) -> io::Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let first = self.first;
+        let mut header = format!("{:<first$}", "client \\ server");
+        for (c, w) in self.cols.iter().zip(&self.widths) {
+            header.push_str(&format!("  {c:<w$}"));
+        }
+        writeln!(out, "{header}")?;
+        // Cells come row by row, one per column, in the table's order.
+        let mut failed = None;
+        let mut line = String::new();
+        let mut row = 0usize;
+        let mut col = 0usize;
+        let mut broken = 0u64;
+        reach.calls_where(select, &mut |call| {
+            if failed.is_some() {
+                return;
+            }
+            if col == 0 {
+                line.clear();
+                let name = self.rows.get(row).map_or("", String::as_str);
+                line.push_str(&format!("{name:<first$}"));
+            }
+            let w = self.widths.get(col).copied().unwrap_or(0);
+            line.push_str(&format!("  {:<w$}", short(&call)));
+            if call.outcome != Outcome::Allowed {
+                broken += 1;
+            }
+            col += 1;
+            if col == self.widths.len() {
+                col = 0;
+                row += 1;
+                if let Err(e) = writeln!(out, "{}", line.trim_end()) {
+                    failed = Some(e);
+                }
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        writeln!(out, "{LEGEND}")?;
+        if broken > 0 {
+            writeln!(out)?;
+            let broken_only = |outcome: Outcome, _mtls: bool| outcome != Outcome::Allowed;
+            list(
+                out,
+                reach,
+                &Select {
+                    client: select.client,
+                    service: select.service,
+                    cell: &broken_only,
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The summary: one line per (client namespace, Service namespace) pair with
+/// the number of cells of each kind.
+fn grouped(
+    out: &mut dyn Write,
+    reach: &Reach<'_>,
+    select: &Select<'_>,
+    total: &Counts,
+    why: &str,
+) -> io::Result<()> {
+    let mut pairs = 0u64;
+    let (mut client_w, mut service_w) = ("client namespace".len(), "service namespace".len());
+    reach.summary(select, &mut |p| {
+        pairs += 1;
+        client_w = client_w.max(p.client_namespace.chars().count());
+        service_w = service_w.max(p.service_namespace.chars().count());
+    });
+    writeln!(
+        out,
+        "{:<client_w$}  {:<service_w$}  {:>9}  {:>9}  {:>9}  {:>9}",
+        "client namespace", "service namespace", "200 mTLS", "200 plain", "reset", "fail"
+    )?;
+    let mut failed = None;
+    let mut line = String::with_capacity(128);
+    reach.summary(select, &mut |p| {
+        if failed.is_some() {
+            return;
+        }
+        use std::fmt::Write as _;
+        line.clear();
+        let c = p.counts;
+        let _ = writeln!(
+            line,
+            "{:<client_w$}  {:<service_w$}  {:>9}  {:>9}  {:>9}  {:>9}",
+            p.client_namespace, p.service_namespace, c.mtls, c.plaintext, c.reset, c.failed
+        );
+        if let Err(e) = out.write_all(line.as_bytes()) {
+            failed = Some(e);
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    writeln!(
+        out,
+        "{:<client_w$}  {:<service_w$}  {:>9}  {:>9}  {:>9}  {:>9}",
+        "all", "", total.mtls, total.plaintext, total.reset, total.failed
+    )?;
+    writeln!(out, "{LEGEND}")?;
+    writeln!(out, "{} cells in {pairs} namespace pairs.", total.total())?;
+    writeln!(
+        out,
+        "{why}--full prints the table; --only reset,fail lists the cells that fail."
+    )
+}

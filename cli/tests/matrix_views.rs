@@ -1,0 +1,277 @@
+//! `peerauth matrix`'s views of one matrix agree cell for cell: the streamed
+//! `--json` document is the reference, and `--json-lines`, `--only`, the label
+//! filters and the grouped summary are checked against it on the seed lab's
+//! steps and on a generated mesh (issue 18's shape).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{peerauth, scratch, step_files};
+use peerauth_cli::json::{Cell, MatrixDocument, Outcome};
+use std::collections::BTreeMap;
+
+/// Input sets: every seed-lab step, and a generated mesh of 200 workloads.
+fn inputs() -> Vec<Vec<String>> {
+    let mut sets: Vec<Vec<String>> = [
+        "1-no-policy",
+        "2-mesh-strict",
+        "3-namespace-strict",
+        "4-workload-strict",
+        "5-port-level-disable",
+        "6-precedence",
+    ]
+    .iter()
+    .map(|s| step_files(s))
+    .collect();
+    let dir = scratch("views");
+    let path = dir.join("mesh-200.yaml");
+    std::fs::write(&path, peerauth_cli::generate::mesh_text(200)).unwrap();
+    sets.push(vec!["-f".into(), path.display().to_string()]);
+    sets
+}
+
+fn run(files: &[String], extra: &[&str]) -> common::Output {
+    let mut args: Vec<&str> = vec!["matrix"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(extra);
+    peerauth(&args)
+}
+
+fn document(files: &[String], extra: &[&str]) -> MatrixDocument {
+    let mut args = extra.to_vec();
+    args.push("--json");
+    let out = run(files, &args);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stderr))
+}
+
+fn kind(c: &Cell) -> &'static str {
+    match (c.outcome, c.mtls) {
+        (Outcome::Allowed, true) => "mtls",
+        (Outcome::Allowed, false) => "plaintext",
+        (Outcome::Reset, _) => "reset",
+        (Outcome::Failed, _) => "fail",
+    }
+}
+
+#[test]
+fn json_lines_stream_exactly_the_cells_of_the_json_document() {
+    for files in inputs() {
+        let full = document(&files, &[]);
+        assert!(!full.cells.is_empty(), "{files:?}");
+        let out = run(&files, &["--json-lines"]);
+        let lines: Vec<Cell> = out
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines, full.cells, "{files:?}");
+        assert_eq!(out.code, full.exit_code as i32);
+        // The document's rows and columns are those of its cells.
+        let mut clients: Vec<String> = full
+            .cells
+            .iter()
+            .map(|c| format!("{}/{}", c.client.namespace, c.client.name))
+            .collect();
+        clients.dedup();
+        assert_eq!(clients, full.clients);
+        assert_eq!(
+            full.cells.len(),
+            full.clients.len() * full.services.len(),
+            "{files:?}"
+        );
+    }
+}
+
+#[test]
+fn only_keeps_exactly_the_cells_of_those_kinds_in_every_output() {
+    for files in inputs() {
+        let full = document(&files, &[]);
+        for only in ["reset,fail", "plaintext", "mtls,reset", "fail"] {
+            let kinds: Vec<&str> = only.split(',').collect();
+            let want: Vec<Cell> = full
+                .cells
+                .iter()
+                .filter(|c| kinds.contains(&kind(c)))
+                .cloned()
+                .collect();
+            let doc = document(&files, &["--only", only]);
+            assert_eq!(doc.cells, want, "{only} {files:?}");
+            assert_eq!(doc.clients, full.clients);
+            let broken = want.iter().any(|c| c.outcome != Outcome::Allowed);
+            assert_eq!(doc.exit_code, u8::from(broken), "{only} {files:?}");
+            let lines = run(&files, &["--only", only, "--json-lines"]);
+            let streamed: Vec<Cell> = lines
+                .stdout
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(streamed, want, "{only} {files:?}");
+            // The text list: one line per kept cell, naming it and explaining it.
+            let text = run(&files, &["--only", only]);
+            let listed: Vec<&str> = text.stdout.lines().collect();
+            assert_eq!(listed.len(), want.len(), "{only} {files:?}");
+            for (line, c) in listed.iter().zip(&want) {
+                let expected = format!(
+                    "{}.{} -> {}.{}:{}: {}",
+                    c.client.name,
+                    c.client.namespace,
+                    c.service.name,
+                    c.service.namespace,
+                    c.service.port,
+                    c.explanation
+                );
+                assert!(line.ends_with(&expected), "{line}\n{expected}");
+            }
+        }
+    }
+}
+
+#[test]
+fn label_filters_pick_the_same_cells_as_filtering_the_full_matrix() {
+    for files in inputs() {
+        let full = document(&files, &[]);
+        let generated = files.iter().any(|f| f.ends_with("mesh-200.yaml"));
+        // Deployments carry app=<their name> in both inputs.
+        let (client, server) = if generated {
+            ("app-1", "app-2")
+        } else {
+            ("sleep", "httpbin")
+        };
+        let doc = document(
+            &files,
+            &[
+                "--client-label",
+                &format!("app={client}"),
+                "--server-label",
+                &format!("app={server}"),
+            ],
+        );
+        let want: Vec<Cell> = full
+            .cells
+            .iter()
+            .filter(|c| c.client.name == client && c.service.name == server)
+            .cloned()
+            .collect();
+        assert!(!want.is_empty());
+        assert_eq!(doc.cells, want, "{files:?}");
+    }
+}
+
+/// The grouped summary's lines: (client namespace, service namespace) → the
+/// four counts, and the `all` line.
+type Pairs = BTreeMap<(String, String), [u64; 4]>;
+
+fn parse_grouped(text: &str) -> (Pairs, [u64; 4]) {
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("client namespace"), "{header}");
+    let mut pairs = BTreeMap::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let counts = |f: &[&str]| -> [u64; 4] {
+            let n: Vec<u64> = f.iter().map(|x| x.parse().unwrap()).collect();
+            [n[0], n[1], n[2], n[3]]
+        };
+        if fields.first() == Some(&"all") {
+            return (pairs, counts(&fields[1..]));
+        }
+        assert_eq!(fields.len(), 6, "{line}");
+        pairs.insert(
+            (fields[0].to_string(), fields[1].to_string()),
+            counts(&fields[2..]),
+        );
+    }
+    panic!("no `all` line in\n{text}");
+}
+
+#[test]
+fn the_grouped_summary_counts_the_full_matrix_per_namespace_pair() {
+    for files in inputs() {
+        let full = document(&files, &[]);
+        let mut want = Pairs::new();
+        let mut all = [0u64; 4];
+        for c in &full.cells {
+            let i = ["mtls", "plaintext", "reset", "fail"]
+                .iter()
+                .position(|k| *k == kind(c))
+                .unwrap();
+            want.entry((c.client.namespace.clone(), c.service.namespace.clone()))
+                .or_default()[i] += 1;
+            all[i] += 1;
+        }
+        let out = run(&files, &["--grouped"]);
+        let (pairs, total) = parse_grouped(&out.stdout);
+        assert_eq!(pairs, want, "{files:?}");
+        assert_eq!(total, all);
+        assert_eq!(out.code, full.exit_code as i32);
+        // Filters apply to the summary too.
+        let generated = files.iter().any(|f| f.ends_with("mesh-200.yaml"));
+        let client = if generated { "app-3" } else { "sleep" };
+        let out = run(
+            &files,
+            &["--grouped", "--client-label", &format!("app={client}")],
+        );
+        let (pairs, _) = parse_grouped(&out.stdout);
+        let mut want = Pairs::new();
+        for c in full.cells.iter().filter(|c| c.client.name == client) {
+            let i = ["mtls", "plaintext", "reset", "fail"]
+                .iter()
+                .position(|k| *k == kind(c))
+                .unwrap();
+            want.entry((c.client.namespace.clone(), c.service.namespace.clone()))
+                .or_default()[i] += 1;
+        }
+        assert_eq!(pairs, want, "{files:?}");
+    }
+}
+
+#[test]
+fn the_table_is_printed_when_it_fits_the_width_and_the_summary_when_it_does_not() {
+    let files = step_files("6-precedence");
+    let table = run(&files, &[]);
+    assert!(
+        table.stdout.starts_with("client \\ server"),
+        "{}",
+        table.stdout
+    );
+    let widest = table.stdout.lines().next().unwrap().len();
+    assert_eq!(
+        run(&files, &["--width", &widest.to_string()]).stdout,
+        table.stdout
+    );
+    assert_eq!(
+        run(&files, &["--full", "--width", "20"]).stdout,
+        table.stdout
+    );
+    let narrow = run(&files, &["--width", &(widest - 1).to_string()]);
+    assert!(
+        narrow.stdout.starts_with("client namespace"),
+        "{}",
+        narrow.stdout
+    );
+    assert!(
+        narrow
+            .stdout
+            .contains(&format!("characters wide, more than {} (", widest - 1)),
+        "{}",
+        narrow.stdout
+    );
+    assert_eq!(narrow.code, table.code);
+    // COLUMNS is the default width.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_peerauth"))
+        .args([
+            "matrix",
+            "-f",
+            "manifests/workloads",
+            "-f",
+            "manifests/steps/6-precedence",
+        ])
+        .current_dir(common::root())
+        .env("COLUMNS", "40")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        run(&files, &["--width", "40"]).stdout
+    );
+}
