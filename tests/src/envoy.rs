@@ -163,16 +163,7 @@ pub fn envoy_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// `stats_config.stats_tags` that turn the filter's Istio-style encoded metric
-/// names (`key=.=value;.;…peerauth_requests_total`) into Prometheus labels.
-pub fn peerauth_stats_tags() -> Vec<(String, String)> {
-    [
-        "port", "mode", "security", "outcome", "reason", "form", "handling",
-    ]
-    .iter()
-    .map(|t| (t.to_string(), format!(r"({t}=\.=(.*?);\.;)")))
-    .collect()
-}
+pub use peerauth_lab::stats::peerauth_stats_tags;
 
 /// A running Envoy.
 pub struct Envoy {

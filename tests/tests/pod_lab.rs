@@ -4,7 +4,7 @@
 //! the built filter (`make build-filter`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use peerauth_tests::demo::expected::{CallResult, ExpectedCall};
+use peerauth_tests::demo::expected::{CallResult, ServiceCall};
 use peerauth_tests::demo::pods::{LabConfig, PodLab};
 use peerauth_tests::demo::steps::{self, Step};
 use peerauth_tests::node;
@@ -38,15 +38,11 @@ fn seed_lab(prefix: &str) -> (PodLab, policy::Mesh) {
     (lab, mesh)
 }
 
-fn call(client: &str, service: &str) -> ExpectedCall {
-    ExpectedCall {
+fn call(client: &str, service: &str) -> ServiceCall {
+    ServiceCall {
         client: client.into(),
         service: service.into(),
         port: 8000,
-        code: String::new(),
-        curl_exit: 0,
-        mtls: false,
-        shown: Vec::new(),
     }
 }
 

@@ -4,61 +4,13 @@
 //! predicted).
 
 use crate::demo::LabError;
+pub use peerauth_lab::call::{CallResult, ServiceCall};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 
 /// Where the data file lives, relative to the repository.
 pub const SEED_LAB_FILE: &str = "manifests/lab/seed-lab.json";
-
-/// A call's result as the lab shows it: what curl's `-w "%{http_code}"` printed and
-/// curl's exit status, and whether the app saw an X-Forwarded-Client-Cert header.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct CallResult {
-    /// `"200"`, `"503"`, `"000"` (no response: reset) …
-    pub code: String,
-    pub curl_exit: i32,
-    pub mtls: bool,
-}
-
-impl CallResult {
-    pub fn ok(mtls: bool) -> CallResult {
-        CallResult {
-            code: "200".into(),
-            curl_exit: 0,
-            mtls,
-        }
-    }
-
-    /// A reset as curl reports it: no status, exit 56 ("failure with receiving network data").
-    pub fn reset() -> CallResult {
-        CallResult {
-            code: "000".into(),
-            curl_exit: 56,
-            mtls: false,
-        }
-    }
-
-    /// Same code and exit; the mTLS flag only matters for a 200 (a failed call carries
-    /// no headers to show it).
-    pub fn same_as(&self, other: &CallResult) -> bool {
-        self.code == other.code
-            && self.curl_exit == other.curl_exit
-            && (self.code != "200" || self.mtls == other.mtls)
-    }
-}
-
-impl fmt::Display for CallResult {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.code.as_str(), self.curl_exit) {
-            ("200", 0) if self.mtls => write!(f, "200 mTLS"),
-            ("200", 0) => write!(f, "200 plain"),
-            (code, 0) => write!(f, "{code}"),
-            (code, exit) => write!(f, "{code} exit {exit}"),
-        }
-    }
-}
 
 /// One documented call.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -88,16 +40,18 @@ impl ExpectedCall {
         }
     }
 
-    /// `http://<service>:<port>`, the seed's URL base.
-    pub fn base_url(&self) -> String {
-        format!("http://{}:{}", self.service, self.port)
+    /// The call itself, as the lab makes it.
+    pub fn target(&self) -> ServiceCall {
+        ServiceCall {
+            client: self.client.clone(),
+            service: self.service.clone(),
+            port: self.port,
+        }
     }
 
-    /// `(name, namespace)` of the Service.
-    pub fn service_name(&self) -> (&str, &str) {
-        self.service
-            .split_once('.')
-            .unwrap_or((self.service.as_str(), "default"))
+    /// `http://<service>:<port>`, the seed's URL base.
+    pub fn base_url(&self) -> String {
+        self.target().base_url()
     }
 }
 

@@ -1,18 +1,9 @@
 //! The demo's results: one [`CallReport`] per call (observed, documented by the lab,
 //! predicted by `policy`), one [`StepReport`] per step, and their table.
 
-use crate::demo::expected::CallResult;
-use crate::demo::stats::FilterCounter;
+pub use peerauth_lab::call::{CallResult, Observed, PortMode};
+use peerauth_lab::stats::FilterCounter;
 use std::fmt;
-
-/// What the caller really got.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Observed {
-    pub result: CallResult,
-    /// The X-Forwarded-Client-Cert the app echoed from `/headers`, if any
-    /// (`result.mtls` is whether it names the caller's own SPIFFE ID).
-    pub xfcc: Option<String>,
-}
 
 /// One call of a step.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -55,15 +46,6 @@ impl CallReport {
             (false, false) => "✗ all three differ".into(),
         }
     }
-}
-
-/// The inbound mode of one sidecar pod's port, as the sidecar was configured with it
-/// (policy's PeerAuthentication resolution, which plays istiod's).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PortMode {
-    pub pod: String,
-    pub port: u16,
-    pub mode: String,
 }
 
 /// One step's results.

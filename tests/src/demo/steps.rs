@@ -7,7 +7,6 @@ use crate::demo::crd;
 use crate::demo::LabError;
 use crate::istiod::{self, WasmPlugin};
 use policy::mesh::Mesh;
-use policy::{MeshConfig, Severity};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -169,46 +168,7 @@ pub fn sources_for(workloads: &[(String, String)], step: &Step) -> Vec<(String, 
     }
 }
 
-/// Every YAML document of `sources`, as the raw JSON `Topology::from_mesh` reads for
-/// what `policy` does not keep (service accounts, `appProtocol`).
-pub fn documents(sources: &[(String, String)]) -> Result<Vec<Value>, LabError> {
-    let mut out = Vec::new();
-    for (path, text) in sources {
-        let docs = crd::yaml_documents(text).map_err(|message| LabError::Manifest {
-            path: path.clone(),
-            message,
-        })?;
-        out.extend(docs.into_iter().filter(|d| !d.is_null()));
-    }
-    Ok(out)
-}
-
-/// Build the mesh istiod would see for `sources`, refusing manifests that Istio's
-/// admission would refuse.
-pub fn mesh_of(sources: &[(String, String)]) -> Result<Mesh, LabError> {
-    let pairs: Vec<(&str, &str)> = sources
-        .iter()
-        .map(|(n, t)| (n.as_str(), t.as_str()))
-        .collect();
-    let config = MeshConfig::default();
-    let mut admission = Vec::new();
-    for (name, text) in &pairs {
-        let loaded = policy::source::load(text, name);
-        admission.extend(loaded.errors.iter().map(ToString::to_string));
-        for r in &loaded.resources {
-            admission.extend(
-                policy::validate::resource(r, &config)
-                    .into_iter()
-                    .filter(|d| d.severity == Severity::Error)
-                    .map(|d| format!("{name}: {}", d.message)),
-            );
-        }
-    }
-    if !admission.is_empty() {
-        return Err(LabError::Policy(admission.join("; ")));
-    }
-    Ok(policy::check(&pairs, config).mesh)
-}
+pub use peerauth_lab::load::{documents, mesh_of};
 
 /// [`mesh_of`] the seed workloads plus `step` (what the loopback lab called `mesh_for`).
 pub fn mesh_for(workloads: &[(String, String)], step: &Step) -> Result<Mesh, LabError> {

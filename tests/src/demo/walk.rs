@@ -147,8 +147,8 @@ pub fn run_step(
     )));
     let mut calls = Vec::new();
     for call in &expected.calls {
-        let predicted = predict(mesh, call)?;
-        let (command, observed) = lab.call(call, &[])?;
+        let predicted = predict(mesh, &call.target())?;
+        let (command, observed) = lab.call(&call.target(), &[])?;
         calls.push(CallReport {
             client: call.client.clone(),
             server: call.service.clone(),
@@ -248,7 +248,7 @@ pub fn strict_readout(
             .filter(|c| with_legacy || c.client != "sleep.legacy")
             .collect();
         for call in &calls {
-            lab.call_code_only(call)?;
+            lab.call_code_only(&call.target())?;
         }
         lab.check_alive()?;
         let mut out = Vec::new();
@@ -388,7 +388,7 @@ pub fn walk(
                     "sleep.legacy"
                 };
                 let call = find_call(expected, client, "httpbin.foo")?;
-                let w = wire::capture(lab, &step.name, call)?;
+                let w = wire::capture(lab, &step.name, &call.target())?;
                 emit(Event::Scene("data in motion", &scene_lines_wire(&w)));
                 report.data_in_motion.push(w);
             }

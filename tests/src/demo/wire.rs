@@ -3,7 +3,7 @@
 //! server pod's `eth0` during one call, and whether the request line and a marker
 //! sent in a header are readable in it.
 
-use crate::demo::expected::ExpectedCall;
+use crate::demo::expected::ServiceCall;
 use crate::demo::pods::PodLab;
 use crate::demo::LabError;
 use crate::node;
@@ -48,7 +48,7 @@ pub fn fresh_marker() -> String {
 /// Capture on the pod behind `call`'s Service while `call` runs with a fresh marker.
 ///
 /// `Err` when the Service has no endpoint pod, or tcpdump or the call cannot run.
-pub fn capture(lab: &PodLab, step: &str, call: &ExpectedCall) -> Result<WireCapture, LabError> {
+pub fn capture(lab: &PodLab, step: &str, call: &ServiceCall) -> Result<WireCapture, LabError> {
     let (name, ns) = call.service_name();
     let topology = lab.topology();
     let server = topology
@@ -68,10 +68,6 @@ pub fn capture(lab: &PodLab, step: &str, call: &ExpectedCall) -> Result<WireCapt
     let marker = fresh_marker();
     let running = lab.node().tcpdump(&server)?;
     let called = lab.call(call, &[(MARKER_HEADER, &marker)]);
-    // libpcap hands tcpdump packets a ring block at a time (up to its 1 s buffer
-    // timeout unless tcpdump runs with --immediate-mode), and a stopped tcpdump drops
-    // what is still in the ring: wait out one block before stopping it.
-    std::thread::sleep(std::time::Duration::from_millis(1200));
     let pcap = running.stop()?;
     let (_, observed) = called?;
     Ok(WireCapture {

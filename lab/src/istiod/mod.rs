@@ -32,7 +32,7 @@
 //!   The ALPN values it relies on (`istio-peer-exchange`) stay in every ALPN list, so
 //!   the filter chain matches are exactly istiod's.
 //! - `istio.stats`: dropped; the filter's own counters (tagged by
-//!   [`crate::envoy::peerauth_stats_tags`]) are what the lab reads.
+//!   [`crate::stats::peerauth_stats_tags`]) are what the lab reads.
 //! - `istio.alpn` (outbound HTTP filter that rewrites the upstream ALPN to
 //!   `istio-http/1.1, istio, http/1.1` etc.): the cluster's `UpstreamTlsContext` carries
 //!   that list itself (see [`outbound`]).
@@ -138,7 +138,7 @@ pub enum IstiodError {
 }
 
 /// The full static bootstrap of `sidecar.pod`'s istio-proxy: admin on the unix socket
-/// `admin_socket`, `stats_config` with [`crate::envoy::peerauth_stats_tags`], the static
+/// `admin_socket`, `stats_config` with [`crate::stats::peerauth_stats_tags`], the static
 /// secrets `default` and `ROOTCA`, the inbound and outbound listeners and all clusters.
 ///
 /// `Err` when the pod has no sidecar, is not in the mesh, a selected WasmPlugin has no
@@ -183,7 +183,7 @@ pub fn bootstrap(sidecar: &Sidecar) -> Result<Value, IstiodError> {
         }));
     }
 
-    let tags: Vec<Value> = crate::envoy::peerauth_stats_tags()
+    let tags: Vec<Value> = crate::stats::peerauth_stats_tags()
         .into_iter()
         .map(|(tag, regex)| json!({"tag_name": tag, "regex": regex}))
         .collect();

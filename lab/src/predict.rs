@@ -1,7 +1,7 @@
 //! What `policy` predicts for one call, in the same terms as the lab's observations.
 
-use crate::demo::expected::{CallResult, ExpectedCall};
-use crate::demo::LabError;
+use crate::call::{CallResult, ServiceCall};
+use crate::LabError;
 use policy::mesh::Mesh;
 use policy::reach::{ClientTls, Outcome};
 use policy::MtlsMode;
@@ -22,7 +22,7 @@ pub struct Prediction {
 /// whose TLS reaches a plaintext app fails the same way.
 ///
 /// `Err` when the client workload, the Service or its port is not in the mesh.
-pub fn predict(mesh: &Mesh, call: &ExpectedCall) -> Result<Prediction, LabError> {
+pub fn predict(mesh: &Mesh, call: &ServiceCall) -> Result<Prediction, LabError> {
     let (client_name, client_ns) = call
         .client
         .split_once('.')
@@ -66,34 +66,33 @@ pub fn predict(mesh: &Mesh, call: &ExpectedCall) -> Result<Prediction, LabError>
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::demo::steps;
+    use crate::load::mesh_of;
     use std::path::Path;
 
     const DR_DISABLE_FOO: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: httpbin\n  namespace: foo\nspec:\n  host: httpbin.foo.svc.cluster.local\n  trafficPolicy:\n    tls:\n      mode: DISABLE\n";
 
-    fn call(client: &str, service: &str) -> ExpectedCall {
-        ExpectedCall {
+    fn call(client: &str, service: &str) -> ServiceCall {
+        ServiceCall {
             client: client.into(),
             service: service.into(),
             port: 8000,
-            code: String::new(),
-            curl_exit: 0,
-            mtls: false,
-            shown: Vec::new(),
         }
     }
 
     #[test]
     fn a_reset_is_000_exit_56_without_a_sidecar_and_503_from_the_callers_own_sidecar() {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let step = steps::load_steps(&repo)
-            .unwrap()
-            .into_iter()
-            .find(|s| s.name.starts_with("2-"))
-            .unwrap();
-        let mut sources = steps::sources_for(&steps::workload_sources(&repo).unwrap(), &step);
+        let mut sources: Vec<(String, String)> = [
+            "manifests/workloads/foo.yaml",
+            "manifests/workloads/bar.yaml",
+            "manifests/workloads/legacy.yaml",
+            "manifests/steps/2-mesh-strict/peer-authentication.yaml",
+        ]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read_to_string(repo.join(f)).unwrap()))
+        .collect();
         sources.push(("dr.yaml".into(), DR_DISABLE_FOO.into()));
-        let mesh = steps::mesh_of(&sources).unwrap();
+        let mesh = mesh_of(&sources).unwrap();
         let legacy = predict(&mesh, &call("sleep.legacy", "httpbin.foo")).unwrap();
         assert_eq!(legacy.result, CallResult::reset());
         let meshed = predict(&mesh, &call("sleep.bar", "httpbin.foo")).unwrap();

@@ -2,6 +2,17 @@
 
 use std::fmt;
 
+/// `stats_config.stats_tags` that turn the filter's Istio-style encoded metric
+/// names (`key=.=value;.;…peerauth_requests_total`) into Prometheus labels.
+pub fn peerauth_stats_tags() -> Vec<(String, String)> {
+    [
+        "port", "mode", "security", "outcome", "reason", "form", "handling",
+    ]
+    .iter()
+    .map(|t| (t.to_string(), format!(r"({t}=\.=(.*?);\.;)")))
+    .collect()
+}
+
 /// A filter counter read back from Envoy's `/stats`, its labels decoded.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FilterCounter {

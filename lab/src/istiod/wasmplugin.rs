@@ -173,7 +173,7 @@ impl WasmPlugin {
 /// Other kinds are skipped. `Err` on a YAML error or a WasmPlugin field istiod would
 /// refuse (an unknown enum value, a port out of range).
 pub fn wasm_plugins(source: &str, text: &str) -> Result<Vec<WasmPlugin>, IstiodError> {
-    let docs = crate::demo::crd::yaml_documents(text).map_err(|message| IstiodError::Manifest {
+    let docs = crate::yaml::yaml_documents(text).map_err(|message| IstiodError::Manifest {
         file: source.to_string(),
         message,
     })?;

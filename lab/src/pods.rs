@@ -9,10 +9,9 @@
 //! amounts to — while namespaces, links, DNAT rules, certificates and apps stay. That
 //! saves rebuilding the network and keeps each step's time to the Envoys' start.
 
-use crate::demo::expected::{CallResult, ExpectedCall};
-use crate::demo::report::{Observed, PortMode};
-use crate::demo::stats::{parse_filter_counters, FilterCounter};
-use crate::demo::LabError;
+use crate::call::{CallResult, Observed, PortMode, ServiceCall};
+use crate::stats::{parse_filter_counters, FilterCounter};
+use crate::LabError;
 use crate::istiod::{self, SidecarFiles, WasmPlugin};
 use crate::node::{self, Node};
 use crate::pki::MeshPki;
@@ -38,8 +37,13 @@ pub struct LabConfig {
     pub repo: PathBuf,
     /// The built filter.
     pub wasm: PathBuf,
-    /// The stand-in app (`lab-app`).
+    /// The stand-in app: this program, run with [`LabConfig::app_args`] then
+    /// `--port N`… in each pod (the `lab-app` binary, or an executable that serves
+    /// [`crate::app::serve`] behind a subcommand).
     pub app: PathBuf,
+    /// Arguments before the ports (`["__lab-app"]` for `peerauth`'s hidden
+    /// subcommand; none for `lab-app`).
+    pub app_args: Vec<OsString>,
 }
 
 impl LabConfig {
@@ -57,6 +61,7 @@ impl LabConfig {
             repo: repo.to_path_buf(),
             wasm,
             app,
+            app_args: Vec::new(),
         }
     }
 }
@@ -182,7 +187,7 @@ impl PodLab {
             .cloned()
             .collect();
         for pod in &pods {
-            let mut args: Vec<OsString> = Vec::new();
+            let mut args: Vec<OsString> = self.config.app_args.clone();
             for port in &pod.container_ports {
                 args.push("--port".into());
                 args.push(port.to_string().into());
@@ -463,7 +468,7 @@ impl PodLab {
 
     /// Only the seed's `/ip` call (no `/headers` follow-up): what the STRICT readout
     /// sends, so the filter counts one request per call.
-    pub fn call_code_only(&self, call: &ExpectedCall) -> Result<String, LabError> {
+    pub fn call_code_only(&self, call: &ServiceCall) -> Result<String, LabError> {
         let url = format!("{}/ip", call.base_url());
         let out = self.node.exec(
             &call.client,
@@ -488,7 +493,7 @@ impl PodLab {
     /// `curl …/headers` for the XFCC the server's sidecar adds only over mTLS.
     pub fn call(
         &self,
-        call: &ExpectedCall,
+        call: &ServiceCall,
         extra: &[(&str, &str)],
     ) -> Result<(String, Observed), LabError> {
         let url = format!("{}/ip", call.base_url());
@@ -553,6 +558,12 @@ impl PodLab {
         let stats = node::admin_get(&s.admin_socket, "/stats")
             .map_err(|e| LabError::io(format!("GET /stats from {pod_key}'s sidecar"), &e))?;
         Ok(parse_filter_counters(&stats))
+    }
+
+    /// Leave every pod, Envoy and app running (see [`Node::keep`]) and return how to
+    /// remove them later.
+    pub fn keep(self) -> node::KeptNode {
+        self.node.keep()
     }
 
     /// `pod_key`'s sidecar log so far.

@@ -1,0 +1,30 @@
+//! The local pod-faithful mesh, as a library: the machinery under the seed-lab demo
+//! (`tests/`) and `peerauth lab` (`cli/`).
+//!
+//! - [`topology`]: pods with IPs and Services with ClusterIPs, from a `policy` mesh;
+//! - [`node`]: one network namespace per pod, routes, ClusterIP DNAT, hosts files,
+//!   istio-iptables' capture, processes as uid 1337, tcpdump, teardown;
+//! - [`istiod`]: each sidecar's Envoy bootstrap in istiod's shape, WasmPlugin placement;
+//! - [`pki`]: the mesh CA and one SVID per sidecar pod;
+//! - [`pods`]: the running lab ([`pods::PodLab`]): network, certificates, the stand-in
+//!   [`app`] on every container port, one Envoy per sidecar pod;
+//! - [`call`]: a call and its result as curl in a client pod shows it; [`predict`]:
+//!   what `policy` says the same call does; [`probe`]: calls as Istio's simulation
+//!   tests make them and their results as a user sees them; [`stats`]: the filter's counters;
+//! - [`load`]: manifests to the mesh istiod would see (policy's loader) and the raw
+//!   documents the topology reads; [`yaml`]: YAML to JSON as kubectl converts it.
+
+pub mod app;
+pub mod call;
+pub mod error;
+pub mod istiod;
+pub mod load;
+pub mod node;
+pub mod pki;
+pub mod pods;
+pub mod predict;
+pub mod stats;
+pub mod topology;
+pub mod yaml;
+
+pub use error::LabError;
