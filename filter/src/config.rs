@@ -4,11 +4,11 @@
 //! PeerAuthentication objects resolved like istiod does) plus the filter's own
 //! expectations (action, XFCC handling, trusted forwarders, identity allow-lists).
 
+use crate::json::Json;
 use policy::mesh::PeerAuthentication;
-use policy::model::PeerAuthenticationSpec;
+use policy::model::{MtlsSpec, PeerAuthenticationSpec, WorkloadSelector};
 use policy::spiffe::SpiffePattern;
 use policy::MtlsMode;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// What to do when a request breaks an expectation.
@@ -146,58 +146,251 @@ pub enum ConfigError {
     TrustDomain { value: String, reason: String },
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// The pluginConfig's fields, read from the JSON tree by `raw_config`.
+#[derive(Default)]
 struct RawConfig {
     mtls: Option<RawMtls>,
     port_level_mtls: Option<BTreeMap<String, RawMtls>>,
     workload: Option<RawWorkload>,
     peer_authentications: Option<Vec<RawPeerAuthentication>>,
     root_namespace: Option<String>,
-    // Read as text and matched by `choice`: one string visitor instead of a
-    // derived enum visitor per field in the module.
     action: Option<String>,
     xfcc: Option<String>,
     protocol: Option<String>,
-    #[serde(default)]
     trusted_forwarders: Vec<String>,
-    #[serde(default)]
     allowed_trust_domains: Vec<String>,
-    #[serde(default)]
     allowed_identities: BTreeMap<String, Vec<String>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawMtls {
     mode: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawWorkload {
     namespace: String,
-    #[serde(default)]
     labels: BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct RawPeerAuthentication {
-    // apiVersion/kind are accepted so users can paste a whole object.
-    #[serde(default)]
     metadata: RawMeta,
-    #[serde(default)]
     spec: PeerAuthenticationSpec,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default)]
 struct RawMeta {
-    #[serde(default)]
     name: String,
     namespace: Option<String>,
     creation_timestamp: Option<String>,
+}
+
+type Members = [(String, Json)];
+
+fn json_error(message: String) -> ConfigError {
+    ConfigError::Json(message)
+}
+
+fn wrong_type(field: &str, expected: &str, got: &Json) -> ConfigError {
+    json_error(format!(
+        "{field}: expected {expected}, found {}",
+        got.kind()
+    ))
+}
+
+/// A member's value; `null` reads as absent, as serde reads it for an `Option`.
+fn member<'j>(members: &'j Members, key: &str) -> Option<&'j Json> {
+    members
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .filter(|v| **v != Json::Null)
+}
+
+fn object<'j>(field: &str, v: &'j Json) -> Result<&'j Members, ConfigError> {
+    match v {
+        Json::Object(m) => Ok(m),
+        other => Err(wrong_type(field, "an object", other)),
+    }
+}
+
+/// An object of the filter's own, whose unknown keys are mistakes (a typo
+/// would otherwise silently turn a rule off).
+fn strict_object<'j>(field: &str, v: &'j Json, known: &[&str]) -> Result<&'j Members, ConfigError> {
+    let m = object(field, v)?;
+    if let Some((k, _)) = m.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        let place = if field.is_empty() {
+            String::new()
+        } else {
+            format!(" in {field}")
+        };
+        return Err(json_error(format!(
+            "unknown field `{k}`{place}: use one of {}",
+            known.join(", ")
+        )));
+    }
+    Ok(m)
+}
+
+fn text(field: &str, v: &Json) -> Result<String, ConfigError> {
+    match v {
+        Json::String(s) => Ok(s.clone()),
+        other => Err(wrong_type(field, "a string", other)),
+    }
+}
+
+fn opt_text(field: &str, v: Option<&Json>) -> Result<Option<String>, ConfigError> {
+    v.map(|v| text(field, v)).transpose()
+}
+
+fn texts(field: &str, v: Option<&Json>) -> Result<Vec<String>, ConfigError> {
+    match v {
+        None => Ok(Vec::new()),
+        Some(Json::Array(items)) => items.iter().map(|i| text(field, i)).collect(),
+        Some(other) => Err(wrong_type(field, "an array of strings", other)),
+    }
+}
+
+/// A JSON object as a map, each value read by `read` (with the member's path).
+fn map<T>(
+    field: &str,
+    v: Option<&Json>,
+    read: impl Fn(&str, &Json) -> Result<T, ConfigError>,
+) -> Result<BTreeMap<String, T>, ConfigError> {
+    let mut out = BTreeMap::new();
+    if let Some(v) = v {
+        for (k, item) in object(field, v)? {
+            out.insert(k.clone(), read(&format!("{field}.{k}"), item)?);
+        }
+    }
+    Ok(out)
+}
+
+fn raw_mtls(field: &str, v: &Json) -> Result<RawMtls, ConfigError> {
+    let m = strict_object(field, v, &["mode"])?;
+    Ok(RawMtls {
+        mode: opt_text(&format!("{field}.mode"), member(m, "mode"))?,
+    })
+}
+
+/// `{mode}` inside a PeerAuthentication: unknown fields ignored, as policy's
+/// wire types ignore them.
+fn mtls_spec(field: &str, v: &Json) -> Result<MtlsSpec, ConfigError> {
+    let m = object(field, v)?;
+    Ok(MtlsSpec {
+        mode: opt_text(&format!("{field}.mode"), member(m, "mode"))?,
+    })
+}
+
+/// A PeerAuthentication `spec`, field for field as policy's wire type
+/// (`policy::model::PeerAuthenticationSpec`) reads it; the rules applied to it
+/// stay in `PeerAuthentication::from_spec`.
+fn pa_spec(field: &str, v: &Json) -> Result<PeerAuthenticationSpec, ConfigError> {
+    let m = object(field, v)?;
+    let selector = member(m, "selector")
+        .map(|s| {
+            let f = format!("{field}.selector");
+            let sm = object(&f, s)?;
+            Ok(WorkloadSelector {
+                match_labels: map(&format!("{f}.matchLabels"), member(sm, "matchLabels"), text)?,
+            })
+        })
+        .transpose()?;
+    let mtls = member(m, "mtls")
+        .map(|v| mtls_spec(&format!("{field}.mtls"), v))
+        .transpose()?;
+    let port_level_mtls = member(m, "portLevelMtls")
+        .map(|v| map(&format!("{field}.portLevelMtls"), Some(v), mtls_spec))
+        .transpose()?;
+    Ok(PeerAuthenticationSpec {
+        selector,
+        mtls,
+        port_level_mtls,
+    })
+}
+
+fn raw_peer_authentication(field: &str, v: &Json) -> Result<RawPeerAuthentication, ConfigError> {
+    // apiVersion, kind and anything else are accepted so users can paste a whole object.
+    let m = object(field, v)?;
+    let metadata = match member(m, "metadata") {
+        None => RawMeta::default(),
+        Some(v) => {
+            let f = format!("{field}.metadata");
+            let mm = object(&f, v)?;
+            RawMeta {
+                name: opt_text(&format!("{f}.name"), member(mm, "name"))?.unwrap_or_default(),
+                namespace: opt_text(&format!("{f}.namespace"), member(mm, "namespace"))?,
+                creation_timestamp: opt_text(
+                    &format!("{f}.creationTimestamp"),
+                    member(mm, "creationTimestamp"),
+                )?,
+            }
+        }
+    };
+    let spec = match member(m, "spec") {
+        None => PeerAuthenticationSpec::default(),
+        Some(v) => pa_spec(&format!("{field}.spec"), v)?,
+    };
+    Ok(RawPeerAuthentication { metadata, spec })
+}
+
+const FIELDS: [&str; 11] = [
+    "mtls",
+    "portLevelMtls",
+    "workload",
+    "peerAuthentications",
+    "rootNamespace",
+    "action",
+    "xfcc",
+    "protocol",
+    "trustedForwarders",
+    "allowedTrustDomains",
+    "allowedIdentities",
+];
+
+fn raw_config(json: &[u8]) -> Result<RawConfig, ConfigError> {
+    if json.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RawConfig::default());
+    }
+    let doc = crate::json::parse(json).map_err(|e| json_error(e.to_string()))?;
+    let m = strict_object("", &doc, &FIELDS)?;
+    let get = |k| member(m, k);
+    Ok(RawConfig {
+        mtls: get("mtls").map(|v| raw_mtls("mtls", v)).transpose()?,
+        port_level_mtls: get("portLevelMtls")
+            .map(|v| map("portLevelMtls", Some(v), raw_mtls))
+            .transpose()?,
+        workload: get("workload")
+            .map(|v| {
+                let w = strict_object("workload", v, &["namespace", "labels"])?;
+                let namespace = member(w, "namespace").ok_or_else(|| {
+                    json_error("workload.namespace: missing: name the workload's namespace".into())
+                })?;
+                Ok(RawWorkload {
+                    namespace: text("workload.namespace", namespace)?,
+                    labels: map("workload.labels", member(w, "labels"), text)?,
+                })
+            })
+            .transpose()?,
+        peer_authentications: match get("peerAuthentications") {
+            None => None,
+            Some(Json::Array(items)) => Some(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| raw_peer_authentication(&format!("peerAuthentications[{i}]"), v))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Some(other) => return Err(wrong_type("peerAuthentications", "an array", other)),
+        },
+        root_namespace: opt_text("rootNamespace", get("rootNamespace"))?,
+        action: opt_text("action", get("action"))?,
+        xfcc: opt_text("xfcc", get("xfcc"))?,
+        protocol: opt_text("protocol", get("protocol"))?,
+        trusted_forwarders: texts("trustedForwarders", get("trustedForwarders"))?,
+        allowed_trust_domains: texts("allowedTrustDomains", get("allowedTrustDomains"))?,
+        allowed_identities: map("allowedIdentities", get("allowedIdentities"), |f, v| {
+            texts(f, Some(v))
+        })?,
+    })
 }
 
 fn parse_mode(field: &str, raw: Option<&RawMtls>) -> Result<MtlsMode, ConfigError> {
@@ -253,13 +446,7 @@ impl Config {
     /// Parse and validate. An empty input means "all defaults" (PERMISSIVE, enforce,
     /// verify XFCC), because Istio hands an absent `pluginConfig` over as empty.
     pub fn parse(json: &[u8]) -> Result<Config, ConfigError> {
-        let trimmed = json.iter().all(u8::is_ascii_whitespace);
-        let raw: RawConfig = if trimmed {
-            serde_json::from_slice(b"{}")
-        } else {
-            serde_json::from_slice(json)
-        }
-        .map_err(|e| ConfigError::Json(e.to_string()))?;
+        let raw = raw_config(json)?;
 
         // Ports named by the allow-lists count as named too; parsed first, so
         // each mode source can resolve them with the rest.
@@ -456,6 +643,80 @@ impl Config {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    /// The hand-written mapping reads a PeerAuthentication `spec` exactly as
+    /// policy's serde wire type does, or refuses what it refuses.
+    #[test]
+    fn a_peer_authentication_spec_reads_as_policys_own_deserializer_reads_it() {
+        for text in [
+            r#"{}"#,
+            r#"{"mtls":{"mode":"STRICT"}}"#,
+            r#"{"mtls":{}}"#,
+            r#"{"mtls":null,"selector":null,"portLevelMtls":null}"#,
+            r#"{"selector":{"matchLabels":{"app":"httpbin","v":"1"}},"portLevelMtls":{"8080":{"mode":"DISABLE"},"9090":{}}}"#,
+            r#"{"selector":{},"mtls":{"mode":"BOGUS"},"extra":[1,{"x":2}]}"#,
+            r#"{"mtls":{"mode":"PERMISSIVE","other":true},"selector":{"matchLabels":{}}}"#,
+            r#"{"mtls":{"mode":3}}"#,
+            r#"{"mtls":"STRICT"}"#,
+            r#"{"selector":{"matchLabels":{"app":1}}}"#,
+            r#"{"portLevelMtls":[]}"#,
+            r#"{"portLevelMtls":{"80":"STRICT"}}"#,
+            r#"[]"#,
+        ] {
+            let theirs = serde_json::from_str::<PeerAuthenticationSpec>(text);
+            let ours = crate::json::parse(text.as_bytes())
+                .map_err(|e| json_error(e.to_string()))
+                .and_then(|v| pa_spec("spec", &v));
+            match (&ours, &theirs) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+                (Err(_), Err(_)) => {}
+                // serde reads a struct from an array too; a spec never is one.
+                (Err(_), Ok(b)) if text.starts_with('[') => {
+                    assert_eq!(*b, PeerAuthenticationSpec::default())
+                }
+                _ => panic!("{text}: ours {ours:?}, policy's {theirs:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn type_errors_and_unknown_fields_name_the_field_and_what_to_write() {
+        let e = Config::parse(br#"{"actoin":"audit"}"#).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("pluginConfig is not valid JSON for this filter: unknown field `actoin`: use one of mtls, portLevelMtls,"),
+            "{e}"
+        );
+        let e = Config::parse(br#"{"trustedForwarders":"spiffe://x/y"}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "pluginConfig is not valid JSON for this filter: trustedForwarders: expected an array of strings, found a string"
+        );
+        let e = Config::parse(br#"{"portLevelMtls":{"80":{"mod":"STRICT"}}}"#).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unknown field `mod` in portLevelMtls.80: use one of mode"),
+            "{e}"
+        );
+        let e =
+            Config::parse(br#"{"workload":{"labels":{}},"peerAuthentications":[]}"#).unwrap_err();
+        assert!(e.to_string().contains("workload.namespace: missing"), "{e}");
+        let e = Config::parse(br#"{"peerAuthentications":[{"spec":{"mtls":{"mode":1}}}],"workload":{"namespace":"a"}}"#).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "peerAuthentications[0].spec.mtls.mode: expected a string, found a number"
+            ),
+            "{e}"
+        );
+        let e = Config::parse(br#"{"action":"audit","action":"enforce"}"#).unwrap_err();
+        assert!(e.to_string().contains("duplicate key at byte 18"), "{e}");
+        let e = Config::parse(b"[]").unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("expected an object, found an array"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn an_empty_config_means_permissive_enforce_and_verify() {

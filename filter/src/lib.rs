@@ -11,6 +11,7 @@ pub mod config;
 pub mod decide;
 pub mod engine;
 pub mod facts;
+pub mod json;
 pub mod metrics;
 
 #[cfg(target_family = "wasm")]
