@@ -359,8 +359,7 @@ fn check_cert(pem: &str, digest: Option<&str>, now_unix: Option<i64>) -> Option<
     };
     // Without a clock the dates cannot be checked, and an unchecked `Cert=` is
     // not a valid one.
-    let now = now_unix.and_then(|n| x509_parser::time::ASN1Time::from_timestamp(n).ok());
-    match now {
+    match now_unix {
         Some(now) if validity.is_valid_at(now) => None,
         _ => Some(Reason::XfccCertInvalid),
     }
