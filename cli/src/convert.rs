@@ -235,6 +235,116 @@ enum ClientReasonRef<'a> {
     AutoMtlsOff,
 }
 
+/// [`call`] serialized as one compact JSON line (with its newline) onto
+/// `buf`: the same bytes `serde_json::to_writer` writes, without its
+/// per-byte escaping of strings that need none (`--json-lines` writes
+/// millions of these).
+pub fn write_call_line(buf: &mut Vec<u8>, call: &reach::Call<'_>, explanation: &str) {
+    fn text(buf: &mut Vec<u8>, s: &str) {
+        if needs_no_escape(s.as_bytes()) {
+            buf.push(b'"');
+            buf.extend_from_slice(s.as_bytes());
+            buf.push(b'"');
+        } else {
+            // Writing to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *buf, s);
+        }
+    }
+    fn raw(buf: &mut Vec<u8>, s: &str) {
+        buf.extend_from_slice(s.as_bytes());
+    }
+    let (client, service) = (call.client, call.service);
+    raw(buf, "{\"client\":{\"namespace\":");
+    text(buf, &client.namespace);
+    raw(buf, ",\"name\":");
+    text(buf, &client.name);
+    raw(buf, "},\"service\":{\"namespace\":");
+    text(buf, &service.namespace);
+    raw(buf, ",\"name\":");
+    text(buf, &service.name);
+    raw(buf, ",\"port\":");
+    raw(buf, &call.service_port.to_string());
+    raw(buf, ",\"target_port\":");
+    raw(buf, &call.target_port.to_string());
+    raw(buf, "},\"client_tls\":");
+    raw(
+        buf,
+        match call.client_tls {
+            reach::ClientTls::Plaintext => "\"plaintext\"",
+            reach::ClientTls::IstioMutual => "\"istio-mutual\"",
+            reach::ClientTls::OtherTls => "\"other-tls\"",
+        },
+    );
+    raw(buf, ",\"client_reason\":");
+    match call.destination_rule() {
+        Some((dr, mode)) => {
+            raw(buf, "{\"kind\":\"destination-rule\",\"namespace\":");
+            text(buf, &dr.namespace);
+            raw(buf, ",\"name\":");
+            text(buf, &dr.name);
+            raw(buf, ",\"tls_mode\":");
+            text(buf, mode.as_str());
+            raw(buf, "}");
+        }
+        None => raw(
+            buf,
+            match call.client_reason() {
+                reach::ClientReason::NoSidecar => "{\"kind\":\"no-sidecar\"}",
+                reach::ClientReason::AutoMtlsOff => "{\"kind\":\"auto-mtls-off\"}",
+                reach::ClientReason::AutoMtls | reach::ClientReason::DestinationRule { .. } => {
+                    "{\"kind\":\"auto-mtls\"}"
+                }
+            },
+        ),
+    }
+    raw(buf, ",\"server_mode\":");
+    text(buf, call.server_mode.as_str());
+    raw(buf, ",\"outcome\":");
+    raw(
+        buf,
+        match call.outcome {
+            reach::Outcome::Allowed => "\"allowed\"",
+            reach::Outcome::Reset => "\"reset\"",
+            reach::Outcome::Failed => "\"failed\"",
+        },
+    );
+    raw(
+        buf,
+        if call.mtls {
+            ",\"mtls\":true"
+        } else {
+            ",\"mtls\":false"
+        },
+    );
+    raw(buf, ",\"explanation\":");
+    text(buf, explanation);
+    raw(buf, "}\n");
+}
+
+/// Whether JSON writes `bytes` as they are: no control character, quote or
+/// backslash. Eight bytes at a time (the "has a zero byte" bit trick), as
+/// this runs over every explanation `--json-lines` writes.
+fn needs_no_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // A byte below 0x20 (exact for a bound up to 0x80), a `"`, a `\`.
+        let below = x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0;
+        if below || has_zero(x ^ (ONES * 0x22)) || has_zero(x ^ (ONES * 0x5c)) {
+            return false;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
+}
+
 /// `call` as a cell of the JSON contract, with `explanation` its [`reach::Call::explain`].
 pub fn call<'a>(call: &reach::Call<'a>, explanation: &'a str) -> CellRef<'a> {
     let client_reason = match call.destination_rule() {
@@ -284,6 +394,24 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     #[test]
+    fn the_fast_escape_check_agrees_with_serde_json_on_every_byte_in_every_position() {
+        for len in 0..20 {
+            for pos in 0..len.max(1) {
+                for b in 0u8..=0x7f {
+                    let mut bytes = vec![b'a'; len];
+                    if let Some(slot) = bytes.get_mut(pos) {
+                        *slot = b;
+                    }
+                    let text = String::from_utf8(bytes.clone()).unwrap();
+                    let plain = format!("\"{text}\"") == serde_json::to_string(&text).unwrap();
+                    assert_eq!(super::needs_no_escape(&bytes), plain, "{bytes:?}");
+                }
+            }
+        }
+        assert!(super::needs_no_escape("é ünïcode".as_bytes()));
+    }
+
+    #[test]
     fn a_borrowed_cell_serializes_exactly_like_the_contracts_cell() {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests");
         let mut texts = Vec::new();
@@ -320,6 +448,9 @@ mod tests {
                 let borrowed = serde_json::to_string(&super::call(&call, &explanation)).unwrap();
                 let owned = serde_json::to_string(&super::cell(&call.cell())).unwrap();
                 assert_eq!(borrowed, owned);
+                let mut line = Vec::new();
+                super::write_call_line(&mut line, &call, &explanation);
+                assert_eq!(String::from_utf8(line).unwrap(), owned + "\n");
                 seen += 1;
                 rules += usize::from(call.destination_rule().is_some());
             });

@@ -72,15 +72,8 @@ pub fn run(
         service: &service,
         cell: &cell,
     };
-    let mut total = Counts::default();
-    reach.summary(&select, &mut |pair| {
-        let c = pair.counts;
-        total.mtls += c.mtls;
-        total.plaintext += c.plaintext;
-        total.reset += c.reset;
-        total.failed += c.failed;
-    });
-    if total.total() == 0 {
+    let (clients, columns) = reach.axes(&select);
+    if clients.is_empty() {
         let message = match (args.client_label.is_empty(), args.server_label.is_empty()) {
             (true, true) => {
                 "no client × service pair: the files define no workload or no Service with ports"
@@ -106,17 +99,22 @@ pub fn run(
             "check the -f paths and the --client-label/--server-label filters",
         ));
     }
-    let shown = kept_counts(only, &total);
     let summary = crate::summarize(&loaded.diagnostics);
-    let code = if summary.input_errors > 0 {
-        EXIT_INPUT
-    } else if shown.reset + shown.failed > 0 {
-        EXIT_FINDINGS
-    } else {
-        EXIT_OK
+    let code = |shown: &Counts| {
+        if summary.input_errors > 0 {
+            EXIT_INPUT
+        } else if shown.reset + shown.failed > 0 {
+            EXIT_FINDINGS
+        } else {
+            EXIT_OK
+        }
     };
     if args.output.json {
-        let (clients, columns) = reach.axes(&select);
+        // The exit code leads the document, so the cells are counted first
+        // (per namespace pair, without visiting them), then streamed.
+        let mut total = Counts::default();
+        reach.summary(&select, &mut |pair| total.add_counts(&pair.counts));
+        let code = code(&kept_counts(only, &total));
         let doc = Document {
             version: json::VERSION,
             command: "matrix",
@@ -141,17 +139,16 @@ pub fn run(
         writeln!(out)?;
         return Ok(code);
     }
-    if args.json_lines {
-        json_lines(out, &reach, &select)?;
+    let shown = if args.json_lines {
+        json_lines(out, &reach, &select)?
     } else if !only.is_empty() {
-        list(out, &reach, &select)?;
+        list(out, &reach, &select)?
     } else {
-        let (clients, columns) = reach.axes(&select);
         let table = Table::new(&clients, &columns);
         let cells = clients.len() as u64 * columns.len() as u64;
         let too_wide = args.width.is_some_and(|w| table.width > w);
         if args.full || (!args.grouped && !too_wide && cells <= MAX_TABLE_CELLS) {
-            table.write(out, &reach, &select)?;
+            table.write(out, &reach, &select)?
         } else {
             let why = if args.grouped {
                 String::new()
@@ -166,11 +163,11 @@ pub fn run(
                     "Grouped: the table would have {cells} cells, more than {MAX_TABLE_CELLS}. "
                 )
             };
-            grouped(out, &reach, &select, &total, &why)?;
+            grouped(out, &reach, &select, (&clients, &columns), &why)?
         }
-    }
+    };
     human::input_errors(err, &loaded.diagnostics)?;
-    Ok(code)
+    Ok(code(&shown))
 }
 
 /// `peerauth matrix --json`: [`json::MatrixDocument`], with the cells
@@ -214,29 +211,27 @@ impl Serialize for Cells<'_> {
     }
 }
 
-/// `--json-lines`: one [`json::Cell`] per line.
-fn json_lines(out: &mut dyn Write, reach: &Reach<'_>, select: &Select<'_>) -> io::Result<()> {
+/// `--json-lines`: one [`json::Cell`] per line. Returns the cells written, counted.
+fn json_lines(out: &mut dyn Write, reach: &Reach<'_>, select: &Select<'_>) -> io::Result<Counts> {
     let mut failed = None;
+    let mut shown = Counts::default();
     let mut explanation = String::new();
     let mut line: Vec<u8> = Vec::with_capacity(1024);
     reach.calls_where(select, &mut |call| {
         if failed.is_some() {
             return;
         }
+        shown.add(call.outcome, call.mtls);
         explanation.clear();
         call.explain_into(&mut explanation);
         line.clear();
-        let written = serde_json::to_writer(&mut line, &convert::call(&call, &explanation))
-            .map_err(io::Error::other)
-            .and_then(|()| {
-                line.push(b'\n');
-                out.write_all(&line)
-            });
+        convert::write_call_line(&mut line, &call, &explanation);
+        let written = out.write_all(&line);
         if let Err(e) = written {
             failed = Some(e);
         }
     });
-    failed.map_or(Ok(()), Err)
+    failed.map_or(Ok(shown), Err)
 }
 
 /// `200 mTLS`, `200 plain`, `reset`, `fail`: a cell as the table shows it.
@@ -251,14 +246,16 @@ fn short(call: &Call<'_>) -> &'static str {
 }
 
 /// `reset: sleep.legacy -> httpbin.foo:8000: <explanation>`, one line per
-/// call `select` keeps (the lines under the full table).
-fn list(out: &mut dyn Write, reach: &Reach<'_>, select: &Select<'_>) -> io::Result<()> {
+/// call `select` keeps (the lines under the full table). Returns them, counted.
+fn list(out: &mut dyn Write, reach: &Reach<'_>, select: &Select<'_>) -> io::Result<Counts> {
     let mut failed = None;
+    let mut shown = Counts::default();
     let mut line = String::with_capacity(256);
     reach.calls_where(select, &mut |call| {
         if failed.is_some() {
             return;
         }
+        shown.add(call.outcome, call.mtls);
         line.clear();
         let (c, s) = (call.client, call.service);
         line.push_str(short(&call));
@@ -283,7 +280,7 @@ fn list(out: &mut dyn Write, reach: &Reach<'_>, select: &Select<'_>) -> io::Resu
             failed = Some(e);
         }
     });
-    failed.map_or(Ok(()), Err)
+    failed.map_or(Ok(shown), Err)
 }
 
 const LEGEND: &str = "(200 mTLS: succeeds over Istio mTLS; 200 plain: succeeds in plaintext; reset: connection reset; fail: TLS reaches a plaintext app)";
@@ -330,10 +327,17 @@ impl Table {
         }
     }
 
-    /// The table, the legend, then one line per request that does not succeed.
-    fn write(&self, out: &mut dyn Write, reach: &Reach<'_>, select: &Select<'_>) -> io::Result<()> {
+    /// The table, the legend, then one line per request that does not
+    /// succeed. Returns the cells, counted.
+    fn write(
+        &self,
+        out: &mut dyn Write,
+        reach: &Reach<'_>,
+        select: &Select<'_>,
+    ) -> io::Result<Counts> {
+        let mut shown = Counts::default();
         if self.rows.is_empty() {
-            return Ok(());
+            return Ok(shown);
         }
         let first = self.first;
         let mut header = format!("{:<first$}", "client \\ server");
@@ -346,7 +350,6 @@ impl Table {
         let mut line = String::new();
         let mut row = 0usize;
         let mut col = 0usize;
-        let mut broken = 0u64;
         reach.calls_where(select, &mut |call| {
             if failed.is_some() {
                 return;
@@ -358,9 +361,7 @@ impl Table {
             }
             let w = self.widths.get(col).copied().unwrap_or(0);
             line.push_str(&format!("  {:<w$}", short(&call)));
-            if call.outcome != Outcome::Allowed {
-                broken += 1;
-            }
+            shown.add(call.outcome, call.mtls);
             col += 1;
             if col == self.widths.len() {
                 col = 0;
@@ -374,7 +375,7 @@ impl Table {
             return Err(e);
         }
         writeln!(out, "{LEGEND}")?;
-        if broken > 0 {
+        if shown.reset + shown.failed > 0 {
             writeln!(out)?;
             let broken_only = |outcome: Outcome, _mtls: bool| outcome != Outcome::Allowed;
             list(
@@ -387,45 +388,58 @@ impl Table {
                 },
             )?;
         }
-        Ok(())
+        Ok(shown)
     }
 }
 
 /// The summary: one line per (client namespace, Service namespace) pair with
-/// the number of cells of each kind.
+/// the number of cells of each kind, then the totals. Returns them.
 fn grouped(
     out: &mut dyn Write,
     reach: &Reach<'_>,
     select: &Select<'_>,
-    total: &Counts,
+    (clients, columns): (&[&Workload], &[(&Service, u16)]),
     why: &str,
-) -> io::Result<()> {
-    let mut pairs = 0u64;
-    let (mut client_w, mut service_w) = ("client namespace".len(), "service namespace".len());
-    reach.summary(select, &mut |p| {
-        pairs += 1;
-        client_w = client_w.max(p.client_namespace.chars().count());
-        service_w = service_w.max(p.service_namespace.chars().count());
-    });
+) -> io::Result<Counts> {
+    let client_w = clients
+        .iter()
+        .map(|w| w.namespace.len())
+        .chain(["client namespace".len()])
+        .max()
+        .unwrap_or(0);
+    let service_w = columns
+        .iter()
+        .map(|(s, _)| s.namespace.len())
+        .chain(["service namespace".len()])
+        .max()
+        .unwrap_or(0);
     writeln!(
         out,
         "{:<client_w$}  {:<service_w$}  {:>9}  {:>9}  {:>9}  {:>9}",
         "client namespace", "service namespace", "200 mTLS", "200 plain", "reset", "fail"
     )?;
     let mut failed = None;
+    let mut total = Counts::default();
+    let mut pairs = 0u64;
     let mut line = String::with_capacity(128);
     reach.summary(select, &mut |p| {
         if failed.is_some() {
             return;
         }
-        use std::fmt::Write as _;
-        line.clear();
+        pairs += 1;
         let c = p.counts;
-        let _ = writeln!(
-            line,
-            "{:<client_w$}  {:<service_w$}  {:>9}  {:>9}  {:>9}  {:>9}",
-            p.client_namespace, p.service_namespace, c.mtls, c.plaintext, c.reset, c.failed
-        );
+        total.add_counts(&c);
+        // Millions of lines: padded by hand, as `format!` costs more than the
+        // counting.
+        line.clear();
+        pad_right(&mut line, p.client_namespace, client_w);
+        line.push_str("  ");
+        pad_right(&mut line, p.service_namespace, service_w);
+        for n in [c.mtls, c.plaintext, c.reset, c.failed] {
+            line.push_str("  ");
+            pad_number(&mut line, n, 9);
+        }
+        line.push('\n');
         if let Err(e) = out.write_all(line.as_bytes()) {
             failed = Some(e);
         }
@@ -443,5 +457,36 @@ fn grouped(
     writeln!(
         out,
         "{why}--full prints the table; --only reset,fail lists the cells that fail."
-    )
+    )?;
+    Ok(total)
+}
+
+/// `s` left-aligned in `width` characters (as `{:<width$}`).
+fn pad_right(line: &mut String, s: &str, width: usize) {
+    line.push_str(s);
+    let len = if s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().count()
+    };
+    line.extend(std::iter::repeat_n(' ', width.saturating_sub(len)));
+}
+
+/// `n` right-aligned in `width` characters (as `{:>width$}`).
+fn pad_number(line: &mut String, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        if let Some(d) = digits.get_mut(start) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || start == 0 {
+            break;
+        }
+    }
+    let text = digits.get(start..).unwrap_or(&[]);
+    line.extend(std::iter::repeat_n(' ', width.saturating_sub(text.len())));
+    line.extend(text.iter().map(|&b| char::from(b)));
 }

@@ -407,11 +407,26 @@ impl Counts {
         *slot += n;
     }
 
+    fn remove(&mut self, outcome: Outcome, mtls: bool) {
+        let slot = match (outcome, mtls) {
+            (Outcome::Allowed, true) => &mut self.mtls,
+            (Outcome::Allowed, false) => &mut self.plaintext,
+            (Outcome::Reset, _) => &mut self.reset,
+            (Outcome::Failed, _) => &mut self.failed,
+        };
+        *slot = slot.saturating_sub(1);
+    }
+
     fn add_scaled(&mut self, other: &Counts, n: u64) {
         self.mtls += other.mtls * n;
         self.plaintext += other.plaintext * n;
         self.reset += other.reset * n;
         self.failed += other.failed * n;
+    }
+
+    /// Add another group's counts.
+    pub fn add_counts(&mut self, other: &Counts) {
+        self.add_scaled(other, 1);
     }
 
     /// Every cell counted.
@@ -596,32 +611,35 @@ impl<'m> Reach<'m> {
     /// the calls yielded, not to the whole matrix.
     pub fn calls_where(&self, select: &Select<'_>, each: &mut dyn FnMut(Call<'m>)) {
         let prepared = self.prepare(select);
-        let keep = |plans: Vec<Plan<'m>>| -> Vec<Plan<'m>> {
-            plans
-                .into_iter()
-                .filter(|p| (select.cell)(p.outcome, p.mtls))
-                .collect()
-        };
-        let plain = keep(self.plans(&prepared.targets, None));
-        let mut other: Option<Vec<Plan<'m>>> = None;
+        let keep = |p: &Plan<'m>| (select.cell)(p.outcome, p.mtls);
+        let kept =
+            |plans: Vec<Plan<'m>>| -> Vec<Plan<'m>> { plans.into_iter().filter(keep).collect() };
+        let plain = kept(self.plans(&prepared.targets, None));
+        let other = kept(self.plans(&prepared.targets, Some(ClientNs::Other)));
+        let differing = self.differing(&prepared.targets);
         let mut named: Option<(&str, Vec<Plan<'m>>)> = None;
         for &client in &prepared.clients {
             let plans: &[Plan<'m>] = if !client.sidecar {
                 &plain
             } else {
                 match self.rules.class(&client.namespace) {
-                    ClientNs::Other => other
-                        .get_or_insert_with(|| {
-                            keep(self.plans(&prepared.targets, Some(ClientNs::Other)))
-                        })
-                        .as_slice(),
-                    ClientNs::Named(ns) => {
-                        if named.as_ref().is_none_or(|(n, _)| *n != ns) {
-                            let plans = self.plans(&prepared.targets, Some(ClientNs::Named(ns)));
-                            named = Some((ns, keep(plans)));
+                    ClientNs::Other => &other,
+                    ClientNs::Named(ns) => match differing.get(ns) {
+                        None => &other,
+                        Some(diff) => {
+                            if named.as_ref().is_none_or(|(n, _)| *n != ns) {
+                                let plans = self.patched(
+                                    &prepared.targets,
+                                    &other,
+                                    diff,
+                                    ClientNs::Named(ns),
+                                    &keep,
+                                );
+                                named = Some((ns, plans));
+                            }
+                            named.as_ref().map_or(&[], |(_, p)| p.as_slice())
                         }
-                        named.as_ref().map_or(&[], |(_, p)| p.as_slice())
-                    }
+                    },
                 }
             };
             for p in plans {
@@ -647,6 +665,68 @@ impl<'m> Reach<'m> {
         }
     }
 
+    /// For each named client namespace ([`ClientNs::Named`]), the targets
+    /// (sorted, once each) where its rule may differ from the one every
+    /// other namespace gets: those its own rules' hosts match, and those whose
+    /// namespace's or the root namespace's rules name it in `exportTo` (or
+    /// export to `.` from it). Everywhere else it sends what they send.
+    fn differing(&self, targets: &[Target<'m>]) -> HashMap<&'m str, Vec<usize>> {
+        let mut map: HashMap<&'m str, Vec<usize>> = HashMap::new();
+        if self.rules.by_namespace.is_empty() {
+            return map;
+        }
+        for (ti, t) in targets.iter().enumerate() {
+            for ns in self.rules.matching_namespaces(&t.fqdn) {
+                map.entry(ns).or_default().push(ti);
+            }
+            for from in [t.service.namespace.as_str(), self.rules.root] {
+                for (_, dr) in self.rules.by_namespace.get(from).into_iter().flatten() {
+                    for e in &dr.export_to {
+                        let ns = match e.as_str() {
+                            "*" | "~" => continue,
+                            "." => dr.namespace.as_str(),
+                            ns => ns,
+                        };
+                        map.entry(ns).or_default().push(ti);
+                    }
+                }
+            }
+        }
+        for v in map.values_mut() {
+            v.sort_unstable();
+            v.dedup();
+        }
+        map
+    }
+
+    /// `base` (the kept plans of [`ClientNs::Other`], in order) with the
+    /// plans of the `diff` targets replaced by those of `class`.
+    fn patched(
+        &self,
+        targets: &[Target<'m>],
+        base: &[Plan<'m>],
+        diff: &[usize],
+        class: ClientNs<'_>,
+        keep: &dyn Fn(&Plan<'m>) -> bool,
+    ) -> Vec<Plan<'m>> {
+        let mut out = Vec::with_capacity(base.len());
+        let mut base = base.iter().peekable();
+        let mut own = Vec::new();
+        for &ti in diff {
+            while let Some(p) = base.next_if(|p| p.target < ti) {
+                out.push(*p);
+            }
+            while base.next_if(|p| p.target == ti).is_some() {}
+            if let Some(t) = targets.get(ti) {
+                own.clear();
+                self.push_plans(ti, t, Some(class), &mut own);
+                out.extend(own.iter().filter(|p| keep(p)).copied());
+            }
+        }
+        out.extend(base.copied());
+        out
+    }
+
     /// The rows (clients) and columns (Service ports) of the part of the
     /// matrix `select` picks, in its order; each row has one cell per column
     /// (so with no columns there are no rows, and the other way round).
@@ -669,18 +749,30 @@ impl<'m> Reach<'m> {
     /// to the client namespaces × the Service namespaces, not to the cells.
     pub fn summary(&self, select: &Select<'_>, each: &mut dyn FnMut(PairCounts<'m>)) {
         let prepared = self.prepare(select);
-        let row = |plans: Vec<Plan<'m>>| -> Vec<Counts> {
-            let mut row = vec![Counts::default(); prepared.groups.len()];
+        let groups = prepared.groups.len();
+        let group_of = |ti: usize| prepared.targets.get(ti).map_or(0, |t| t.group);
+        let row = |plans: &[Plan<'m>]| -> Vec<Counts> {
+            let mut row = vec![Counts::default(); groups];
             for p in plans {
-                let group = prepared.targets.get(p.target).map_or(0, |t| t.group);
-                if let Some(c) = row.get_mut(group) {
+                if let Some(c) = row.get_mut(group_of(p.target)) {
                     c.add(p.outcome, p.mtls);
                 }
             }
             row
         };
-        let plain = row(self.plans(&prepared.targets, None));
-        let mut other: Option<Vec<Counts>> = None;
+        let plain = row(&self.plans(&prepared.targets, None));
+        let other_plans = self.plans(&prepared.targets, Some(ClientNs::Other));
+        let other = row(&other_plans);
+        // Where each target's plans start in `other_plans`.
+        let mut starts = Vec::with_capacity(prepared.targets.len() + 1);
+        let mut at = 0usize;
+        for t in &prepared.targets {
+            starts.push(at);
+            at += t.ports.len();
+        }
+        starts.push(at);
+        let differing = self.differing(&prepared.targets);
+        let mut own = Vec::new();
         let mut clients = prepared.clients.as_slice();
         while let Some(first) = clients.first() {
             let ns = first.namespace.as_str();
@@ -692,21 +784,31 @@ impl<'m> Reach<'m> {
             clients = rest;
             let sidecars = these.iter().filter(|c| c.sidecar).count() as u64;
             let bare = these.len() as u64 - sidecars;
-            let named;
-            let with_sidecar: &[Counts] = if sidecars == 0 {
-                &[]
-            } else {
-                match self.rules.class(ns) {
-                    ClientNs::Other => other
-                        .get_or_insert_with(|| {
-                            row(self.plans(&prepared.targets, Some(ClientNs::Other)))
-                        })
-                        .as_slice(),
-                    ClientNs::Named(ns) => {
-                        named = row(self.plans(&prepared.targets, Some(ClientNs::Named(ns))));
-                        named.as_slice()
+            let mut patched;
+            let with_sidecar: &[Counts] = match (self.rules.class(ns), differing.get(ns)) {
+                (ClientNs::Named(ns), Some(diff)) if sidecars > 0 => {
+                    patched = other.clone();
+                    for &ti in diff {
+                        let (Some(t), Some(&from), Some(&to)) =
+                            (prepared.targets.get(ti), starts.get(ti), starts.get(ti + 1))
+                        else {
+                            continue;
+                        };
+                        let Some(c) = patched.get_mut(t.group) else {
+                            continue;
+                        };
+                        for p in other_plans.get(from..to).into_iter().flatten() {
+                            c.remove(p.outcome, p.mtls);
+                        }
+                        own.clear();
+                        self.push_plans(ti, t, Some(ClientNs::Named(ns)), &mut own);
+                        for p in &own {
+                            c.add(p.outcome, p.mtls);
+                        }
                     }
+                    &patched
                 }
+                _ => &other,
             };
             for (i, service_namespace) in prepared.groups.iter().enumerate() {
                 let mut counts = Counts::default();
@@ -924,22 +1026,33 @@ impl<'m> Reach<'m> {
     fn plans(&self, targets: &[Target<'m>], class: Option<ClientNs<'_>>) -> Vec<Plan<'m>> {
         let mut plans = Vec::new();
         for (ti, t) in targets.iter().enumerate() {
-            let rule = class.and_then(|c| self.rules.for_class(c, t.service, &t.fqdn));
-            for (pi, &(port, _, server_mode)) in t.ports.iter().enumerate() {
-                let (client_tls, reason) =
-                    self.client_tls(class.is_some(), rule, port, t.server.sidecar, server_mode);
-                let (outcome, mtls) = outcome(client_tls, t.server.sidecar, server_mode);
-                plans.push(Plan {
-                    target: ti,
-                    port: pi,
-                    client_tls,
-                    reason,
-                    outcome,
-                    mtls,
-                });
-            }
+            self.push_plans(ti, t, class, &mut plans);
         }
         plans
+    }
+
+    /// [`Self::plans`] for the one target `t`, number `ti`.
+    fn push_plans(
+        &self,
+        ti: usize,
+        t: &Target<'m>,
+        class: Option<ClientNs<'_>>,
+        plans: &mut Vec<Plan<'m>>,
+    ) {
+        let rule = class.and_then(|c| self.rules.for_class(c, t.service, &t.fqdn));
+        for (pi, &(port, _, server_mode)) in t.ports.iter().enumerate() {
+            let (client_tls, reason) =
+                self.client_tls(class.is_some(), rule, port, t.server.sidecar, server_mode);
+            let (outcome, mtls) = outcome(client_tls, t.server.sidecar, server_mode);
+            plans.push(Plan {
+                target: ti,
+                port: pi,
+                client_tls,
+                reason,
+                outcome,
+                mtls,
+            });
+        }
     }
 }
 
@@ -996,45 +1109,85 @@ impl<'m> Call<'m> {
     /// [`Self::explain`], appended to `s` (so a caller writing many cells
     /// reuses one buffer).
     pub fn explain_into(&self, s: &mut String) {
-        use std::fmt::Write as _;
+        // Pieces pushed one by one: the matrix streams millions of these, and
+        // `write!` costs more than the rest of a cell.
         let sends = match self.client_tls {
             ClientTls::Plaintext => "plaintext",
             ClientTls::IstioMutual => "Istio mTLS",
             ClientTls::OtherTls => "non-Istio TLS",
         };
         let (client, service, server) = (self.client, self.service, self.server);
-        let _ = write!(
-            s,
-            "{}.{} sends {sends} to {}.{}:{} because ",
-            client.name, client.namespace, service.name, service.namespace, self.service_port
-        );
-        let _ = match self.reason {
-            Reason::NoSidecar => s.write_str("it has no sidecar"),
+        for part in [
+            &client.name,
+            ".",
+            &client.namespace,
+            " sends ",
+            sends,
+            " to ",
+            &service.name,
+            ".",
+            &service.namespace,
+            ":",
+        ] {
+            s.push_str(part);
+        }
+        push_number(s, u64::from(self.service_port));
+        s.push_str(" because ");
+        match self.reason {
+            Reason::NoSidecar => s.push_str("it has no sidecar"),
             Reason::Rule(dr, mode) => {
-                write!(
-                    s,
-                    "DestinationRule {}/{} sets {mode}",
-                    dr.namespace, dr.name
-                )
+                for part in [
+                    "DestinationRule ",
+                    &dr.namespace,
+                    "/",
+                    &dr.name,
+                    " sets ",
+                    mode.as_str(),
+                ] {
+                    s.push_str(part);
+                }
             }
-            Reason::AutoMtls => s.write_str("of auto mTLS"),
-            Reason::AutoMtlsOff => s.write_str("auto mTLS is off and no DestinationRule sets TLS"),
-        };
-        let _ = if server.sidecar {
-            write!(
-                s,
-                "; {}.{} is {}",
-                server.name, server.namespace, self.server_mode
-            )
+            Reason::AutoMtls => s.push_str("of auto mTLS"),
+            Reason::AutoMtlsOff => s.push_str("auto mTLS is off and no DestinationRule sets TLS"),
+        }
+        for part in ["; ", &server.name, ".", &server.namespace] {
+            s.push_str(part);
+        }
+        if server.sidecar {
+            s.push_str(" is ");
+            s.push_str(self.server_mode.as_str());
         } else {
-            write!(s, "; {}.{} has no sidecar", server.name, server.namespace)
-        };
+            s.push_str(" has no sidecar");
+        }
         s.push_str(match self.outcome {
             Outcome::Allowed => ", so the request succeeds",
             Outcome::Reset => ", so the connection is reset",
             Outcome::Failed => ", so TLS bytes reach a plaintext listener and the request fails",
         });
     }
+}
+
+/// `n` in decimal, appended to `s`.
+fn push_number(s: &mut String, mut n: u64) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        if let Some(d) = digits.get_mut(start) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || start == 0 {
+            break;
+        }
+    }
+    s.extend(
+        digits
+            .get(start..)
+            .unwrap_or(&[])
+            .iter()
+            .map(|&b| char::from(b)),
+    );
 }
 
 fn exports_nowhere(dr: &DestinationRule) -> bool {
@@ -1610,11 +1763,21 @@ spec: {selector: {app: nothing}, ports: [{port: 80}]}
             let mesh = mesh_with_rules(&rules, auto_mtls);
             let reach = mesh.reach();
             let full = reach.matrix().cells;
-            // Every cell is what connect answers on its own, with istiod's rule.
+            // Every cell is what connect answers on its own, with istiod's rule
+            // (every generated rule sets a mode, so a sidecar client that has
+            // one names it).
             for c in &full {
-                let rule = istiod_rule(&mesh, &c.client_namespace, mesh.services.iter().find(|s| s.name == c.service && s.namespace == c.service_namespace).unwrap());
-                if let ClientReason::DestinationRule { name, namespace, .. } = &c.client_reason {
-                    proptest::prop_assert_eq!(rule.map(|d| (&d.namespace, &d.name)), Some((namespace, name)));
+                let service = mesh.services.iter().find(|s| s.name == c.service && s.namespace == c.service_namespace).unwrap();
+                let client = mesh.workloads.iter().find(|w| w.name == c.client && w.namespace == c.client_namespace).unwrap();
+                let alone = reach.connect(client, service, c.service_port);
+                proptest::prop_assert_eq!(alone.as_ref(), Some(c));
+                let rule = istiod_rule(&mesh, &c.client_namespace, service);
+                let named = match &c.client_reason {
+                    ClientReason::DestinationRule { name, namespace, .. } => Some((namespace, name)),
+                    _ => None,
+                };
+                if client.sidecar {
+                    proptest::prop_assert_eq!(rule.map(|d| (&d.namespace, &d.name)), named);
                 }
             }
             let namespaces = ["foo", "bar", "legacy", "qux", "nowhere"];
