@@ -122,6 +122,16 @@ fn serve_http(stream: TcpStream) -> io::Result<()> {
     let local = stream.local_addr()?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
+    // A TLS ClientHello (record type 22) reaching this plaintext app gets what an HTTP
+    // server answers bytes it cannot parse, 400 and close, as httpbin's would; the
+    // client's TLS stack then reports the protocol error (rather than waiting for a
+    // line the ClientHello may never contain).
+    if reader.fill_buf()?.first() == Some(&0x16) {
+        out.write_all(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        return out.flush();
+    }
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {

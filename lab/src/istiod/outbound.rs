@@ -437,12 +437,22 @@ fn outbound_cluster(
             }}}});
             // The pod's `security.istio.io/tlsMode` label becomes the endpoint's
             // transport socket match metadata, unless absent or "disabled"
-            // (`pilot/pkg/networking/util/util.go`).
+            // (`pilot/pkg/networking/util/util.go`), or unless the endpoint's own
+            // PeerAuthentication resolves its port to DISABLE: EDS then clears the
+            // tlsMode so auto mTLS sends plaintext (`checkMtlsEnabled`,
+            // `pilot/pkg/xds/endpoints/mtls_checker.go`, applied in
+            // `buildEnvoyLbEndpoint`). A DestinationRule TLS mode fixes the cluster's
+            // transport socket instead ([`cluster_tls`]), so the metadata is moot there.
+            let port_disabled = sidecar.mesh.resolver().mode(
+                &ep.pod.namespace,
+                &ep.pod.labels,
+                Some(u32::from(ep.port)),
+            ) == MtlsMode::Disable;
             if let Some(mode) = ep
                 .pod
                 .labels
                 .get(TLS_MODE_LABEL)
-                .filter(|m| m.as_str() != "disabled")
+                .filter(|m| m.as_str() != "disabled" && !port_disabled)
             {
                 if let Some(obj) = e.as_object_mut() {
                     obj.insert(
