@@ -30,6 +30,16 @@ pub enum Command {
     ///
     /// Exits 1 if any shown request is reset or fails.
     Matrix(MatrixArgs),
+    /// Run the manifests in a local mesh of real pods and Envoys (root); each call's
+    /// observed result next to policy's prediction.
+    ///
+    /// One network namespace per workload with Istio's traffic capture, istiod-shaped
+    /// sidecars, a stand-in app on every container port, the peerauth filter where its
+    /// WasmPlugins put it. Exits 1 if a call disagrees with policy, 2 if the lab cannot run.
+    Lab(crate::lab::LabArgs),
+    /// The lab's stand-in app, run by `peerauth lab` inside each pod.
+    #[command(name = "__lab-app", hide = true)]
+    LabApp(crate::lab::LabAppArgs),
 }
 
 #[derive(Debug, Args)]

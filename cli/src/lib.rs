@@ -15,6 +15,7 @@ pub mod generate;
 mod human;
 pub mod input;
 pub mod json;
+pub mod lab;
 mod matrix;
 
 use cli::{CheckArgs, Cli, Command, DescribeArgs, MatrixArgs, MeshArgs};
@@ -64,6 +65,8 @@ pub fn run(
         Command::Check(args) => check(args, stdin, out),
         Command::Describe(args) => describe(args, stdin, out, err),
         Command::Matrix(args) => matrix(args, stdin, out, err),
+        Command::Lab(args) => lab::run(args, stdin, out, err),
+        Command::LabApp(args) => Ok(peerauth_lab::app::run(args.args.clone())),
     }
 }
 

@@ -23,6 +23,7 @@ pub mod node;
 pub mod pki;
 pub mod pods;
 pub mod predict;
+pub mod probe;
 pub mod stats;
 pub mod topology;
 pub mod yaml;
