@@ -9,11 +9,11 @@ cargo build -p peerauth-filter --target wasm32-wasip1 --profile wasm
 built="$target/wasm32-wasip1/wasm/peerauth_filter.wasm"
 mkdir -p "$root/out"
 features="--enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals"
-# The proxy-wasm SDK exports every proxy_on_* callback. Envoy calls a callback
-# only when the module exports it, so the exports below are all the filter keeps:
-# each dropped one is a V8 call per request saved (response headers and body,
-# log, done) and its SDK dispatch code (gRPC, HTTP calls, queues, ...) goes.
-# Implementing another callback in filter/src/host.rs means adding it here.
+# Envoy calls a callback only when the module exports it, so the exports
+# below are all the filter keeps: filter/src/host.rs writes the proxy-wasm ABI
+# by hand and exports exactly these; metadce removes anything else (and the code
+# only an export reached). Implementing another callback in filter/src/host.rs
+# means adding it here (tests/tests/filter_module.rs checks the two agree).
 keep="memory _initialize proxy_abi_version_0_2_1 proxy_on_memory_allocate
       proxy_on_vm_start proxy_on_configure proxy_on_context_create
       proxy_on_tick proxy_on_request_headers proxy_on_downstream_data

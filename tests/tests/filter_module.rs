@@ -1,70 +1,14 @@
 //! The built filter module exports exactly the callbacks `filter/src/host.rs`
-//! implements. `filter/build.sh` drops the SDK's other exports so Envoy skips
-//! those calls; this catches a callback added to host.rs but not to build.sh's
-//! list (Envoy would never call it) and a build that skipped the trimming.
+//! implements. `filter/build.sh` keeps only the exports it lists, so Envoy
+//! skips every other call; this catches a callback added to host.rs but not to
+//! build.sh's list (Envoy would never call it) and a build that skipped the
+//! trimming.
 //!
 //! Needs the built filter at `$PEERAUTH_FILTER_WASM` or `<repo>/out/peerauth_filter.wasm`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-
-/// proxy-wasm SDK trait method → the module export Envoy calls for it.
-const CALLBACKS: &[(&str, &str)] = &[
-    ("on_vm_start", "proxy_on_vm_start"),
-    ("on_configure", "proxy_on_configure"),
-    ("on_tick", "proxy_on_tick"),
-    ("on_queue_ready", "proxy_on_queue_ready"),
-    ("on_done", "proxy_on_done"),
-    ("on_log", "proxy_on_log"),
-    ("on_http_call_response", "proxy_on_http_call_response"),
-    ("on_grpc_call_response", "proxy_on_grpc_receive"),
-    ("on_grpc_stream_message", "proxy_on_grpc_receive"),
-    (
-        "on_grpc_call_response_headers",
-        "proxy_on_grpc_receive_initial_metadata",
-    ),
-    (
-        "on_grpc_stream_initial_metadata",
-        "proxy_on_grpc_receive_initial_metadata",
-    ),
-    (
-        "on_grpc_call_response_trailers",
-        "proxy_on_grpc_receive_trailing_metadata",
-    ),
-    (
-        "on_grpc_stream_trailing_metadata",
-        "proxy_on_grpc_receive_trailing_metadata",
-    ),
-    ("on_grpc_stream_close", "proxy_on_grpc_close"),
-    ("on_foreign_function", "proxy_on_foreign_function"),
-    ("on_http_request_headers", "proxy_on_request_headers"),
-    ("on_http_request_body", "proxy_on_request_body"),
-    ("on_http_request_trailers", "proxy_on_request_trailers"),
-    ("on_http_response_headers", "proxy_on_response_headers"),
-    ("on_http_response_body", "proxy_on_response_body"),
-    ("on_http_response_trailers", "proxy_on_response_trailers"),
-    ("on_new_connection", "proxy_on_new_connection"),
-    ("on_downstream_data", "proxy_on_downstream_data"),
-    (
-        "on_downstream_close",
-        "proxy_on_downstream_connection_close",
-    ),
-    ("on_upstream_data", "proxy_on_upstream_data"),
-    ("on_upstream_close", "proxy_on_upstream_connection_close"),
-];
-
-/// Exports every proxy-wasm module needs whatever it implements: the VM start,
-/// context creation and deletion (the SDK frees a context there), and memory.
-const ALWAYS: &[&str] = &[
-    "memory",
-    "_initialize",
-    "proxy_abi_version_0_2_1",
-    "proxy_on_memory_allocate",
-    "proxy_on_vm_start",
-    "proxy_on_context_create",
-    "proxy_on_delete",
-];
 
 fn leb(b: &[u8], i: &mut usize) -> usize {
     let (mut v, mut shift) = (0usize, 0);
@@ -103,22 +47,14 @@ fn exports(wasm: &[u8]) -> BTreeSet<String> {
     names
 }
 
-/// The export of every SDK callback `host.rs` implements (`fn on_…(&mut self`).
+/// Every function `host.rs` exports (`pub extern "C" fn name(`): the
+/// proxy-wasm ABI is written there by hand, one export per callback.
 fn implemented(host_rs: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for line in host_rs.lines() {
-        let Some(rest) = line.trim_start().strip_prefix("fn on_") else {
-            continue;
-        };
-        let method = format!("on_{}", rest.split('(').next().unwrap());
-        let export = CALLBACKS
-            .iter()
-            .find(|(m, _)| *m == method)
-            .map(|(_, e)| *e)
-            .unwrap_or_else(|| panic!("host.rs implements {method}; add it to CALLBACKS"));
-        out.insert(export.to_string());
-    }
-    out
+    host_rs
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("pub extern \"C\" fn "))
+        .map(|rest| rest.split('(').next().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -131,10 +67,17 @@ fn the_module_exports_exactly_the_callbacks_host_rs_implements() {
         .unwrap_or_else(|e| panic!("{}: {e} (run filter/build.sh)", wasm.display()));
     let host_rs = std::fs::read_to_string(root.join("filter/src/host.rs")).unwrap();
 
-    let mut want: BTreeSet<String> = ALWAYS.iter().map(|s| s.to_string()).collect();
-    want.extend(implemented(&host_rs));
-    // The filter configures itself and answers HTTP requests and TCP data.
+    let mut want = implemented(&host_rs);
+    want.insert("memory".to_string());
+    // What every proxy-wasm module needs, and the filter's own callbacks: it
+    // configures itself, answers HTTP requests and TCP data, forgets connections.
     for e in [
+        "_initialize",
+        "proxy_abi_version_0_2_1",
+        "proxy_on_memory_allocate",
+        "proxy_on_vm_start",
+        "proxy_on_context_create",
+        "proxy_on_delete",
         "proxy_on_configure",
         "proxy_on_request_headers",
         "proxy_on_downstream_data",
