@@ -97,6 +97,12 @@ pub struct Config {
     pub action: Action,
     pub xfcc: XfccPolicy,
     pub protocol: Protocol,
+    /// `forwardClientCertDetails` was given: the HTTP connection manager in
+    /// front of the filter uses `APPEND_FORWARD` or `SANITIZE_SET`, so Envoy
+    /// removes a client's XFCC on every connection without a client
+    /// certificate and appends its own element last on every one with, and the
+    /// peer's facts are read from that element instead of the connection.
+    pub xfcc_from_envoy: bool,
     /// Peers allowed to put XFCC elements before Envoy's own (ingress gateways).
     pub trusted_forwarders: Vec<SpiffePattern>,
     /// Empty: any trust domain.
@@ -157,6 +163,7 @@ struct RawConfig {
     action: Option<String>,
     xfcc: Option<String>,
     protocol: Option<String>,
+    forward_client_cert_details: Option<String>,
     trusted_forwarders: Vec<String>,
     allowed_trust_domains: Vec<String>,
     allowed_identities: BTreeMap<String, Vec<String>>,
@@ -332,7 +339,7 @@ fn raw_peer_authentication(field: &str, v: &Json) -> Result<RawPeerAuthenticatio
     Ok(RawPeerAuthentication { metadata, spec })
 }
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 12] = [
     "mtls",
     "portLevelMtls",
     "workload",
@@ -341,6 +348,7 @@ const FIELDS: [&str; 11] = [
     "action",
     "xfcc",
     "protocol",
+    "forwardClientCertDetails",
     "trustedForwarders",
     "allowedTrustDomains",
     "allowedIdentities",
@@ -385,6 +393,10 @@ fn raw_config(json: &[u8]) -> Result<RawConfig, ConfigError> {
         action: opt_text("action", get("action"))?,
         xfcc: opt_text("xfcc", get("xfcc"))?,
         protocol: opt_text("protocol", get("protocol"))?,
+        forward_client_cert_details: opt_text(
+            "forwardClientCertDetails",
+            get("forwardClientCertDetails"),
+        )?,
         trusted_forwarders: texts("trustedForwarders", get("trustedForwarders"))?,
         allowed_trust_domains: texts("allowedTrustDomains", get("allowedTrustDomains"))?,
         allowed_identities: map("allowedIdentities", get("allowedIdentities"), |f, v| {
@@ -560,6 +572,17 @@ impl Config {
                 [Protocol::Http, Protocol::Tcp],
                 Protocol::label,
             )?,
+            xfcc_from_envoy: match raw.forward_client_cert_details.as_deref() {
+                None => false,
+                Some("APPEND_FORWARD" | "SANITIZE_SET") => true,
+                Some(other) => {
+                    return Err(ConfigError::Choice {
+                        field: "forwardClientCertDetails",
+                        value: other.to_string(),
+                        expected: "APPEND_FORWARD, SANITIZE_SET (under any other setting XFCC does not prove the peer: omit the field)".into(),
+                    })
+                }
+            },
             trusted_forwarders,
             allowed_trust_domains: raw.allowed_trust_domains,
             allowed_identities,

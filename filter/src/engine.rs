@@ -6,7 +6,9 @@
 
 use crate::config::{Config, ConfigError, Protocol};
 use crate::decide::{decide_with, Decision, Handling, Outcome, Reason, XfccAction};
-use crate::facts::{connection_id, flag, source_address, ConnectionFacts, Facts, Host};
+use crate::facts::{
+    connection_id, destination_port, flag, source_address, ConnectionFacts, Facts, Host,
+};
 use crate::metrics;
 use policy::xfcc::{self, Key};
 use std::cell::RefCell;
@@ -203,7 +205,18 @@ impl Engine {
             // Unreachable in a single-threaded VM; still a defined outcome.
             return reject(proxy, 503, "busy");
         };
-        let conn = state.connection(proxy);
+        let conn = if config.xfcc_from_envoy {
+            // The header is the peer's proof here: no connection lookup, and
+            // the port only when the configuration's rules differ by port.
+            let port = if config.port_modes.is_empty() {
+                None
+            } else {
+                destination_port(proxy)
+            };
+            Conn::new(ConnectionFacts::from_envoy_xfcc(xfcc.as_deref(), port))
+        } else {
+            state.connection(proxy)
+        };
         let d = state.decide(config, proxy, &conn, xfcc);
         let applied = match &d.xfcc_action {
             XfccAction::Keep => true,
@@ -521,6 +534,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     const FOO: &str = "spiffe://cluster.local/ns/foo/sa/sleep";
+    const BAR: &str = "spiffe://cluster.local/ns/bar/sa/sleep";
     const HASH: &str = "434b0000000000000000000000000000000000000000000000000000000000ff";
 
     /// A host that answers from maps and records every effect, per context.
@@ -705,6 +719,71 @@ mod tests {
             proxy.responses.borrow().as_slice(),
             [(403, "xfcc_smuggled".into()), (403, "xfcc_smuggled".into())]
         );
+    }
+
+    /// With `forwardClientCertDetails` the header is the proof: no property is
+    /// read unless the config's rules differ by port, and every outcome is the
+    /// one the connection's own facts would give under `APPEND_FORWARD`.
+    #[test]
+    fn with_forward_client_cert_details_the_peer_comes_from_envoys_element_alone() {
+        let proxy = FakeProxy::default();
+        // The connection's attributes exist but must not be needed.
+        proxy.mtls(0, FOO, 7);
+        let e = engine(
+            &proxy,
+            r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"],"forwardClientCertDetails":"APPEND_FORWARD"}"#,
+        );
+        let evil = "spiffe://evil.example/ns/foo/sa/sleep";
+        let smuggled = format!("Hash={HASH};URI={FOO},{}", element(BAR));
+        for (xfcc, want, reason) in [
+            (Some(element(FOO)), Verdict::Continue, "ok"),
+            (None, Verdict::Pause, "plaintext_on_strict"),
+            (
+                Some(element(evil)),
+                Verdict::Pause,
+                "trust_domain_not_allowed",
+            ),
+            (Some(smuggled), Verdict::Pause, "xfcc_smuggled"),
+            (
+                // No identity can be read from it, and it is counted malformed.
+                Some("Hash=\"unterminated".into()),
+                Verdict::Pause,
+                "peer_identity_missing",
+            ),
+            (
+                Some(format!("By=x;URI={FOO}")),
+                Verdict::Pause,
+                "xfcc_mismatch",
+            ),
+        ] {
+            match &xfcc {
+                Some(v) => proxy.headers.borrow_mut().insert(XFCC.into(), v.clone()),
+                None => proxy.headers.borrow_mut().remove(XFCC),
+            };
+            proxy.reads.borrow_mut().clear();
+            assert_eq!(e.on_request_headers(&proxy), want, "{xfcc:?}");
+            let reads = proxy.reads.borrow().clone();
+            let expected: &[&str] = if want == Verdict::Pause {
+                &["source.address"]
+            } else {
+                &[]
+            };
+            assert_eq!(reads, expected, "{xfcc:?}");
+            assert!(proxy.count("port=.=unknown;.;mode=.=STRICT") > 0);
+            assert!(proxy.count(&format!("reason=.={reason};")) > 0, "{xfcc:?}: {:?}", proxy.defined.borrow());
+        }
+        assert_eq!(proxy.count("form=.=malformed;.;handling=.=rejected"), 1);
+        // Rules that differ by port need the port, and only the port.
+        let ported = engine(
+            &proxy,
+            r#"{"mtls":{"mode":"STRICT"},"portLevelMtls":{"8080":{"mode":"PERMISSIVE"}},"forwardClientCertDetails":"SANITIZE_SET"}"#,
+        );
+        proxy.headers.borrow_mut().remove(XFCC);
+        proxy.reads.borrow_mut().clear();
+        assert_eq!(ported.on_request_headers(&proxy), Verdict::Continue);
+        assert_eq!(proxy.reads.borrow().as_slice(), ["destination.port"]);
+        let e = Engine::configure(&proxy, br#"{"forwardClientCertDetails":"FORWARD_ONLY"}"#);
+        assert!(e.is_err());
     }
 
     #[test]

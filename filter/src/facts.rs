@@ -109,6 +109,41 @@ impl ConnectionFacts {
     }
 }
 
+impl ConnectionFacts {
+    /// The facts Envoy's own XFCC element states, for a connection manager
+    /// that uses `APPEND_FORWARD` or `SANITIZE_SET` (see
+    /// [`crate::config::Config::xfcc_from_envoy`]): there a header exists only
+    /// on a connection with a client certificate, and its last element is
+    /// Envoy's, with the certificate's `Hash` and (with `uri: true` in
+    /// `set_current_client_cert_details`, as Istio's sidecar sets it) its URI
+    /// SANs. A header that does not parse still counts as mutual TLS, so the
+    /// decision reports it `xfcc_malformed`.
+    pub fn from_envoy_xfcc(header: Option<&str>, destination_port: Option<u32>) -> ConnectionFacts {
+        let Some(header) = header.filter(|h| !h.trim().is_empty()) else {
+            return ConnectionFacts {
+                security: Security::Plaintext,
+                peer_uri: None,
+                peer_sha256: None,
+                destination_port,
+            };
+        };
+        let last = policy::xfcc::parse(header)
+            .ok()
+            .and_then(|x| x.elements.into_iter().last());
+        ConnectionFacts {
+            security: Security::Mtls,
+            peer_uri: last.as_ref().and_then(|e| e.uri.first().cloned()),
+            peer_sha256: last.and_then(|e| e.hash).map(|h| h.to_ascii_lowercase()),
+            destination_port,
+        }
+    }
+}
+
+/// The destination port (`destination.port`).
+pub fn destination_port(host: &dyn Host) -> Option<u32> {
+    port(host, &["destination", "port"])
+}
+
 /// The downstream peer's address (`source.address`), for log lines.
 pub fn source_address(host: &dyn Host) -> Option<String> {
     string(host, &["source", "address"])

@@ -895,3 +895,65 @@ fn clean_and_smuggled_xfcc_multiplexed_on_one_http2_connection_are_each_judged()
         "downstream_cx_http2_total",
     );
 }
+
+/// `forwardClientCertDetails: APPEND_FORWARD` takes the peer from Envoy's own
+/// XFCC element: every answer is the one the connection's facts give, because
+/// under that setting Envoy removes a plaintext client's header and appends its
+/// own element last on every mTLS request.
+#[test]
+fn with_forward_client_cert_details_the_header_alone_decides_and_every_answer_is_the_same() {
+    let lab = lab();
+    let port = free_port().unwrap();
+    let config = r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"],
+        "forwardClientCertDetails":"APPEND_FORWARD"}"#;
+    let envoy = lab
+        .sidecar()
+        .wasm(lab.http(config))
+        .fcc(Fcc::AppendForward)
+        .port(port, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+
+    let genuine = lab.get(port, Some("sleep.foo"), &[]);
+    assert_eq!(genuine.status, 200, "{genuine:?}");
+    let foo_element = app_xfcc(&genuine).unwrap();
+    let hash = foo_element
+        .split(';')
+        .find_map(|kv| kv.strip_prefix("Hash="))
+        .unwrap()
+        .to_string();
+    let forged_foo = format!("Hash={hash};Subject=\"\";URI={FOO}");
+    rejected(&lab.get(port, None, &[]), "plaintext_on_strict");
+    // Envoy drops a plaintext client's header, so it cannot claim an identity.
+    rejected(
+        &lab.get(port, None, &[("x-forwarded-client-cert", &forged_foo)]),
+        "plaintext_on_strict",
+    );
+    rejected(
+        &lab.get(
+            port,
+            Some("sleep.bar"),
+            &[("x-forwarded-client-cert", &forged_foo)],
+        ),
+        "xfcc_smuggled",
+    );
+    rejected(
+        &lab.get(port, Some(FOREIGN), &[]),
+        "trust_domain_not_allowed",
+    );
+    assert_eq!(lab.get(port, Some("sleep.bar"), &[]).status, 200);
+
+    // The rules do not differ by port, so the port is not read.
+    let count = |labels: &[(&str, &str)]| {
+        let mut all = vec![("port", "unknown")];
+        all.extend_from_slice(labels);
+        prom(&envoy, "peerauth_requests_total", &all).unwrap_or(0)
+    };
+    assert_eq!(
+        count(&[("outcome", "allowed"), ("security", "mutual_tls")]),
+        2
+    );
+    assert_eq!(count(&[("reason", "plaintext_on_strict")]), 2);
+    assert_eq!(count(&[("reason", "xfcc_smuggled")]), 1);
+    assert_eq!(count(&[("reason", "trust_domain_not_allowed")]), 1);
+}
