@@ -22,6 +22,15 @@ use serde::Serialize;
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Set by the Ctrl-C handler before it tears the lab down: the calls it cuts short
+/// then fail, and the run must end as interrupted (130), not as a lab error (2).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The exit code after Ctrl-C, SIGTERM or SIGHUP (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// The hidden subcommand that serves the stand-in app in a pod.
 pub const APP_SUBCOMMAND: &str = "__lab-app";
@@ -311,15 +320,29 @@ pub fn run(
         )?;
         return Ok(EXIT_INPUT);
     }
+    // The handler only tears down: this thread holds the stderr lock for the whole run
+    // (`main`), so it says so and exits with 130 once the cut-short calls return.
+    // Should this thread be stuck, the handler exits on its own after a grace period.
     if let Err(e) = ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, Ordering::SeqCst);
         node::teardown_all();
-        eprintln!("\npeerauth lab: interrupted; removed every pod, rule, file and process the lab had created");
-        std::process::exit(130);
+        std::thread::sleep(Duration::from_secs(5));
+        std::process::exit(i32::from(EXIT_INTERRUPTED));
     }) {
         writeln!(err, "peerauth lab: installing the signal handler: {e}")?;
         return Ok(EXIT_INPUT);
     }
-    match lab(args, &read.sources, calls, err) {
+    let result = lab(args, &read.sources, calls, err);
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        // Waits for the handler's teardown to finish.
+        node::teardown_all();
+        writeln!(
+            err,
+            "\npeerauth lab: interrupted; removed every pod, rule, file and process the lab had created"
+        )?;
+        return Ok(EXIT_INTERRUPTED);
+    }
+    match result {
         Ok(report) => {
             if args.json {
                 serde_json::to_writer_pretty(&mut *out, &report).map_err(io::Error::other)?;
@@ -403,6 +426,10 @@ fn lab(
         return Err(Problem::Input(
             "nothing to call: the manifests have no Service port with an endpoint pod; add Services or pass --call".into(),
         ));
+    }
+    // Every call names things the manifests have, before anything is created.
+    for spec in &calls {
+        check_call(&topology, spec)?;
     }
     let wasm = filter_module(args);
     if !plugins.is_empty() && !wasm.is_file() {
@@ -633,6 +660,52 @@ fn run_call(lab: &PodLab, mesh: &Mesh, spec: CallSpec) -> Result<CallReport, Pro
         explanation,
         agrees,
     })
+}
+
+/// `Err` when `spec` names a pod, Service or port the topology lacks, or an inbound
+/// call has no pod to run in.
+fn check_call(topology: &Topology, spec: &CallSpec) -> Result<(), Problem> {
+    let pod = |key: &str| {
+        topology
+            .pods
+            .iter()
+            .find(|p| p.key() == key)
+            .map(|_| ())
+            .ok_or_else(|| Problem::Input(format!("no workload {} in the manifests", slash(key))))
+    };
+    match spec {
+        CallSpec::Service {
+            client,
+            service,
+            port,
+        } => {
+            pod(client)?;
+            let (name, ns) = service.split_once('.').unwrap_or((service, "default"));
+            let s = topology.service(name, ns).ok_or_else(|| {
+                Problem::Input(format!(
+                    "no Service {name} in namespace {ns} in the manifests"
+                ))
+            })?;
+            if !s.ports.iter().any(|p| p.port == *port) {
+                return Err(Problem::Input(format!(
+                    "Service {service} has no port {port}"
+                )));
+            }
+        }
+        CallSpec::Inbound {
+            tls,
+            from,
+            pod: target,
+            ..
+        } => {
+            pod(target)?;
+            match from {
+                Some(f) => pod(f)?,
+                None => drop(default_caller(topology, target, *tls)?),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `policy`'s cell for a call through the client's sidecar, in the same terms.

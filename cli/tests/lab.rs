@@ -272,3 +272,76 @@ fn a_client_sidecar_sends_plaintext_to_an_endpoint_port_its_own_policy_disables(
         .collect();
     assert_eq!(seen, ["success-mtls", "success-plaintext"], "{doc:#}");
 }
+
+#[test]
+fn the_filter_rejecting_what_policy_allows_shows_its_reason_and_exits_1() {
+    // No PeerAuthentication (PERMISSIVE everywhere: policy lets plaintext in), but the
+    // step-4 WasmPlugin enforces httpbin.bar's STRICT policy from its own pluginConfig.
+    let (code, doc) = lab(
+        &[
+            "manifests/workloads".into(),
+            "manifests/wasmplugin/peerauth-strict-httpbin-bar.yaml".into(),
+        ],
+        &[
+            "legacy/sleep -> httpbin.bar:8000",
+            "foo/sleep -> httpbin.bar:8000",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{doc:#}");
+    let calls = doc["calls"].as_array().unwrap();
+    assert_eq!(calls[0]["observed"]["result"], "rejected", "{doc:#}");
+    assert_eq!(
+        calls[0]["observed"]["reason"], "plaintext_on_strict",
+        "{doc:#}"
+    );
+    assert_eq!(spelled(&calls[0]["predicted"]), "success-plaintext");
+    assert_eq!(calls[0]["agrees"], false);
+    assert_eq!(spelled(&calls[1]["observed"]), "success-mtls", "{doc:#}");
+    assert_eq!(calls[1]["agrees"], true);
+}
+
+#[test]
+fn ctrl_c_during_a_run_removes_everything_the_lab_created_and_exits_130() {
+    // A pod calling its own ClusterIP without a sidecar hangs until curl's 10 s cap
+    // (the lab's node does not masquerade hairpin traffic): time to interrupt.
+    let child = Command::new(env!("CARGO_BIN_EXE_peerauth"))
+        .current_dir(repo())
+        .args([
+            "lab",
+            "-f",
+            "manifests/workloads",
+            "--call",
+            "legacy/httpbin -> httpbin.legacy:8000",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = format!("palab-{}-0", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Wait for the three apps and four Envoys (the lab exists and is about to call).
+    while peerauth_lab::node::leftovers_of(&id)
+        .iter()
+        .filter(|l| l.contains("process"))
+        .count()
+        < 7
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lab {id} never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let left = peerauth_lab::node::leftovers_of(&id);
+    assert!(left.is_empty(), "lab {id} left {left:?}");
+}

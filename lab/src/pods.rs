@@ -10,12 +10,12 @@
 //! saves rebuilding the network and keeps each step's time to the Envoys' start.
 
 use crate::call::{CallResult, Observed, PortMode, ServiceCall};
-use crate::stats::{parse_filter_counters, FilterCounter};
-use crate::LabError;
 use crate::istiod::{self, SidecarFiles, WasmPlugin};
 use crate::node::{self, Node};
 use crate::pki::MeshPki;
+use crate::stats::{parse_filter_counters, FilterCounter};
 use crate::topology::{Pod, Topology};
+use crate::LabError;
 use policy::mesh::Mesh;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -105,7 +105,8 @@ pub struct PodLab {
     identities: BTreeMap<String, Identity>,
     root_cert: PathBuf,
     envoy: PathBuf,
-    wasm: PathBuf,
+    /// The filter, readable by uid 1337; `None` when [`LabConfig::wasm`] is not built.
+    wasm: Option<PathBuf>,
     sidecars: BTreeMap<String, RunningSidecar>,
     apps: BTreeMap<String, u32>,
     generation: u32,
@@ -124,13 +125,13 @@ impl PodLab {
     /// the sidecar pods and start the app on every declared container port. No Envoy
     /// runs until [`PodLab::configure`].
     ///
-    /// `Err` when the filter or the app is not built, the machine cannot host the lab
+    /// The filter module is needed only by a step with WasmPlugins
+    /// ([`PodLab::configure`]), so a mesh without them runs without it.
+    ///
+    /// `Err` when the app is not built, the machine cannot host the lab
     /// ([`crate::node::preflight`]), or any part fails to start; whatever was created is
     /// removed again.
     pub fn create(config: LabConfig, mesh: &Mesh, documents: &[Value]) -> Result<PodLab, LabError> {
-        if !config.wasm.is_file() {
-            return Err(LabError::NoFilter(config.wasm.clone()));
-        }
         if !config.app.is_file() {
             return Err(LabError::NoApp(config.app.clone()));
         }
@@ -160,7 +161,11 @@ impl PodLab {
             node.capture_traffic(&pod.key())?;
         }
         let envoy = node.proxy_readable(&envoy_bin)?;
-        let wasm = node.proxy_readable(&config.wasm)?;
+        let wasm = if config.wasm.is_file() {
+            Some(node.proxy_readable(&config.wasm)?)
+        } else {
+            None
+        };
         let mut lab = PodLab {
             config,
             node,
@@ -298,14 +303,18 @@ impl PodLab {
     /// `plugins` in the cluster, and (re)start its Envoy; the sidecars of `clients`
     /// log the upstream component at debug level. Returns once every Envoy is ready.
     ///
-    /// `Err` when a configuration cannot be generated or an Envoy exits or is not
-    /// ready in time (the others are stopped).
+    /// `Err` when `plugins` is not empty and the filter is not built
+    /// ([`LabError::NoFilter`]), a configuration cannot be generated, or an Envoy exits
+    /// or is not ready in time (the others are stopped).
     pub fn configure(
         &mut self,
         mesh: &Mesh,
         plugins: &[WasmPlugin],
         clients: &[String],
     ) -> Result<(), LabError> {
+        if !plugins.is_empty() && self.wasm.is_none() {
+            return Err(LabError::NoFilter(self.config.wasm.clone()));
+        }
         self.stop_sidecars();
         self.generation += 1;
         let generation = self.generation;
@@ -340,7 +349,7 @@ impl PodLab {
                     root_cert: self.root_cert.clone(),
                     admin_socket: admin_socket.clone(),
                 },
-                wasm_module: Some(self.wasm.clone()),
+                wasm_module: self.wasm.clone(),
                 plugins,
                 upstream_debug,
             };

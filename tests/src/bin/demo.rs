@@ -65,6 +65,14 @@ fn main() -> ExitCode {
     if let Some(w) = cli.wasm.clone() {
         config.wasm = w;
     }
+    // The seed steps 4-6 load the filter: say so before building anything.
+    if !config.wasm.is_file() {
+        eprintln!(
+            "demo: {}",
+            peerauth_tests::demo::LabError::NoFilter(config.wasm.clone())
+        );
+        return ExitCode::from(2);
+    }
     match run(&cli, &config) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
