@@ -345,3 +345,81 @@ fn ctrl_c_during_a_run_removes_everything_the_lab_created_and_exits_130() {
     let left = peerauth_lab::node::leftovers_of(&id);
     assert!(left.is_empty(), "lab {id} left {left:?}");
 }
+
+/// The files `peerauth lab` reads for a seed step or scenario of
+/// `manifests/lab/seed-lab.json`: a seed step on top of the seed workloads with the
+/// WasmPlugins `manifests/README.md` assigns it (`peerauth.dev/lab-step`); a scenario
+/// on its own.
+fn step_files(step: &str) -> Vec<String> {
+    let scenario = format!("manifests/lab/scenarios/{step}");
+    if repo().join(&scenario).is_dir() {
+        return vec![scenario];
+    }
+    let mut files = vec![
+        "manifests/workloads".into(),
+        format!("manifests/steps/{step}"),
+    ];
+    let mut plugins: Vec<String> = std::fs::read_dir(repo().join("manifests/wasmplugin"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains(&format!("peerauth.dev/lab-step: {step}"))
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    plugins.sort();
+    files.extend(plugins);
+    files
+}
+
+#[test]
+fn every_seed_step_and_scenario_shows_the_pages_results_and_agrees_with_policy() {
+    let seed: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("manifests/lab/seed-lab.json")).unwrap(),
+    )
+    .unwrap();
+    let mut wrong = Vec::new();
+    for step in seed["steps"].as_array().unwrap() {
+        let name = step["step"].as_str().unwrap();
+        let calls: Vec<String> = step["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let (client, ns) = c["client"].as_str().unwrap().split_once('.').unwrap();
+                format!(
+                    "{ns}/{client} -> {}:{}",
+                    c["service"].as_str().unwrap(),
+                    c["port"]
+                )
+            })
+            .collect();
+        let refs: Vec<&str> = calls.iter().map(String::as_str).collect();
+        let (code, doc) = lab(&step_files(name), &refs, &[]);
+        for (want, got) in step["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(doc["calls"].as_array().unwrap())
+        {
+            let expected = match (want["code"].as_str().unwrap(), want["mtls"] == true) {
+                ("200", true) => "success-mtls",
+                ("200", false) => "success-plaintext",
+                _ => "reset",
+            };
+            let seen = spelled(&got["observed"]);
+            if seen != expected || got["agrees"] != true {
+                wrong.push(format!(
+                    "{name}: {} observed {seen}, the page {expected}, policy {}",
+                    got["call"], got["predicted"]
+                ));
+            }
+        }
+        if code != 0 {
+            wrong.push(format!("{name}: exit {code}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
