@@ -430,6 +430,19 @@ fn lab(
     // Every call names things the manifests have, before anything is created.
     for spec in &calls {
         check_call(&topology, spec)?;
+        if let CallSpec::Inbound { pod, port, .. } = spec {
+            let declared = topology
+                .pods
+                .iter()
+                .any(|p| p.key() == *pod && p.container_ports.contains(port));
+            if !declared {
+                let _ = writeln!(
+                    err,
+                    "peerauth lab: note: {} declares no container port {port}, so no app listens there; policy does not know that",
+                    slash(pod)
+                );
+            }
+        }
     }
     let wasm = filter_module(args);
     if !plugins.is_empty() && !wasm.is_file() {

@@ -22,6 +22,20 @@ fn peerauth(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// [`peerauth`], and whatever the run left of a lab it named after its pid.
+fn peerauth_leaving(args: &[&str]) -> (Output, Vec<String>) {
+    let child = Command::new(env!("CARGO_BIN_EXE_peerauth"))
+        .current_dir(repo())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = format!("palab-{}-0", child.id());
+    let out = child.wait_with_output().unwrap();
+    (out, peerauth_lab::node::leftovers_of(&id))
+}
+
 /// Run `peerauth lab … --json`; the exit code and the document.
 fn lab(files: &[String], calls: &[&str], extra: &[&str]) -> (i32, Value) {
     let mut args: Vec<String> = vec!["lab".into(), "--json".into()];
@@ -422,4 +436,47 @@ fn every_seed_step_and_scenario_shows_the_pages_results_and_agrees_with_policy()
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn a_mesh_over_the_sidecar_limit_or_a_plugin_without_its_module_is_refused_before_anything_is_created(
+) {
+    let dir = std::env::temp_dir().join(format!("peerauth-lab-limit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut big = String::from(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: big\n  labels:\n    istio-injection: enabled\n",
+    );
+    for i in 0..25 {
+        big.push_str(&format!(
+            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: w{i}\n  namespace: big\nspec:\n  selector:\n    matchLabels:\n      app: w{i}\n  template:\n    metadata:\n      labels:\n        app: w{i}\n    spec:\n      containers:\n        - name: app\n          image: stand-in\n"
+        ));
+    }
+    let big_file = dir.join("big.yaml");
+    std::fs::write(&big_file, big).unwrap();
+    let (out, left) = peerauth_leaving(&["lab", "-f", big_file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("25 pods with a sidecar") && err.contains("at most 24"),
+        "{err}"
+    );
+    assert!(left.is_empty(), "{left:?}");
+    let (out, left) = peerauth_leaving(&[
+        "lab",
+        "-f",
+        "manifests/workloads",
+        "-f",
+        "manifests/wasmplugin/peerauth-strict-httpbin-bar.yaml",
+        "--wasm",
+        "/nonexistent/peerauth_filter.wasm",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no filter module at /nonexistent/peerauth_filter.wasm"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(left.is_empty(), "{left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
