@@ -126,6 +126,11 @@ impl Mesh {
                     .iter()
                     .filter(|w| w.namespace == server.namespace),
             ),
+            services: services_by_namespace(
+                self.services
+                    .iter()
+                    .filter(|s| s.namespace == server.namespace),
+            ),
         };
         reach.connect(client, service, service_port)
     }
@@ -143,11 +148,23 @@ impl Mesh {
             resolver: self.resolver(),
             rules: Rules::new(self),
             by_label: label_index(self.workloads.iter()),
+            services: services_by_namespace(self.services.iter()),
         }
     }
 }
 
 type LabelIndex<'m> = HashMap<(&'m str, &'m str, &'m str), Vec<&'m Workload>>;
+
+/// Services grouped by namespace, keeping their order.
+fn services_by_namespace<'m>(
+    services: impl Iterator<Item = &'m Service>,
+) -> HashMap<&'m str, Vec<&'m Service>> {
+    let mut by_namespace: HashMap<&'m str, Vec<&'m Service>> = HashMap::new();
+    for s in services {
+        by_namespace.entry(s.namespace.as_str()).or_default().push(s);
+    }
+    by_namespace
+}
 
 /// [`Reach::by_label`] over `workloads`, keeping their order.
 fn label_index<'m>(workloads: impl Iterator<Item = &'m Workload>) -> LabelIndex<'m> {
@@ -176,6 +193,8 @@ pub struct Reach<'m> {
     /// Service's endpoints are among those carrying its first selector label,
     /// so finding them does not walk every workload of the mesh.
     by_label: LabelIndex<'m>,
+    /// Services by namespace, in mesh order.
+    services: HashMap<&'m str, Vec<&'m Service>>,
 }
 
 /// DestinationRules by namespace, each with its host as istiod reads it, in mesh order.
@@ -475,7 +494,15 @@ impl<'m> Reach<'m> {
 
     /// [`Mesh::describe`] without indexing the policies again.
     pub fn describe(&self, workload: &Workload) -> WorkloadReport {
-        self.resolver.describe(self.mesh, workload)
+        // Only the workload's own namespace's Services can select it.
+        let services = self
+            .services
+            .get(workload.namespace.as_str())
+            .into_iter()
+            .flatten()
+            .copied();
+        let served = crate::resolve::served_ports(workload, services);
+        self.resolver.describe_serving(workload, served)
     }
 
     /// [`Mesh::endpoints`] from the label index: the workloads `service`

@@ -330,10 +330,18 @@ impl<'p> Resolver<'p> {
 
     /// [`Mesh::describe`] with this index; `mesh` must hold the indexed policies.
     pub(crate) fn describe(&self, mesh: &Mesh, workload: &Workload) -> WorkloadReport {
+        self.describe_serving(workload, mesh.served_ports(workload))
+    }
+
+    /// [`Self::describe`] with the workload's served ports already known.
+    pub(crate) fn describe_serving(
+        &self,
+        workload: &Workload,
+        served: BTreeSet<u32>,
+    ) -> WorkloadReport {
         let picked = self.pick(&workload.namespace, &workload.labels);
         let base = compose(&picked);
         let mut resolution = base.clone();
-        let served = mesh.served_ports(workload);
         let mut ports: BTreeSet<u32> = served.clone();
         if let Some(p) = picked.workload {
             for &port in p.port_level.keys() {

@@ -91,10 +91,81 @@ const median = (xs) => {
   return s[Math.floor(s.length / 2)];
 };
 
-const text = generate();
+// `--scale`: issue 18's pasted cluster instead: 500 namespaces × 10 Deployments, each
+// behind a two-port Service; one namespace in five without injection, every fourth
+// STRICT (5,000 workloads, 50 million matrix cells, which the page shows grouped).
+function generateCluster() {
+  const docs = [];
+  for (let i = 0; i < 500; i++) {
+    const ns = `ns-${String(i).padStart(3, '0')}`;
+    docs.push(`apiVersion: v1\nkind: Namespace\nmetadata: {name: ${ns}, labels: {istio-injection: ${i % 5 === 4 ? 'disabled' : 'enabled'}}}\n`);
+    if (i % 4 === 0) {
+      docs.push(`apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: ${ns}}\nspec: {mtls: {mode: STRICT}}\n`);
+    }
+    for (let j = 0; j < 10; j++) {
+      docs.push(`apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app-${j}, namespace: ${ns}}\nspec: {template: {metadata: {labels: {app: app-${j}}}, spec: {containers: [{name: c, ports: [{containerPort: 8080}, {containerPort: 9090}]}]}}}\n`);
+      docs.push(`apiVersion: v1\nkind: Service\nmetadata: {name: app-${j}, namespace: ${ns}}\nspec: {selector: {app: app-${j}}, ports: [{port: 80, targetPort: 8080}, {port: 9090}]}\n`);
+    }
+  }
+  return docs.join('---\n');
+}
+
+const scale = process.argv.includes('--scale');
+const text = scale ? generateCluster() : generate();
 // `node bench.mjs --print-input > big.yaml` gives the same input to native tools.
 if (process.argv.includes('--print-input')) {
   process.stdout.write(text);
+  process.exit(0);
+}
+if (scale) {
+  const server = await serve();
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    await page.goto(server.url);
+    await page.waitForFunction(() => document.body.dataset.status === 'ready');
+    const cdp = await page.context().newCDPSession(page);
+    const runs = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = Date.now();
+      const [total, paint] = await page.evaluate((t) => new Promise((ok) => {
+        const input = document.getElementById('input');
+        input.value = `${t}\n# run ${Math.random()}\n`;
+        const before = document.body.dataset.evaluations;
+        const observer = new MutationObserver(() => {
+          if (document.body.dataset.evaluations === before) return;
+          observer.disconnect();
+          const done = performance.now();
+          const { total } = JSON.parse(document.body.dataset.timings);
+          requestAnimationFrame(() => setTimeout(() => ok([total, total + performance.now() - done]), 0));
+        });
+        observer.observe(document.body, { attributes: true });
+        input.dispatchEvent(new Event('input'));
+      }), text);
+      await cdp.send('HeapProfiler.collectGarbage');
+      const heap = await cdp.send('Runtime.getHeapUsage');
+      const wasmBytes = await page.workers()[0]?.evaluate(() => globalThis.peerauthWasmBytes?.() ?? 0);
+      const shown = await page.evaluate(() => ({
+        groups: document.querySelectorAll('#matrix tbody tr[data-client-namespace]').length,
+        caption: document.querySelector('#matrix caption')?.textContent ?? '',
+        diagnostics: document.querySelectorAll('#diagnostics li, #diagnostics tr').length,
+        timings: document.body.dataset.timings,
+      }));
+      runs.push({ total, paint, wall: Date.now() - t0, heap: heap.usedSize, wasmBytes, shown });
+    }
+    const mb = (b) => (b / 1048576).toFixed(0);
+    console.log(`Input: ${(text.length / 1024).toFixed(0)} KiB of YAML (5,000 workloads, 5,000 Services).`);
+    console.log('');
+    console.log('| run | page: evaluate + DOM | until painted | page JS heap (after GC) | worker wasm memory | rows drawn |');
+    console.log('|---|---|---|---|---|---|');
+    runs.forEach((r, i) => console.log(`| ${i + 1} | ${r.total.toFixed(0)} ms | ${r.paint.toFixed(0)} ms | ${mb(r.heap)} MB | ${mb(r.wasmBytes)} MB | ${r.shown.groups} |`));
+    console.log('');
+    console.log(`timings of the last run: ${runs.at(-1).shown.timings}`);
+    console.log(`caption: ${runs.at(-1).shown.caption}`);
+  } finally {
+    await browser.close();
+    await server.close();
+  }
   process.exit(0);
 }
 const server = await serve();

@@ -37,6 +37,13 @@
 //! element is [`policy::reach::Cell::explanation`]'s sentence (the page writes the
 //! same sentence from the other fields).
 //!
+//! `groups` counts the cells per (client namespace, Service namespace) pair:
+//! `[client_namespace, service_namespace, mtls, plaintext, reset, fail]`
+//! (succeeds over mTLS, succeeds in plaintext, reset, fails), computed per kind
+//! of client rather than per cell. Above [`MAX_MATRIX_CELLS`] cells `cells` is
+//! empty and `omitted` is true (clients, services and groups are still given),
+//! so a pasted cluster stays within the tab's memory.
+//!
 //! Contract 1 repeated names, the server's mode and a sentence in every cell
 //! object and every port's ignore list: 4.9 MiB for 1,000 policies × 100
 //! workloads, against 1.3 MiB now.
@@ -44,13 +51,13 @@
 
 use policy::diagnostic::{Diagnostic, Location, Severity};
 use policy::mesh::Workload;
-use policy::reach::{Call, ClientTls, Outcome, Reach};
+use policy::reach::{ClientTls, Outcome, Reach, Select};
 use policy::resolve::{Level, Resolution, Step};
 use policy::source::Skipped;
 use policy::{MeshConfig, MtlsMode};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
@@ -257,79 +264,112 @@ impl Serialize for CellView {
     }
 }
 
+/// Above this many cells the matrix's `cells` are left out (`omitted`) and the
+/// page shows `groups` instead: a pasted 5,000-workload cluster has 50 million
+/// cells, more than a tab can hold, and the page draws 3,000 at a time anyway.
+pub const MAX_MATRIX_CELLS: usize = 200_000;
+
+/// The cells from one client namespace to one Service namespace, counted:
+/// written as the array `[client_namespace, service_namespace, mtls,
+/// plaintext, reset, fail]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    pub client_namespace: String,
+    pub service_namespace: String,
+    pub counts: policy::reach::Counts,
+}
+
+impl Serialize for GroupView {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let c = &self.counts;
+        let mut seq = serializer.serialize_seq(Some(6))?;
+        seq.serialize_element(&self.client_namespace)?;
+        seq.serialize_element(&self.service_namespace)?;
+        for n in [c.mtls, c.plaintext, c.reset, c.failed] {
+            seq.serialize_element(&n)?;
+        }
+        seq.end()
+    }
+}
+
 /// [`policy::reach::Matrix`] with each client and Service port named once.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct MatrixView {
     pub clients: Vec<ClientView>,
     pub services: Vec<ServicePortView>,
-    /// In the matrix's order: by client, then Service port.
+    /// In the matrix's order: by client, then Service port. Empty when `omitted`.
     pub cells: Vec<CellView>,
+    /// Whether `cells` were left out (more than [`MAX_MATRIX_CELLS`]).
+    pub omitted: bool,
+    /// The cells counted per (client namespace, Service namespace) pair, in
+    /// namespace order; pairs without cells are left out.
+    pub groups: Vec<GroupView>,
 }
 
 impl MatrixView {
     /// The matrix of `reach`'s mesh; `explanations` adds each cell's sentence.
     pub fn new(reach: &Reach<'_>, explanations: bool) -> Self {
-        let mut calls: Vec<Call<'_>> = Vec::new();
-        reach.calls(|call| calls.push(call));
-        // Columns in (namespace, name, port) order.
-        let mut columns: BTreeMap<(&str, &str, u16), &Call<'_>> = BTreeMap::new();
-        for call in &calls {
-            let key = (
-                call.service.namespace.as_str(),
-                call.service.name.as_str(),
-                call.service_port,
-            );
-            columns.entry(key).or_insert(call);
-        }
-        let index: HashMap<(&str, &str, u16), usize> = columns
-            .keys()
-            .enumerate()
-            .map(|(i, key)| (*key, i))
-            .collect();
+        let all = Select::all();
+        let (clients, columns) = reach.axes(&all);
         let mut view = MatrixView {
-            services: columns
-                .values()
-                .map(|call| ServicePortView {
-                    namespace: call.service.namespace.clone(),
-                    name: call.service.name.clone(),
-                    port: call.service_port,
-                    target_port: call.target_port,
-                    server: ServerView {
-                        namespace: call.server.namespace.clone(),
-                        name: call.server.name.clone(),
-                        sidecar: call.server.sidecar,
-                    },
-                    server_mode: call.server_mode,
+            clients: clients
+                .iter()
+                .map(|w| ClientView {
+                    namespace: w.namespace.clone(),
+                    name: w.name.clone(),
                 })
                 .collect(),
+            omitted: clients.len().saturating_mul(columns.len()) > MAX_MATRIX_CELLS,
             ..MatrixView::default()
         };
-        view.cells.reserve(calls.len());
-        // Calls come sorted by client: rows are numbered as they first appear.
-        let mut last_client: Option<&Workload> = None;
-        for call in &calls {
-            if !last_client.is_some_and(|c| std::ptr::eq(c, call.client)) {
-                last_client = Some(call.client);
-                view.clients.push(ClientView {
-                    namespace: call.client.namespace.clone(),
-                    name: call.client.name.clone(),
-                });
-            }
-            let key = (
-                call.service.namespace.as_str(),
-                call.service.name.as_str(),
-                call.service_port,
-            );
+        reach.summary(&all, &mut |p| {
+            view.groups.push(GroupView {
+                client_namespace: p.client_namespace.to_string(),
+                service_namespace: p.service_namespace.to_string(),
+                counts: p.counts,
+            });
+        });
+        // The first client's row names every column with its server.
+        let first = clients.first().copied();
+        let only_first = |w: &Workload| first.is_some_and(|f| std::ptr::eq(f, w));
+        let row = Select {
+            client: &only_first,
+            service: all.service,
+            cell: all.cell,
+        };
+        reach.calls_where(&row, &mut |call| {
+            view.services.push(ServicePortView {
+                namespace: call.service.namespace.clone(),
+                name: call.service.name.clone(),
+                port: call.service_port,
+                target_port: call.target_port,
+                server: ServerView {
+                    namespace: call.server.namespace.clone(),
+                    name: call.server.name.clone(),
+                    sidecar: call.server.sidecar,
+                },
+                server_mode: call.server_mode,
+            });
+        });
+        if view.omitted {
+            return view;
+        }
+        let width = view.services.len();
+        view.cells.reserve(clients.len() * width);
+        // Calls come row by row, one per column.
+        let mut at = 0usize;
+        reach.calls(|call| {
             view.cells.push(CellView {
-                client: view.clients.len().saturating_sub(1),
-                service: index.get(&key).copied().unwrap_or_default(),
+                client: at / width.max(1),
+                service: at % width.max(1),
                 client_tls: call.client_tls,
                 client_reason: call.client_reason(),
                 outcome: call.outcome,
                 mtls: call.mtls,
                 explanation: explanations.then(|| call.explain()),
             });
-        }
+            at += 1;
+        });
         view
     }
 }

@@ -506,3 +506,94 @@ fn the_source_name_option_appears_in_locations() {
     .unwrap();
     assert_eq!(errors(&out)[0]["location"]["source"], "pasted.yaml");
 }
+
+/// The matrix's cells counted per (client namespace, Service namespace), as
+/// `groups` writes them.
+fn counted(out: &Value) -> Vec<Value> {
+    let mut pairs: std::collections::BTreeMap<(String, String), [u64; 4]> = Default::default();
+    for cell in out["matrix"]["cells"].as_array().unwrap() {
+        let (client, service) = cell_ends(out, cell);
+        let kind = match (
+            cell[OUTCOME].as_str().unwrap(),
+            cell[MTLS].as_bool().unwrap(),
+        ) {
+            ("allowed", true) => 0,
+            ("allowed", false) => 1,
+            ("reset", _) => 2,
+            _ => 3,
+        };
+        let key = (
+            client["namespace"].as_str().unwrap().to_string(),
+            service["namespace"].as_str().unwrap().to_string(),
+        );
+        pairs.entry(key).or_default()[kind] += 1;
+    }
+    pairs
+        .into_iter()
+        .map(|((c, s), n)| serde_json::json!([c, s, n[0], n[1], n[2], n[3]]))
+        .collect()
+}
+
+#[test]
+fn groups_count_the_cells_of_every_namespace_pair() {
+    for step in [
+        vec![],
+        vec![STEP2_PA],
+        vec![STEP3_PA],
+        vec![STEP4_PA, STEP4_DR],
+        vec![STEP5_PA, STEP5_DR],
+        vec![STEP6_PA, STEP6_DR],
+    ] {
+        let out = run(&lab(&step));
+        assert_eq!(out["matrix"]["omitted"], false);
+        let groups = out["matrix"]["groups"].as_array().unwrap();
+        assert_eq!(groups, &counted(&out));
+        assert!(groups.len() == 9, "{groups:?}");
+    }
+}
+
+#[test]
+fn a_pasted_cluster_gets_groups_and_no_cells() {
+    // 500 namespaces × 10 workloads, each behind a two-port Service, one
+    // namespace in five without injection and every fourth one STRICT.
+    let mut text = String::new();
+    for i in 0..500 {
+        let injection = if i % 5 == 4 { "disabled" } else { "enabled" };
+        text += &format!("---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: ns-{i:03}, labels: {{istio-injection: {injection}}}}}\n");
+        if i % 4 == 0 {
+            text += &format!("---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: default, namespace: ns-{i:03}}}\nspec: {{mtls: {{mode: STRICT}}}}\n");
+        }
+        for j in 0..10 {
+            text += &format!("---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app-{j}, namespace: ns-{i:03}}}\nspec: {{template: {{metadata: {{labels: {{app: app-{j}}}}}, spec: {{containers: [{{name: c, ports: [{{containerPort: 8080}}, {{containerPort: 9090}}]}}]}}}}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: app-{j}, namespace: ns-{i:03}}}\nspec: {{selector: {{app: app-{j}}}, ports: [{{port: 80, targetPort: 8080}}, {{port: 9090}}]}}\n");
+        }
+    }
+    let started = std::time::Instant::now();
+    let json = evaluate_json(&text, "");
+    let elapsed = started.elapsed();
+    let out: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(out["summary"]["workloads"], 5000);
+    assert!(errors(&out).is_empty(), "{:?}", errors(&out));
+    let matrix = &out["matrix"];
+    assert_eq!(matrix["omitted"], true);
+    assert!(matrix["cells"].as_array().unwrap().is_empty());
+    assert_eq!(matrix["clients"].as_array().unwrap().len(), 5000);
+    assert_eq!(matrix["services"].as_array().unwrap().len(), 10_000);
+    let groups = matrix["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 500 * 500);
+    let total: u64 = groups
+        .iter()
+        .map(|g| (2..6).map(|i| g[i].as_u64().unwrap()).sum::<u64>())
+        .sum();
+    assert_eq!(total, 5000 * 10_000);
+    // Clients without a sidecar (10 per fifth namespace) are reset by every
+    // STRICT port with a sidecar (20 per fourth namespace, less those without one).
+    let reset: u64 = groups.iter().map(|g| g[4].as_u64().unwrap()).sum();
+    let strict_ports = (0..500).filter(|i| i % 4 == 0 && i % 5 != 4).count() as u64 * 20;
+    assert_eq!(reset, 100 * 10 * strict_ports);
+    // The document stays small enough for a tab: no per-cell data.
+    assert!(json.len() < 64 << 20, "{} bytes", json.len());
+    eprintln!(
+        "5,000 workloads: evaluate_json {elapsed:?}, {} bytes",
+        json.len()
+    );
+}

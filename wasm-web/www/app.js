@@ -298,6 +298,10 @@ function renderMatrix(result) {
     table.replaceChildren(el('caption', { class: 'empty' }, 'Matrix not computed.'));
     return;
   }
+  if (result.matrix.omitted) {
+    renderGroups(table, result.matrix);
+    return;
+  }
   // Contract 2: the matrix names each client and Service port once, and a cell is
   // [client, service, client_tls, client_reason, outcome, mtls(, explanation)].
   const { clients: matrixClients, services } = result.matrix;
@@ -346,6 +350,43 @@ function renderMatrix(result) {
       }, `Show all ${result.workloads.length} (${result.workloads.length * columns.size} cells, slow)`))));
   }
   table.replaceChildren(el('thead', {}, head), el('tbody', {}, rows));
+}
+
+// Too many cells to send or draw (a pasted cluster): the module counts them per
+// (client namespace, Service namespace) pair instead, [client_ns, service_ns,
+// mtls, plaintext, reset, fail]. Pairs with resets or failures come first; at
+// most MATRIX_GROUP_BUDGET rows are drawn until "Show all" is pressed.
+const MATRIX_GROUP_BUDGET = 1000;
+let showAllGroups = false;
+function renderGroups(table, matrix) {
+  const cells = matrix.clients.length * matrix.services.length;
+  const broken = matrix.groups.filter((g) => g[4] + g[5] > 0);
+  const fine = matrix.groups.filter((g) => g[4] + g[5] === 0);
+  const ordered = broken.concat(fine);
+  const shown = showAllGroups ? ordered : ordered.slice(0, MATRIX_GROUP_BUDGET);
+  const head = el('tr', {}, ['client namespace', 'service namespace', '200 · mTLS', '200 · plain', 'reset', 'fail']
+    .map((h) => el('th', { scope: 'col' }, h)));
+  const rows = shown.map(([clientNs, serviceNs, mtls, plain, reset, fail]) =>
+    el('tr', { dataset: { clientNamespace: clientNs, serviceNamespace: serviceNs } },
+      el('th', { scope: 'row' }, clientNs), el('th', { scope: 'row' }, serviceNs),
+      [[mtls, 'mtls'], [plain, 'plain'], [reset, 'reset'], [fail, 'failed']].map(([n, cls]) =>
+        el('td', { dataset: { kind: cls } }, el('span', { class: n > 0 ? `cell ${cls}` : 'cell none' }, String(n))))));
+  if (shown.length < ordered.length) {
+    rows.push(el('tr', {}, el('td', { colspan: '6', class: 'more' },
+      `${shown.length} of ${ordered.length} namespace pairs shown. `,
+      el('button', {
+        type: 'button',
+        onclick: () => {
+          showAllGroups = true;
+          renderGroups(table, matrix);
+        },
+      }, `Show all ${ordered.length} (slow)`))));
+  }
+  const caption = el('caption', { class: 'groups' },
+    `${cells.toLocaleString('en')} cells (${matrix.clients.length.toLocaleString('en')} clients × ` +
+    `${matrix.services.length.toLocaleString('en')} Service ports) are too many to draw; ` +
+    `counted per namespace pair, pairs with resets or failures first (${broken.length} of ${ordered.length}).`);
+  table.replaceChildren(caption, el('thead', {}, head), el('tbody', {}, rows));
 }
 
 // Milliseconds spent per step of the last evaluation (read by the benchmark).

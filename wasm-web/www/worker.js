@@ -9,7 +9,11 @@ globalThis.peerauthOnPanic = (message) => {
 };
 
 const ready = init().then(
-  () => postMessage({ type: 'ready', version: version() }),
+  (wasm) => {
+    // The module's linear memory, for the browser benchmark (tests/browser/bench.mjs --scale).
+    globalThis.peerauthWasmBytes = () => wasm.memory.buffer.byteLength;
+    postMessage({ type: 'ready', version: version() });
+  },
   (err) => postMessage({ type: 'load-error', message: String(err && err.message ? err.message : err) }),
 );
 
