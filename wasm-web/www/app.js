@@ -246,15 +246,31 @@ function modeRow(w, port, resolution, first) {
   el('td', {}, ignoredList(resolution)));
 }
 
+// A pasted cluster has thousands of workloads: draw the first MODES_WORKLOAD_BUDGET
+// until "Show all" is pressed (laying out every row took seconds at 5,000).
+const MODES_WORKLOAD_BUDGET = 500;
+let showAllModes = false;
 function renderModes(result) {
   const body = $('modes').tBodies[0];
   const rows = [];
-  for (const w of result.workloads) {
+  const workloads = showAllModes ? result.workloads : result.workloads.slice(0, MODES_WORKLOAD_BUDGET);
+  for (const w of workloads) {
     rows.push(modeRow(w, null, w.workload, true));
     for (const [port, resolution] of Object.entries(w.ports)) rows.push(modeRow(w, Number(port), resolution, false));
   }
   if (rows.length === 0) {
     rows.push(el('tr', {}, el('td', { colspan: '5', class: 'empty' }, 'No workloads (Deployments, Pods, …) in the input.')));
+  }
+  if (workloads.length < result.workloads.length) {
+    rows.push(el('tr', {}, el('td', { colspan: '5', class: 'more' },
+      `${workloads.length} of ${result.workloads.length} workloads shown. `,
+      el('button', {
+        type: 'button',
+        onclick: () => {
+          showAllModes = true;
+          if (lastResult) renderModes(lastResult);
+        },
+      }, `Show all ${result.workloads.length} (slow)`))));
   }
   body.replaceChildren(...rows);
 }
