@@ -313,6 +313,14 @@ pub fn run(
         .iter()
         .any(|c| matches!(c, CallSpec::Inbound { tls, .. } if *tls != Inbound::Plaintext));
     let path = std::env::var_os("PATH").unwrap_or_default();
+    // node::preflight checks what the network needs; the calls need curl too.
+    if node::find_on_path("curl", &path).is_none() {
+        writeln!(
+            err,
+            "peerauth lab: curl not found: every call runs curl in a pod; apt-get install curl"
+        )?;
+        return Ok(EXIT_INPUT);
+    }
     if direct_tls && node::find_on_path("openssl", &path).is_none() {
         writeln!(
             err,
