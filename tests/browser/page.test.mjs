@@ -315,6 +315,53 @@ test('a large matrix draws the first clients and all of them on request', async 
   await done();
 });
 
+test('a pasted cluster shows the matrix grouped by namespace pair, resets first, and the first workloads\' modes', async () => {
+  const { page, done } = await openPage();
+  // 60 namespaces × 10 Deployments behind two-port Services: 600 × 1,200 = 720,000
+  // cells, over the module's 200,000. Every third namespace has no sidecars and
+  // every fourth is STRICT, so only clients of ns-00, ns-03, … meet resets.
+  const docs = [];
+  for (let i = 0; i < 60; i++) {
+    const ns = `ns-${String(i).padStart(2, '0')}`;
+    docs.push(`apiVersion: v1\nkind: Namespace\nmetadata: {name: ${ns}, labels: {istio-injection: ${i % 3 === 0 ? 'disabled' : 'enabled'}}}\n`);
+    if (i % 4 === 0) docs.push(`apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: ${ns}}\nspec: {mtls: {mode: STRICT}}\n`);
+    for (let j = 0; j < 10; j++) {
+      docs.push(`apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app-${j}, namespace: ${ns}}\nspec: {template: {metadata: {labels: {app: app-${j}}}, spec: {containers: [{name: c, ports: [{containerPort: 8080}, {containerPort: 9090}]}]}}}\n`);
+      docs.push(`apiVersion: v1\nkind: Service\nmetadata: {name: app-${j}, namespace: ${ns}}\nspec: {selector: {app: app-${j}}, ports: [{port: 80, targetPort: 8080}, {port: 9090}]}\n`);
+    }
+  }
+  const count = await evaluations(page);
+  // As a paste: the whole text at once (typing it through fill takes too long).
+  await page.evaluate((text) => {
+    const input = document.getElementById('input');
+    input.value = text;
+    input.dispatchEvent(new Event('input'));
+  }, docs.join('---\n'));
+  await waitForEvaluationAfter(page, count);
+  const caption = await page.locator('#matrix caption').innerText();
+  assert.match(caption, /720,000 cells \(600 clients × 1,200 Service ports\) are too many to draw/);
+  // 3,600 pairs: the 1,000 drawn start with those that have resets.
+  const rows = page.locator('#matrix tbody tr[data-client-namespace]');
+  assert.equal(await rows.count(), 1000);
+  const first = rows.first();
+  assert.equal(await first.getAttribute('data-client-namespace'), 'ns-00');
+  assert.equal(await first.getAttribute('data-service-namespace'), 'ns-04');
+  // ns-00's 10 sidecar-less clients × ns-04's 20 STRICT ports: all reset.
+  const cells = (await first.locator('td').allInnerTexts()).map((t) => t.trim());
+  assert.deepEqual(cells, ['0', '0', '200', '0']);
+  // A sidecar client namespace towards a PERMISSIVE one: all mTLS.
+  const fine = page.locator('#matrix tbody tr[data-client-namespace="ns-01"][data-service-namespace="ns-01"] td');
+  if (await fine.count() === 0) {
+    await page.getByRole('button', { name: /Show all 3600/ }).click();
+  }
+  assert.deepEqual((await fine.allInnerTexts()).map((t) => t.trim()), ['200', '0', '0', '0']);
+  // Modes: the first 500 of 600 workloads, then all on request.
+  assert.match(await page.locator('#modes').innerText(), /500 of 600 workloads shown/);
+  await page.getByRole('button', { name: /Show all 600/ }).click();
+  assert.equal(await page.locator('#modes tr[data-workload="ns-59/app-9"][data-port="*"]').count(), 1);
+  await done();
+});
+
 // The module leaves each cell's sentence out of the JSON unless asked; the page
 // writes it from the cell's fields. It must be policy's sentence, word for word.
 async function tooltipMismatches(page) {
