@@ -77,6 +77,14 @@ pub const SLOTS: usize = 1024;
 /// rather than held in the cache.
 pub const MAX_REUSED_XFCC: usize = 1024;
 
+/// Decisions the XFCC fast path keeps. Under it the header is the whole of a
+/// request's facts (with the port, when read), and every request from one
+/// client workload carries the same value, so a few entries serve most
+/// requests; parsing the header again costs more than the host call the fast
+/// path saves (measured, BENCHMARKS.md). Bounded like the connection cache: at
+/// most this many values of at most [`MAX_REUSED_XFCC`] bytes.
+pub const HEADER_SLOTS: usize = 64;
+
 /// A handful of entries found by scanning: the label combinations and ports one
 /// VM sees are few, so a scan costs no more than hashing, and each hash map key
 /// type would add its own copy of the hash table code to the module.
@@ -132,6 +140,9 @@ struct State {
     decisions: Few<DecisionKey, u32>,
     forgeries: Few<ForgeryKey, u32>,
     connections: Vec<Option<(u64, Rc<Conn>)>>,
+    /// The XFCC fast path's decisions by destination port and header value,
+    /// oldest first, at most [`HEADER_SLOTS`].
+    by_header: Vec<(Option<u32>, Option<String>, Rc<Decision>)>,
     tcp: Vec<(u32, Tcp)>,
     ticking: bool,
 }
@@ -205,19 +216,12 @@ impl Engine {
             // Unreachable in a single-threaded VM; still a defined outcome.
             return reject(proxy, 503, "busy");
         };
-        let conn = if config.xfcc_from_envoy {
-            // The header is the peer's proof here: no connection lookup, and
-            // the port only when the configuration's rules differ by port.
-            let port = if config.port_modes.is_empty() {
-                None
-            } else {
-                destination_port(proxy)
-            };
-            Conn::new(ConnectionFacts::from_envoy_xfcc(xfcc.as_deref(), port))
+        let d = if config.xfcc_from_envoy {
+            state.decide_from_header(config, proxy, xfcc)
         } else {
-            state.connection(proxy)
+            let conn = state.connection(proxy);
+            state.decide(config, proxy, &conn, xfcc)
         };
-        let d = state.decide(config, proxy, &conn, xfcc);
         let applied = match &d.xfcc_action {
             XfccAction::Keep => true,
             XfccAction::Strip => proxy.set_request_header(XFCC, None),
@@ -354,6 +358,11 @@ impl Engine {
     }
 
     #[cfg(test)]
+    fn header_cache_len(&self) -> usize {
+        self.state.borrow().by_header.len()
+    }
+
+    #[cfg(test)]
     fn held_count(&self) -> usize {
         self.state.borrow().tcp.len()
     }
@@ -454,6 +463,47 @@ impl State {
                 c
             }
         }
+    }
+
+    /// The fast path's decision: the header is the peer's proof, so there is no
+    /// connection lookup, and the port is read only when the configuration's
+    /// rules differ by port. A value seen before (without `Cert=`) reuses its
+    /// decision.
+    fn decide_from_header(
+        &mut self,
+        config: &Config,
+        proxy: &dyn Proxy,
+        xfcc: Option<String>,
+    ) -> Rc<Decision> {
+        let port = if config.port_modes.is_empty() {
+            None
+        } else {
+            destination_port(proxy)
+        };
+        let has_cert = xfcc
+            .as_deref()
+            .is_some_and(|h| xfcc::may_contain(h, Key::Cert));
+        if !has_cert {
+            let seen = self
+                .by_header
+                .iter()
+                .find(|(p, h, _)| *p == port && *h == xfcc)
+                .map(|(_, _, d)| Rc::clone(d));
+            if let Some(d) = seen {
+                return d;
+            }
+        }
+        let conn = Conn::new(ConnectionFacts::from_envoy_xfcc(xfcc.as_deref(), port));
+        let d = self.decide(config, proxy, &conn, xfcc);
+        // `decide` kept the value with its decision unless it is too long to keep.
+        let kept = conn.last.try_borrow_mut().ok().and_then(|mut l| l.take());
+        if let (false, Some((value, _))) = (has_cert, kept) {
+            if self.by_header.len() >= HEADER_SLOTS {
+                self.by_header.remove(0);
+            }
+            self.by_header.push((port, value, Rc::clone(&d)));
+        }
+        d
     }
 
     /// The decision for `xfcc` on `conn`: the connection's last one when the
@@ -770,9 +820,29 @@ mod tests {
             };
             assert_eq!(reads, expected, "{xfcc:?}");
             assert!(proxy.count("port=.=unknown;.;mode=.=STRICT") > 0);
-            assert!(proxy.count(&format!("reason=.={reason};")) > 0, "{xfcc:?}: {:?}", proxy.defined.borrow());
+            assert!(
+                proxy.count(&format!("reason=.={reason};")) > 0,
+                "{xfcc:?}: {:?}",
+                proxy.defined.borrow()
+            );
         }
         assert_eq!(proxy.count("form=.=malformed;.;handling=.=rejected"), 1);
+        // A value seen before is answered from the cache, with the same outcome;
+        // the cache stays bounded whatever the values.
+        proxy
+            .headers
+            .borrow_mut()
+            .insert(XFCC.into(), element(evil));
+        proxy.reads.borrow_mut().clear();
+        assert_eq!(e.on_request_headers(&proxy), Verdict::Pause);
+        assert_eq!(proxy.count("reason=.=trust_domain_not_allowed;"), 2);
+        assert_eq!(proxy.reads.borrow().as_slice(), ["source.address"]);
+        for i in 0..3 * HEADER_SLOTS {
+            let v = element(&format!("spiffe://cluster.local/ns/n{i}/sa/s"));
+            proxy.headers.borrow_mut().insert(XFCC.into(), v);
+            assert_eq!(e.on_request_headers(&proxy), Verdict::Continue);
+        }
+        assert_eq!(e.header_cache_len(), HEADER_SLOTS);
         // Rules that differ by port need the port, and only the port.
         let ported = engine(
             &proxy,
