@@ -1,4 +1,4 @@
-//! Real Envoy processes for tests, benchmarks and the local mesh demo.
+//! Real Envoy processes on loopback, for the filter's Envoy tests and the benchmark.
 //!
 //! [`Sidecar`] builds an Istio-like sidecar *inbound*: one listener per port
 //! (on loopback there is no iptables redirect, so the listener port is the
@@ -7,6 +7,15 @@
 //! settings, optionally the peerauth wasm filter, and the app as upstream.
 //! [`ClientSidecar`] is the caller's side: a plaintext listener whose cluster
 //! connects to a server port with or without a workload certificate.
+//!
+//! What this harness does not show, and why it is kept anyway: there are no pods, no
+//! pod IPs and no traffic capture, the listener port stands in for the container
+//! port, and the chains are hand-made rather than istiod's `virtualInbound` /
+//! `virtualOutbound` shape, so it says nothing about how a filter behaves in a real
+//! sidecar's data plane. That is `peerauth-lab`'s job (network-namespace pods,
+//! istio-iptables, istiod-shaped Envoys; `make demo`, `tests/tests/pod_lab.rs`). It
+//! stays for what needs one Envoy and no root: the filter's behaviour in Envoy and
+//! the benchmark, where every variant must run in the same simple topology.
 //!
 //! Every [`Envoy`] owns its child process (killed on drop), its admin port and
 //! its log file.
