@@ -317,6 +317,21 @@ pub fn walk(
         let expected = seed_lab
             .step(&step.name)
             .ok_or_else(|| LabError::NoExpected(step.name.clone()))?;
+        // The seed pods are done once the scenarios begin (steps come first); their
+        // readout belongs to them, so it is printed before the first scenario's header.
+        if step.kind == StepKind::Scenario {
+            if let Some(mut lab) = seed_pods.take() {
+                finish_seed(
+                    &mut lab,
+                    config,
+                    &workloads,
+                    &all,
+                    &seed_lab,
+                    &mut report,
+                    emit,
+                )?;
+            }
+        }
         emit(Event::Begin(i + 1, total, step));
         let sources = steps::sources_for(&workloads, step);
         let mesh = steps::mesh_of(&sources)?;
@@ -336,18 +351,6 @@ pub fn walk(
                     .ok_or_else(|| LabError::Missing("the seed lab's pods".into()))?
             }
             StepKind::Scenario => {
-                // The seed pods are done once the scenarios begin (steps come first).
-                if let Some(mut lab) = seed_pods.take() {
-                    finish_seed(
-                        &mut lab,
-                        config,
-                        &workloads,
-                        &all,
-                        &seed_lab,
-                        &mut report,
-                        emit,
-                    )?;
-                }
                 emit(Event::Progress("creating this scenario's pods…"));
                 scenario_pods.insert(PodLab::create(config.clone(), &mesh, &documents)?)
             }
