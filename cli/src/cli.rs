@@ -37,6 +37,12 @@ pub enum Command {
     /// sidecars, a stand-in app on every container port, the peerauth filter where its
     /// WasmPlugins put it. Exits 1 if a call disagrees with policy, 2 if the lab cannot run.
     Lab(crate::lab::LabArgs),
+    /// Does this client reach this Service port over Istio mTLS? What the client sends
+    /// and which resource decided it, what the server port accepts and why, the outcome.
+    ///
+    /// The retired `istioctl authn tls-check`, offline. Exits 0 when every port checked
+    /// succeeds over mTLS, 1 when one succeeds in plaintext or fails, 2 on bad input.
+    TlsCheck(crate::tls_check::TlsCheckArgs),
     /// The lab's stand-in app, run by `peerauth lab` inside each pod.
     #[command(name = "__lab-app", hide = true)]
     LabApp(crate::lab::LabAppArgs),

@@ -17,6 +17,7 @@ pub mod input;
 pub mod json;
 pub mod lab;
 mod matrix;
+pub mod tls_check;
 
 use cli::{CheckArgs, Cli, Command, DescribeArgs, MatrixArgs, MeshArgs};
 use policy::diagnostic::{Diagnostic, Location, Severity};
@@ -66,6 +67,7 @@ pub fn run(
         Command::Describe(args) => describe(args, stdin, out, err),
         Command::Matrix(args) => matrix(args, stdin, out, err),
         Command::Lab(args) => lab::run(args, stdin, out, err),
+        Command::TlsCheck(args) => tls_check::run(args, stdin, out, err),
         Command::LabApp(args) => Ok(peerauth_lab::app::run(args.args.clone())),
     }
 }
