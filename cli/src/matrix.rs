@@ -195,12 +195,14 @@ impl Serialize for Cells<'_> {
         let mut seq = serializer.serialize_seq(None)?;
         let mut failed = None;
         let mut explanation = String::new();
-        self.reach.calls_where(self.select, &mut |call| {
-            if failed.is_none() {
-                explanation.clear();
-                call.explain_into(&mut explanation);
-                if let Err(e) = seq.serialize_element(&convert::call(&call, &explanation)) {
+        self.reach.calls_while(self.select, &mut |call| {
+            explanation.clear();
+            call.explain_into(&mut explanation);
+            match seq.serialize_element(&convert::call(&call, &explanation)) {
+                Ok(()) => true,
+                Err(e) => {
                     failed = Some(e);
+                    false
                 }
             }
         });
@@ -217,18 +219,18 @@ fn json_lines(out: &mut dyn Write, reach: &Reach<'_>, select: &Select<'_>) -> io
     let mut shown = Counts::default();
     let mut explanation = String::new();
     let mut line: Vec<u8> = Vec::with_capacity(1024);
-    reach.calls_where(select, &mut |call| {
-        if failed.is_some() {
-            return;
-        }
+    reach.calls_while(select, &mut |call| {
         shown.add(call.outcome, call.mtls);
         explanation.clear();
         call.explain_into(&mut explanation);
         line.clear();
         convert::write_call_line(&mut line, &call, &explanation);
-        let written = out.write_all(&line);
-        if let Err(e) = written {
-            failed = Some(e);
+        match out.write_all(&line) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
         }
     });
     failed.map_or(Ok(shown), Err)
@@ -251,10 +253,7 @@ fn list(out: &mut dyn Write, reach: &Reach<'_>, select: &Select<'_>) -> io::Resu
     let mut failed = None;
     let mut shown = Counts::default();
     let mut line = String::with_capacity(256);
-    reach.calls_where(select, &mut |call| {
-        if failed.is_some() {
-            return;
-        }
+    reach.calls_while(select, &mut |call| {
         shown.add(call.outcome, call.mtls);
         line.clear();
         let (c, s) = (call.client, call.service);
@@ -276,8 +275,12 @@ fn list(out: &mut dyn Write, reach: &Reach<'_>, select: &Select<'_>) -> io::Resu
         line.push_str(": ");
         call.explain_into(&mut line);
         line.push('\n');
-        if let Err(e) = out.write_all(line.as_bytes()) {
-            failed = Some(e);
+        match out.write_all(line.as_bytes()) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
         }
     });
     failed.map_or(Ok(shown), Err)
@@ -350,10 +353,7 @@ impl Table {
         let mut line = String::new();
         let mut row = 0usize;
         let mut col = 0usize;
-        reach.calls_where(select, &mut |call| {
-            if failed.is_some() {
-                return;
-            }
+        reach.calls_while(select, &mut |call| {
             if col == 0 {
                 line.clear();
                 let name = self.rows.get(row).map_or("", String::as_str);
@@ -368,8 +368,10 @@ impl Table {
                 row += 1;
                 if let Err(e) = writeln!(out, "{}", line.trim_end()) {
                     failed = Some(e);
+                    return false;
                 }
             }
+            true
         });
         if let Some(e) = failed {
             return Err(e);

@@ -161,7 +161,10 @@ fn services_by_namespace<'m>(
 ) -> HashMap<&'m str, Vec<&'m Service>> {
     let mut by_namespace: HashMap<&'m str, Vec<&'m Service>> = HashMap::new();
     for s in services {
-        by_namespace.entry(s.namespace.as_str()).or_default().push(s);
+        by_namespace
+            .entry(s.namespace.as_str())
+            .or_default()
+            .push(s);
     }
     by_namespace
 }
@@ -637,6 +640,15 @@ impl<'m> Reach<'m> {
     /// order. Work is proportional to the selected clients and targets plus
     /// the calls yielded, not to the whole matrix.
     pub fn calls_where(&self, select: &Select<'_>, each: &mut dyn FnMut(Call<'m>)) {
+        self.calls_while(select, &mut |call| {
+            each(call);
+            true
+        });
+    }
+
+    /// [`Self::calls_where`], stopping as soon as `each` returns `false`
+    /// (a writer whose reader went away need not walk the rest of the matrix).
+    pub fn calls_while(&self, select: &Select<'_>, each: &mut dyn FnMut(Call<'m>) -> bool) {
         let prepared = self.prepare(select);
         let keep = |p: &Plan<'m>| (select.cell)(p.outcome, p.mtls);
         let kept =
@@ -676,7 +688,7 @@ impl<'m> Reach<'m> {
                 let Some(&(service_port, target_port, server_mode)) = t.ports.get(p.port) else {
                     continue;
                 };
-                each(Call {
+                let go_on = each(Call {
                     client,
                     service: t.service,
                     service_port,
@@ -688,6 +700,9 @@ impl<'m> Reach<'m> {
                     outcome: p.outcome,
                     mtls: p.mtls,
                 });
+                if !go_on {
+                    return;
+                }
             }
         }
     }
