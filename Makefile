@@ -115,7 +115,9 @@ bench: setup build
 	bash tests/bench/filter_bench.sh --perf 10
 	bash tests/bench/filter_bench.sh --rate 500 --connections 1
 	python3 tests/bench/hostcalls.py --wasm $(NOOP_WASM) --bare-wasm $(BARE_WASM)
+	bash cli/bench/scale.sh
 	cd tests/browser && node bench.mjs
+	cd tests/browser && node bench.mjs --scale
 
 clean:
 	cargo clean
