@@ -14,6 +14,7 @@
 
 pub mod analyze;
 pub mod diagnostic;
+pub mod documents;
 pub mod mesh;
 pub mod mode;
 pub mod model;
