@@ -12,6 +12,7 @@
 //! * [`xfcc`] and [`spiffe`] parse Envoy's `x-forwarded-client-cert` header and SPIFFE IDs.
 #![forbid(unsafe_code)]
 
+pub mod ambient;
 pub mod analyze;
 pub mod diagnostic;
 pub mod documents;

@@ -223,7 +223,46 @@ pub struct Workload {
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
     pub sidecar: bool,
+    /// Captured by ztunnel ([`crate::ambient::data_plane`]); never with `sidecar`.
+    /// Left out of the JSON when false, so sidecar-only meshes read as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ambient: bool,
+    /// `istio.io/use-waypoint` of the pod, else of its namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_waypoint: Option<String>,
     pub ports: Vec<ContainerPort>,
+    pub location: Location,
+}
+
+impl Workload {
+    /// Sidecar, ambient (ztunnel) or none.
+    pub fn data_plane(&self) -> crate::ambient::DataPlane {
+        use crate::ambient::DataPlane;
+        if self.sidecar {
+            DataPlane::Sidecar
+        } else if self.ambient {
+            DataPlane::Ambient
+        } else {
+            DataPlane::None
+        }
+    }
+}
+
+/// A Gateway API `Gateway` of class `istio-waypoint`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waypoint {
+    pub name: String,
+    pub namespace: String,
+    pub location: Location,
+}
+
+/// Where a WasmPlugin attaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WasmPluginAttachment {
+    pub name: String,
+    pub namespace: String,
+    pub selector: Option<BTreeMap<String, String>>,
+    pub target_refs: Vec<crate::model::TargetRef>,
     pub location: Location,
 }
 
@@ -233,6 +272,9 @@ pub struct Service {
     pub namespace: String,
     pub selector: BTreeMap<String, String>,
     pub ports: Vec<ServicePort>,
+    /// `istio.io/use-waypoint` of the Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_waypoint: Option<String>,
     pub location: Location,
 }
 
@@ -247,6 +289,16 @@ pub struct Mesh {
     /// Namespace name → whether sidecar injection is on (`istio-injection=enabled`
     /// or an `istio.io/rev` label).
     pub namespaces: BTreeMap<String, bool>,
+    /// Namespaces labelled `istio.io/dataplane-mode: ambient`.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub ambient_namespaces: BTreeSet<String>,
+    /// Namespace → its `istio.io/use-waypoint` label.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespace_waypoints: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waypoints: Vec<Waypoint>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wasm_plugins: Vec<WasmPluginAttachment>,
 }
 
 impl Mesh {
@@ -301,6 +353,8 @@ impl Mesh {
             .filter_map(|(r, &used)| used.then_some(r))
             .collect();
         let mut disabled: BTreeSet<&str> = BTreeSet::new();
+        let mut namespace_labels: HashMap<&str, &BTreeMap<String, String>> = HashMap::new();
+        let no_labels = BTreeMap::new();
         for r in &resources {
             if let Resource::Namespace { meta } = &r.value {
                 let labels = &meta.labels;
@@ -311,6 +365,18 @@ impl Mesh {
                     disabled.insert(&meta.name);
                 }
                 mesh.namespaces.insert(meta.name.clone(), enabled);
+                if labels
+                    .get(crate::ambient::DATAPLANE_MODE)
+                    .map(String::as_str)
+                    == Some("ambient")
+                {
+                    mesh.ambient_namespaces.insert(meta.name.clone());
+                }
+                if let Some(w) = labels.get(crate::ambient::USE_WAYPOINT) {
+                    mesh.namespace_waypoints
+                        .insert(meta.name.clone(), w.clone());
+                }
+                namespace_labels.insert(meta.name.as_str(), labels);
             }
         }
         for r in resources {
@@ -361,16 +427,25 @@ impl Mesh {
                     let namespace = validate::namespace_of(meta).to_string();
                     let ns_injects = mesh.namespaces.get(&namespace).copied().unwrap_or(false);
                     let ns_disabled = disabled.contains(namespace.as_str());
+                    let sidecar =
+                        sidecar_injected(ns_injects, ns_disabled, pod_labels, pod_annotations);
+                    let ns_labels = namespace_labels
+                        .get(namespace.as_str())
+                        .copied()
+                        .unwrap_or(&no_labels);
+                    let ambient = crate::ambient::data_plane(sidecar, ns_labels, pod_labels)
+                        == crate::ambient::DataPlane::Ambient;
+                    let use_waypoint = pod_labels
+                        .get(crate::ambient::USE_WAYPOINT)
+                        .or_else(|| ns_labels.get(crate::ambient::USE_WAYPOINT))
+                        .cloned();
                     mesh.workloads.push(Workload {
                         name: meta.name.clone(),
                         namespace,
                         labels: pod_labels.clone(),
-                        sidecar: sidecar_injected(
-                            ns_injects,
-                            ns_disabled,
-                            pod_labels,
-                            pod_annotations,
-                        ),
+                        sidecar,
+                        ambient,
+                        use_waypoint,
                         ports: ports.clone(),
                         location,
                     });
@@ -384,6 +459,27 @@ impl Mesh {
                     namespace: validate::namespace_of(meta).to_string(),
                     selector: selector.clone(),
                     ports: ports.clone(),
+                    use_waypoint: meta.labels.get(crate::ambient::USE_WAYPOINT).cloned(),
+                    location,
+                }),
+                Resource::Gateway { meta, class } => {
+                    if class == "istio-waypoint" {
+                        mesh.waypoints.push(Waypoint {
+                            name: meta.name.clone(),
+                            namespace: validate::namespace_of(meta).to_string(),
+                            location,
+                        });
+                    }
+                }
+                Resource::WasmPlugin {
+                    meta,
+                    selector,
+                    target_refs,
+                } => mesh.wasm_plugins.push(WasmPluginAttachment {
+                    name: meta.name.clone(),
+                    namespace: validate::namespace_of(meta).to_string(),
+                    selector: selector.clone(),
+                    target_refs: target_refs.clone(),
                     location,
                 }),
             }
@@ -445,6 +541,10 @@ impl<'r> Identity<'r> {
                 source_kind, meta, ..
             } => (source_kind.as_str(), meta, true),
             Resource::Service { meta, .. } => ("Service", meta, true),
+            Resource::Gateway { meta, .. } => ("Gateway", meta, true),
+            // Several files of one WasmPlugin are alternative plugins for the
+            // seed lab's steps, not one cluster's state: never a duplicate.
+            Resource::WasmPlugin { .. } => return None,
         };
         (!meta.name.is_empty()).then_some(Identity {
             kind,

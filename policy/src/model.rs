@@ -137,6 +137,31 @@ pub enum Resource {
         selector: BTreeMap<String, String>,
         ports: Vec<ServicePort>,
     },
+    /// A Kubernetes Gateway API `Gateway` (`gateway.networking.k8s.io`):
+    /// with class `istio-waypoint` it is an ambient waypoint.
+    Gateway {
+        meta: ObjectMeta,
+        class: String,
+    },
+    /// A WasmPlugin, reduced to where it attaches (`selector` or
+    /// `targetRefs`). Only the ambient checks read it; it is not validated.
+    WasmPlugin {
+        meta: ObjectMeta,
+        selector: Option<BTreeMap<String, String>>,
+        target_refs: Vec<TargetRef>,
+    },
+}
+
+/// A WasmPlugin `targetRefs` entry (istio/api `type/v1beta1/selector.proto` PolicyTargetReference).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TargetRef {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    pub namespace: Option<String>,
 }
 
 /// A resource plus where it was read, plus the line of each interesting field

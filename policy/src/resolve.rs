@@ -206,7 +206,10 @@ impl<'p> Resolver<'p> {
     }
 
     /// The winner of each level, without the bookkeeping of what was ignored.
-    fn winners(
+    /// The mesh, namespace and workload policies istiod uses for a workload
+    /// of `namespace` with `labels` (oldest of each level; root-namespace
+    /// selector policies never win), before modes are combined.
+    pub fn winners(
         &self,
         namespace: &str,
         labels: &BTreeMap<String, String>,

@@ -405,6 +405,15 @@ impl<'a> Ctx<'a> {
                 };
                 match convert(&kind, api_version, map) {
                     Ok(Some(resource)) => {
+                        // peerauth reads a WasmPlugin's attachment for the
+                        // ambient checks but does not check the plugin, so
+                        // it is still reported as skipped, as before.
+                        if matches!(resource, Resource::WasmPlugin { .. }) {
+                            self.out.skipped.push(Skipped {
+                                kind: kind.clone(),
+                                location: location.clone(),
+                            });
+                        }
                         let keep_all = matches!(
                             resource,
                             Resource::PeerAuthentication { .. } | Resource::DestinationRule { .. }
@@ -586,6 +595,33 @@ struct ContainerPortWire {
     name: Option<String>,
 }
 
+/// `map[key]` as `T`, or `T::default()` when it is missing or has another
+/// shape: kinds read only for the ambient checks never become input errors
+/// (their own CRD validation is elsewhere).
+fn lenient<T: serde::de::DeserializeOwned + Default>(
+    map: &mut serde_json::Map<String, Value>,
+    key: &str,
+) -> T {
+    map.remove(key)
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GatewaySpecWire {
+    #[serde(default)]
+    gateway_class_name: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct WasmPluginSpecWire {
+    selector: Option<crate::model::WorkloadSelector>,
+    #[serde(default)]
+    target_refs: Vec<crate::model::TargetRef>,
+}
+
 #[derive(Deserialize, Default)]
 struct ServiceSpecWire {
     #[serde(default)]
@@ -709,6 +745,25 @@ fn convert(
                 meta,
                 selector: spec.selector,
                 ports,
+            }
+        }
+        // Only the Gateway API kind: Istio's own `networking.istio.io`
+        // Gateway configures ingress/egress gateways, never a waypoint.
+        "Gateway" if api_version.starts_with("gateway.networking.k8s.io/") => {
+            let meta = field(&mut map, "metadata", "/metadata")?;
+            let spec: GatewaySpecWire = lenient(&mut map, "spec");
+            Resource::Gateway {
+                meta,
+                class: spec.gateway_class_name,
+            }
+        }
+        "WasmPlugin" => {
+            let meta = field(&mut map, "metadata", "/metadata")?;
+            let spec: WasmPluginSpecWire = lenient(&mut map, "spec");
+            Resource::WasmPlugin {
+                meta,
+                selector: spec.selector.map(|s| s.match_labels),
+                target_refs: spec.target_refs,
             }
         }
         _ => return Ok(None),

@@ -131,9 +131,11 @@ pub fn resource(resource: &Located<Resource>, config: &MeshConfig) -> Vec<Diagno
             }
             out
         }
-        Resource::Namespace { .. } | Resource::Workload { .. } | Resource::Service { .. } => {
-            Vec::new()
-        }
+        Resource::Namespace { .. }
+        | Resource::Workload { .. }
+        | Resource::Service { .. }
+        | Resource::Gateway { .. }
+        | Resource::WasmPlugin { .. } => Vec::new(),
     }
 }
 
