@@ -43,6 +43,13 @@ pub enum Command {
     /// The retired `istioctl authn tls-check`, offline. Exits 0 when every port checked
     /// succeeds over mTLS, 1 when one succeeds in plaintext or fails, 2 on bad input.
     TlsCheck(crate::tls_check::TlsCheckArgs),
+    /// Safe to go STRICT? Per workload and port, the mTLS and plaintext requests the
+    /// peerauth filter saw, who sent the plaintext, and a migration plan.
+    ///
+    /// Reads the filter's counters (`/stats/prometheus` or a Prometheus query), its log
+    /// lines and the cluster's objects. Exits 0 when every port seen is safe, 1 when one
+    /// is not (or has no data), 2 on bad input.
+    Readiness(crate::readiness::ReadinessArgs),
     /// The lab's stand-in app, run by `peerauth lab` inside each pod.
     #[command(name = "__lab-app", hide = true)]
     LabApp(crate::lab::LabAppArgs),

@@ -17,6 +17,7 @@ pub mod input;
 pub mod json;
 pub mod lab;
 mod matrix;
+pub mod readiness;
 pub mod tls_check;
 
 use cli::{CheckArgs, Cli, Command, DescribeArgs, MatrixArgs, MeshArgs};
@@ -68,6 +69,7 @@ pub fn run(
         Command::Matrix(args) => matrix(args, stdin, out, err),
         Command::Lab(args) => lab::run(args, stdin, out, err),
         Command::TlsCheck(args) => tls_check::run(args, stdin, out, err),
+        Command::Readiness(args) => readiness::run(args, stdin, out, err),
         Command::LabApp(args) => Ok(peerauth_lab::app::run(args.args.clone())),
     }
 }
