@@ -95,4 +95,3 @@ pub struct PortMode {
     pub port: u16,
     pub mode: String,
 }
-

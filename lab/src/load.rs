@@ -47,4 +47,3 @@ pub fn mesh_of(sources: &[(String, String)]) -> Result<Mesh, LabError> {
     }
     Ok(policy::check(&pairs, config).mesh)
 }
-

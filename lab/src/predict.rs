@@ -89,7 +89,12 @@ mod tests {
             "manifests/steps/2-mesh-strict/peer-authentication.yaml",
         ]
         .iter()
-        .map(|f| (f.to_string(), std::fs::read_to_string(repo.join(f)).unwrap()))
+        .map(|f| {
+            (
+                f.to_string(),
+                std::fs::read_to_string(repo.join(f)).unwrap(),
+            )
+        })
         .collect();
         sources.push(("dr.yaml".into(), DR_DISABLE_FOO.into()));
         let mesh = mesh_of(&sources).unwrap();

@@ -46,4 +46,3 @@ fn scalar(s: &Scalar) -> Value {
         Scalar::String(s) => Value::String(s.to_string()),
     }
 }
-
