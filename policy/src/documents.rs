@@ -35,7 +35,9 @@ pub fn values(text: &str) -> Result<Vec<Value>, String> {
                     return Err(format!("invalid YAML at line {line}: {message}"))
                 }
                 Err(TreeError::Limit { line, what }) => {
-                    return Err(format!("input exceeds a safety limit at line {line} ({what})"))
+                    return Err(format!(
+                        "input exceeds a safety limit at line {line} ({what})"
+                    ))
                 }
             }
         }
@@ -79,6 +81,8 @@ mod tests {
         assert_eq!(v[0]["status"]["podIP"], "10.0.0.1");
         let json = r#"{"kind":"PodList","items":[{"kind":"Pod","status":{"podIP":"10.0.0.2"}}]}"#;
         assert_eq!(values(json).unwrap()[0]["status"]["podIP"], "10.0.0.2");
-        assert!(values("a: [").unwrap_err().starts_with("invalid YAML at line"));
+        assert!(values("a: [")
+            .unwrap_err()
+            .starts_with("invalid YAML at line"));
     }
 }
