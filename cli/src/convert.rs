@@ -182,6 +182,7 @@ pub fn cell(c: &Cell) -> json::Cell {
             },
             reach::ClientReason::AutoMtls => json::ClientReason::AutoMtls,
             reach::ClientReason::AutoMtlsOff => json::ClientReason::AutoMtlsOff,
+            reach::ClientReason::Ztunnel => json::ClientReason::Ztunnel,
         },
         server_mode: c.server_mode,
         outcome: match c.outcome {
@@ -233,6 +234,7 @@ enum ClientReasonRef<'a> {
     },
     AutoMtls,
     AutoMtlsOff,
+    Ztunnel,
 }
 
 /// [`call`] serialized as one compact JSON line (with its newline) onto
@@ -291,6 +293,7 @@ pub fn write_call_line(buf: &mut Vec<u8>, call: &reach::Call<'_>, explanation: &
             match call.client_reason() {
                 reach::ClientReason::NoSidecar => "{\"kind\":\"no-sidecar\"}",
                 reach::ClientReason::AutoMtlsOff => "{\"kind\":\"auto-mtls-off\"}",
+                reach::ClientReason::Ztunnel => "{\"kind\":\"ztunnel\"}",
                 reach::ClientReason::AutoMtls | reach::ClientReason::DestinationRule { .. } => {
                     "{\"kind\":\"auto-mtls\"}"
                 }
@@ -356,6 +359,7 @@ pub fn call<'a>(call: &reach::Call<'a>, explanation: &'a str) -> CellRef<'a> {
         None => match call.client_reason() {
             reach::ClientReason::NoSidecar => ClientReasonRef::NoSidecar,
             reach::ClientReason::AutoMtlsOff => ClientReasonRef::AutoMtlsOff,
+            reach::ClientReason::Ztunnel => ClientReasonRef::Ztunnel,
             reach::ClientReason::AutoMtls | reach::ClientReason::DestinationRule { .. } => {
                 ClientReasonRef::AutoMtls
             }

@@ -246,6 +246,8 @@ pub enum ClientReason {
     },
     AutoMtls,
     AutoMtlsOff,
+    /// An ambient client: its ztunnel sends HBONE or passes the connection through.
+    Ztunnel,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

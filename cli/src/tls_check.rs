@@ -181,6 +181,7 @@ fn reason_json(r: &reach::ClientReason) -> ClientReason {
         },
         reach::ClientReason::AutoMtls => ClientReason::AutoMtls,
         reach::ClientReason::AutoMtlsOff => ClientReason::AutoMtlsOff,
+        reach::ClientReason::Ztunnel => ClientReason::Ztunnel,
     }
 }
 
@@ -355,6 +356,14 @@ fn human(out: &mut dyn Write, checks: &[TlsCheck]) -> io::Result<()> {
             }
             ClientReason::AutoMtls => "auto mTLS: the server port is DISABLE".into(),
             ClientReason::AutoMtlsOff => "auto mTLS is off and no DestinationRule sets TLS".into(),
+            ClientReason::Ztunnel if c.client_tls == ClientTls::IstioMutual => format!(
+                "{}.{} is ambient: its ztunnel sends HBONE (mTLS)",
+                c.client.name, c.client.namespace
+            ),
+            ClientReason::Ztunnel => format!(
+                "{}.{} is ambient and the server does not take HBONE: ztunnel passes plaintext through",
+                c.client.name, c.client.namespace
+            ),
         };
         writeln!(out, "CLIENT → {target}: {what}")?;
         writeln!(out, "   decided by: {why}")?;

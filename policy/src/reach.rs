@@ -1,6 +1,7 @@
 //! The client side and the client × server matrix: does the caller send mTLS,
 //! does the request succeed, is it encrypted (the seed lab's `sleep → httpbin`).
 
+use crate::ambient::DataPlane;
 use crate::mesh::{DestinationRule, Mesh, Service, Workload};
 use crate::mode::{MtlsMode, TlsMode};
 use crate::resolve::{target_port, Resolver, WorkloadReport};
@@ -31,6 +32,9 @@ pub enum ClientReason {
     },
     AutoMtls,
     AutoMtlsOff,
+    /// An ambient client: its node's ztunnel decides (HBONE to a destination
+    /// that accepts it, plaintext passthrough otherwise).
+    Ztunnel,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -337,6 +341,7 @@ pub(crate) enum Reason<'m> {
     Rule(&'m DestinationRule, TlsMode),
     AutoMtls,
     AutoMtlsOff,
+    Ztunnel,
 }
 
 /// One client → service port as [`Reach::calls`] yields it: a [`Cell`] that
@@ -541,6 +546,13 @@ impl<'m> Reach<'m> {
     /// The inbound mode of `server` on container port `target`: its effective
     /// mode, or DISABLE (plaintext only) without a sidecar.
     fn server_mode(&self, server: &Workload, target: u32) -> MtlsMode {
+        if server.ambient {
+            // ztunnel knows only "reject without identity" or not (DISABLE = PERMISSIVE).
+            return self
+                .resolver
+                .ztunnel_policy(&server.namespace, &server.labels)
+                .mode(Some(target));
+        }
         if server.sidecar {
             self.resolver
                 .mode(&server.namespace, &server.labels, Some(target))
@@ -560,14 +572,9 @@ impl<'m> Reach<'m> {
         } else {
             None
         };
-        let (client_tls, reason) = self.client_tls(
-            client.sidecar,
-            rule,
-            service_port,
-            server.sidecar,
-            server_mode,
-        );
-        let (outcome, mtls) = outcome(client_tls, server.sidecar, server_mode);
+        let (client_tls, reason) =
+            self.client_tls(client.data_plane(), rule, service_port, server, server_mode);
+        let (outcome, mtls) = outcome_for(client_tls, server.data_plane(), server_mode);
         Some(
             Call {
                 client,
@@ -588,15 +595,37 @@ impl<'m> Reach<'m> {
     /// `rule` is the DestinationRule istiod picks for the client (only looked up for sidecars).
     fn client_tls<'c>(
         &self,
-        client_sidecar: bool,
+        client: DataPlane,
         rule: Option<&'c DestinationRule>,
         service_port: u16,
-        server_sidecar: bool,
+        server: &Workload,
         server_mode: MtlsMode,
     ) -> (ClientTls, Reason<'c>) {
-        if !client_sidecar {
-            return (ClientTls::Plaintext, Reason::NoSidecar);
+        match client {
+            DataPlane::None => return (ClientTls::Plaintext, Reason::NoSidecar),
+            DataPlane::Ambient => {
+                // istiod gives ztunnel HBONE for captured pods and for
+                // sidecars labelled `networking.istio.io/tunnel: http`
+                // (injected only with ISTIO_META_ENABLE_HBONE); any other
+                // destination gets plaintext passthrough (istio/istio
+                // pilot/pkg/serviceregistry/ambient/workloads.go setTunnelProtocol).
+                let hbone = server.ambient
+                    || (server.sidecar
+                        && server
+                            .labels
+                            .get("networking.istio.io/tunnel")
+                            .map(String::as_str)
+                            == Some("http"));
+                let tls = if hbone {
+                    ClientTls::IstioMutual
+                } else {
+                    ClientTls::Plaintext
+                };
+                return (tls, Reason::Ztunnel);
+            }
+            DataPlane::Sidecar => {}
         }
+        let server_sidecar = server.sidecar;
         if let Some(dr) = rule {
             // Port-level settings replace the top-level TLS settings for that (Service) port.
             if let Some(mode) = dr
@@ -616,7 +645,8 @@ impl<'m> Reach<'m> {
         if !self.mesh.config.auto_mtls {
             return (ClientTls::Plaintext, Reason::AutoMtlsOff);
         }
-        if server_sidecar && server_mode != MtlsMode::Disable {
+        // An ambient endpoint is HBONE-capable: the sidecar sends it HBONE mTLS.
+        if (server_sidecar && server_mode != MtlsMode::Disable) || server.ambient {
             (ClientTls::IstioMutual, Reason::AutoMtls)
         } else {
             (ClientTls::Plaintext, Reason::AutoMtls)
@@ -654,11 +684,24 @@ impl<'m> Reach<'m> {
         let kept =
             |plans: Vec<Plan<'m>>| -> Vec<Plan<'m>> { plans.into_iter().filter(keep).collect() };
         let plain = kept(self.plans(&prepared.targets, None));
+        // Ambient clients all behave alike (ztunnel reads no DestinationRule);
+        // computed only when there is one.
+        let ambient = if prepared.clients.iter().any(|c| c.ambient) {
+            let mut plans = Vec::new();
+            for (ti, t) in prepared.targets.iter().enumerate() {
+                self.push_plans_of(ti, t, DataPlane::Ambient, None, &mut plans);
+            }
+            kept(plans)
+        } else {
+            Vec::new()
+        };
         let other = kept(self.plans(&prepared.targets, Some(ClientNs::Other)));
         let differing = self.differing(&prepared.targets);
         let mut named: Option<(&str, Vec<Plan<'m>>)> = None;
         for &client in &prepared.clients {
-            let plans: &[Plan<'m>] = if !client.sidecar {
+            let plans: &[Plan<'m>] = if client.ambient {
+                &ambient
+            } else if !client.sidecar {
                 &plain
             } else {
                 match self.rules.class(&client.namespace) {
@@ -1081,11 +1124,27 @@ impl<'m> Reach<'m> {
         class: Option<ClientNs<'_>>,
         plans: &mut Vec<Plan<'m>>,
     ) {
+        let plane = if class.is_some() {
+            DataPlane::Sidecar
+        } else {
+            DataPlane::None
+        };
+        self.push_plans_of(ti, t, plane, class, plans);
+    }
+
+    /// [`Self::push_plans`] for a client of data plane `plane` (`class` only for sidecars).
+    fn push_plans_of(
+        &self,
+        ti: usize,
+        t: &Target<'m>,
+        plane: DataPlane,
+        class: Option<ClientNs<'_>>,
+        plans: &mut Vec<Plan<'m>>,
+    ) {
         let rule = class.and_then(|c| self.rules.for_class(c, t.service, &t.fqdn));
         for (pi, &(port, _, server_mode)) in t.ports.iter().enumerate() {
-            let (client_tls, reason) =
-                self.client_tls(class.is_some(), rule, port, t.server.sidecar, server_mode);
-            let (outcome, mtls) = outcome(client_tls, t.server.sidecar, server_mode);
+            let (client_tls, reason) = self.client_tls(plane, rule, port, t.server, server_mode);
+            let (outcome, mtls) = outcome_for(client_tls, t.server.data_plane(), server_mode);
             plans.push(Plan {
                 target: ti,
                 port: pi,
@@ -1110,6 +1169,7 @@ impl<'m> Call<'m> {
             },
             Reason::AutoMtls => ClientReason::AutoMtls,
             Reason::AutoMtlsOff => ClientReason::AutoMtlsOff,
+            Reason::Ztunnel => ClientReason::Ztunnel,
         }
     }
 
@@ -1191,11 +1251,23 @@ impl<'m> Call<'m> {
             }
             Reason::AutoMtls => s.push_str("of auto mTLS"),
             Reason::AutoMtlsOff => s.push_str("auto mTLS is off and no DestinationRule sets TLS"),
+            Reason::Ztunnel => s.push_str(if self.client_tls == ClientTls::IstioMutual {
+                "it is ambient: its ztunnel sends HBONE (mTLS) to a destination that accepts it"
+            } else {
+                "it is ambient and the destination does not take HBONE: its ztunnel passes the connection through"
+            }),
         }
         for part in ["; ", &server.name, ".", &server.namespace] {
             s.push_str(part);
         }
-        if server.sidecar {
+        if server.ambient {
+            s.push_str(" is ambient, ztunnel ");
+            s.push_str(if self.server_mode == MtlsMode::Strict {
+                "rejects connections without a peer identity (STRICT)"
+            } else {
+                "accepts plaintext (not STRICT; DISABLE is not supported in ambient)"
+            });
+        } else if server.sidecar {
             s.push_str(" is ");
             s.push_str(self.server_mode.as_str());
         } else {
@@ -1256,6 +1328,27 @@ fn host_match_rank(pattern: &str, host: &str) -> Option<usize> {
         Some(1 + host.len() - suffix.len())
     } else {
         None
+    }
+}
+
+/// [`outcome`] for a server of any data plane. An ambient server's
+/// ztunnel takes HBONE from any mesh client (DISABLE does not exist there:
+/// `server_mode` is STRICT or PERMISSIVE) and, for a connection without a
+/// peer identity, closes it when STRICT (istio/ztunnel `src/rbac.rs`: the
+/// static strict policy denies) or passes it to the app when not.
+pub fn outcome_for(client: ClientTls, server: DataPlane, server_mode: MtlsMode) -> (Outcome, bool) {
+    match server {
+        DataPlane::Sidecar => outcome(client, true, server_mode),
+        DataPlane::None => outcome(client, false, server_mode),
+        DataPlane::Ambient => match (client, server_mode) {
+            (ClientTls::IstioMutual, _) => (Outcome::Allowed, true),
+            (ClientTls::Plaintext | ClientTls::OtherTls, MtlsMode::Strict) => {
+                (Outcome::Reset, false)
+            }
+            (ClientTls::Plaintext, _) => (Outcome::Allowed, false),
+            // ztunnel passes the TLS bytes through; the plaintext app cannot read them.
+            (ClientTls::OtherTls, _) => (Outcome::Failed, false),
+        },
     }
 }
 

@@ -126,6 +126,22 @@ pub struct Resolver<'p> {
 }
 
 impl<'p> Resolver<'p> {
+    /// The root namespace this index was built for.
+    pub fn root(&self) -> &'p str {
+        self.root
+    }
+
+    /// What istiod sends ztunnel for a captured workload of `namespace`
+    /// with `labels` ([`crate::ambient::ZtunnelPolicy::from_winners`]).
+    pub fn ztunnel_policy(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> crate::ambient::ZtunnelPolicy {
+        let [mesh, ns, workload] = self.winners(namespace, labels);
+        crate::ambient::ZtunnelPolicy::from_winners(self.root, mesh, ns, workload)
+    }
+
     /// Index `policies` (any namespaces) for a mesh whose root namespace is `root_namespace`.
     pub fn new(policies: &'p [PeerAuthentication], root_namespace: &'p str) -> Self {
         Self::build(policies, root_namespace, |_| true)

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use policy::ambient::DataPlane;
+use policy::reach::Outcome;
 use policy::{check, MeshConfig};
 
 const MESH: &str = "
@@ -105,4 +106,149 @@ fn waypoints_come_from_pod_namespace_and_service_labels_and_waypoint_class_gatew
     // The WasmPlugin is read for its attachment but still reported as not checked.
     let skipped: Vec<_> = report.skipped.iter().map(|s| s.kind.as_str()).collect();
     assert_eq!(skipped, ["Gateway", "WasmPlugin"]);
+}
+
+fn seed_004() -> policy::Report {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/lab/ambient");
+    let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).unwrap();
+    let (w, p) = (read("workloads.yaml"), read("peer-authentication.yaml"));
+    check(
+        &[("workloads.yaml", &w), ("peer-authentication.yaml", &p)],
+        MeshConfig::default(),
+    )
+}
+
+/// (outcome, mtls) of `client → service:port` in `report`'s matrix.
+fn call(report: &policy::Report, client: &str, service: &str) -> (Outcome, bool, String) {
+    let (cns, cname) = client.split_once('/').unwrap();
+    let (sns, sname) = service.split_once('/').unwrap();
+    let m = report.mesh.matrix();
+    let c = m
+        .cells
+        .iter()
+        .find(|c| {
+            c.client_namespace == cns
+                && c.client == cname
+                && c.service_namespace == sns
+                && c.service == sname
+        })
+        .unwrap();
+    (c.outcome, c.mtls, c.explanation.clone())
+}
+
+#[test]
+fn seed_004_ambient_callers_use_hbone_and_strict_resets_only_the_caller_outside_the_mesh() {
+    let r = seed_004();
+    for client in ["foo/sleep", "bar/sleep"] {
+        for server in ["foo/httpbin", "bar/httpbin"] {
+            let (o, mtls, why) = call(&r, client, server);
+            assert_eq!(
+                (o, mtls),
+                (Outcome::Allowed, true),
+                "{client} → {server}: {why}"
+            );
+            assert!(why.contains("HBONE"), "{why}");
+        }
+        // To a pod outside the mesh ztunnel passes plaintext through.
+        assert_eq!(call(&r, client, "legacy/httpbin").0, Outcome::Allowed);
+        assert!(!call(&r, client, "legacy/httpbin").1);
+    }
+    // Mesh STRICT: no peer identity from legacy, ztunnel rejects.
+    let (o, _, why) = call(&r, "legacy/sleep", "foo/httpbin");
+    assert_eq!(o, Outcome::Reset, "{why}");
+    assert!(
+        why.contains("rejects connections without a peer identity"),
+        "{why}"
+    );
+    // bar's DISABLE means "not strict" in ambient: plaintext is accepted.
+    let (o, mtls, why) = call(&r, "legacy/sleep", "bar/httpbin");
+    assert_eq!((o, mtls), (Outcome::Allowed, false), "{why}");
+    assert!(why.contains("DISABLE is not supported in ambient"), "{why}");
+}
+
+const MIXED: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: amb, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: side, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: amb, labels: {app: a}}
+spec: {containers: [{name: c, ports: [{containerPort: 8080}, {containerPort: 9090}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: a, namespace: amb}
+spec: {selector: {app: a}, ports: [{name: web, port: 80, targetPort: 8080}, {name: metrics, port: 9090}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: s, namespace: side, labels: {app: s}}
+spec: {containers: [{name: c, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: s, namespace: side}
+spec: {selector: {app: s}, ports: [{name: web, port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: t, namespace: side, labels: {app: t, networking.istio.io/tunnel: http}}
+spec: {containers: [{name: c, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: t, namespace: side}
+spec: {selector: {app: t}, ports: [{name: web, port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: out, namespace: default, labels: {app: out}}
+spec: {containers: [{name: c}]}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: side}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: a, namespace: amb}
+spec:
+  selector: {matchLabels: {app: a}}
+  mtls: {mode: STRICT}
+  portLevelMtls: {9090: {mode: PERMISSIVE}}
+";
+
+#[test]
+fn sidecar_and_ambient_interoperate_as_istiod_programs_them() {
+    let r = check(&[("mixed.yaml", MIXED)], MeshConfig::default());
+    // A sidecar sends HBONE (auto mTLS) to an ambient endpoint.
+    assert_eq!(call(&r, "side/s", "amb/a").0, Outcome::Allowed);
+    assert!(call(&r, "side/s", "amb/a").1);
+    // ztunnel sends a sidecar plaintext unless the pod advertises HBONE
+    // (networking.istio.io/tunnel: http): STRICT resets it.
+    assert_eq!(call(&r, "amb/a", "side/s").0, Outcome::Reset);
+    assert_eq!(
+        (call(&r, "amb/a", "side/t").0, call(&r, "amb/a", "side/t").1),
+        (Outcome::Allowed, true)
+    );
+}
+
+#[test]
+fn port_level_exceptions_apply_per_container_port_for_callers_outside_the_mesh() {
+    let r = check(&[("mixed.yaml", MIXED)], MeshConfig::default());
+    let m = r.mesh.matrix();
+    let from_out: Vec<(u16, Outcome)> = m
+        .cells
+        .iter()
+        .filter(|c| c.client == "out" && c.service == "a")
+        .map(|c| (c.service_port, c.outcome))
+        .collect();
+    // 8080 (Service port 80) STRICT; 9090 exempted: PERMISSIVE.
+    assert_eq!(from_out, [(80, Outcome::Reset), (9090, Outcome::Allowed)]);
 }
