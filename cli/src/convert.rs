@@ -147,6 +147,7 @@ pub fn workload(w: &policy::mesh::Workload, report: &WorkloadReport) -> json::Wo
         ports,
         applied: applied.into_iter().map(|(_, p)| p).collect(),
         ignored: ignored_all,
+        ambient: report.ambient.clone(),
     }
 }
 

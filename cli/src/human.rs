@@ -151,6 +151,43 @@ fn level_name(l: Level) -> &'static str {
     }
 }
 
+/// The ambient lines of `describe`: what ztunnel enforces, per port.
+fn ambient(out: &mut dyn Write, a: &policy::resolve::AmbientReport) -> io::Result<()> {
+    let what = |m: policy::MtlsMode| {
+        if m == policy::MtlsMode::Strict {
+            "STRICT: ztunnel rejects connections without a peer identity"
+        } else {
+            "PERMISSIVE: ztunnel accepts plaintext; mesh peers still use HBONE mTLS"
+        }
+    };
+    writeln!(
+        out,
+        "Data plane: ambient (captured by ztunnel, no sidecar; mesh traffic is HBONE mTLS)"
+    )?;
+    if let Some(w) = &a.use_waypoint {
+        writeln!(out, "Waypoint: {w} (istio.io/use-waypoint)")?;
+    }
+    writeln!(out, "Effective PeerAuthentication (ztunnel):")?;
+    writeln!(out, "   Workload mTLS mode: {}", what(a.workload))?;
+    if !a.ports.is_empty() {
+        writeln!(out, "   Port Level mTLS mode:")?;
+        for (port, m) in &a.ports {
+            writeln!(out, "      {port}: {}", what(*m))?;
+        }
+    }
+    writeln!(out, "ztunnel policies from istiod:")?;
+    if a.ztunnel_policies.is_empty() {
+        writeln!(out, "   (none)")?;
+    }
+    for p in &a.ztunnel_policies {
+        writeln!(out, "   {p}")?;
+    }
+    for n in &a.notes {
+        writeln!(out, "Note: {n}")?;
+    }
+    Ok(())
+}
+
 /// Modelled on `istioctl x describe pod`, plus where each policy is and what is ignored.
 pub fn describe(out: &mut dyn Write, workloads: &[WorkloadDescription]) -> io::Result<()> {
     for (i, w) in workloads.iter().enumerate() {
@@ -172,7 +209,9 @@ pub fn describe(out: &mut dyn Write, workloads: &[WorkloadDescription]) -> io::R
                 labels.join(", ")
             }
         )?;
-        if w.sidecar {
+        if let Some(a) = &w.ambient {
+            ambient(out, a)?;
+        } else if w.sidecar {
             writeln!(out, "Sidecar: yes")?;
         } else {
             writeln!(
@@ -180,7 +219,15 @@ pub fn describe(out: &mut dyn Write, workloads: &[WorkloadDescription]) -> io::R
                 "Sidecar: no (PeerAuthentication does not apply; it accepts plaintext only. Modes below apply once injected)"
             )?;
         }
-        writeln!(out, "Effective PeerAuthentication:")?;
+        writeln!(
+            out,
+            "{}",
+            if w.ambient.is_some() {
+                "PeerAuthentication as istiod composes it (for a sidecar; ztunnel enforces only STRICT or not, above):"
+            } else {
+                "Effective PeerAuthentication:"
+            }
+        )?;
         writeln!(
             out,
             "   Workload mTLS mode: {} ({})",

@@ -110,6 +110,10 @@ pub struct WorkloadDescription {
     pub applied: Vec<PolicyRef>,
     /// Every policy a reader might think applies but istiod does not use, with why.
     pub ignored: Vec<Ignored>,
+    /// Only for a workload captured by ztunnel (ambient): the modes ztunnel
+    /// enforces (STRICT or PERMISSIVE) and the policies istiod gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ambient: Option<policy::resolve::AmbientReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

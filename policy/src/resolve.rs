@@ -377,16 +377,50 @@ impl<'p> Resolver<'p> {
                 }
             }
         }
+        let ports: BTreeMap<u32, Resolution> = crate::order::map(
+            ports
+                .into_iter()
+                .map(|port| (port, with_port(base.clone(), picked.workload, port))),
+        );
+        let ambient = workload
+            .ambient
+            .then(|| self.ambient_report(workload, &resolution, &ports));
         WorkloadReport {
             namespace: workload.namespace.clone(),
             name: workload.name.clone(),
             sidecar: workload.sidecar,
-            ports: crate::order::map(
-                ports
-                    .into_iter()
-                    .map(|port| (port, with_port(base.clone(), picked.workload, port))),
-            ),
+            ports,
             workload: resolution,
+            ambient,
+        }
+    }
+
+    /// What ztunnel enforces for a captured workload, next to the
+    /// sidecar-style composition (`workload`, `ports`) it is derived from.
+    fn ambient_report(
+        &self,
+        workload: &Workload,
+        resolution: &Resolution,
+        ports: &BTreeMap<u32, Resolution>,
+    ) -> AmbientReport {
+        let z = self.ztunnel_policy(&workload.namespace, &workload.labels);
+        let disabled = resolution
+            .steps
+            .iter()
+            .chain(ports.values().flat_map(|r| r.steps.iter()))
+            .any(|s| s.declared == MtlsMode::Disable);
+        let mut notes = Vec::new();
+        if disabled {
+            notes.push(
+                "DISABLE is not supported in ambient mode: istiod treats it as PERMISSIVE, so ztunnel accepts plaintext from outside the mesh and still uses HBONE mTLS with mesh peers".to_string(),
+            );
+        }
+        AmbientReport {
+            ztunnel_policies: z.names(self.root),
+            workload: z.mode(None),
+            ports: ports.keys().map(|&p| (p, z.mode(Some(p)))).collect(),
+            use_waypoint: workload.use_waypoint.clone(),
+            notes,
         }
     }
 }
@@ -490,6 +524,25 @@ pub struct WorkloadReport {
     pub workload: Resolution,
     /// Container port → resolution.
     pub ports: BTreeMap<u32, Resolution>,
+    /// For a workload captured by ztunnel: what ztunnel enforces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ambient: Option<AmbientReport>,
+}
+
+/// A captured workload as ztunnel sees it (`istioctl ztunnel-config
+/// workload` lists the same policy names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmbientReport {
+    /// The policies istiod attaches, `<namespace>/<name>`.
+    pub ztunnel_policies: Vec<String>,
+    /// STRICT (rejects connections without a peer identity) or PERMISSIVE.
+    pub workload: MtlsMode,
+    /// The same per served container port.
+    pub ports: BTreeMap<u32, MtlsMode>,
+    /// `istio.io/use-waypoint` of the pod or its namespace.
+    pub use_waypoint: Option<String>,
+    /// What a reader used to sidecars would not expect, one sentence each.
+    pub notes: Vec<String>,
 }
 
 impl Mesh {
