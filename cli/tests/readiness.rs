@@ -221,8 +221,11 @@ fn counters_going_backwards_a_scrape_without_the_filter_and_a_shared_ip_are_repo
         "--metrics",
         &format!("bar/httpbin={}", p("a.prom")),
         &format!("bar/httpbin={}", p("b.prom")),
+        // A scrape before the filter's first request has no counter: a zero baseline.
         &format!("foo/httpbin={}", p("none.prom")),
         &format!("foo/httpbin={}", p("a.prom")),
+        // A pod that never shows one is reported.
+        &format!("legacy/httpbin={}", p("none.prom")),
         "--logs",
         &format!("foo/httpbin={}", p("foo.log")),
         "-f",
@@ -237,6 +240,14 @@ fn counters_going_backwards_a_scrape_without_the_filter_and_a_shared_ip_are_repo
     let bar = doc.workloads.iter().find(|w| w.namespace == "bar").unwrap();
     assert_eq!(bar.ports[0].verdict, Verdict::NoData);
     let foo = doc.workloads.iter().find(|w| w.namespace == "foo").unwrap();
+    assert_eq!(foo.ports[0].mtls, 9);
+    let none: Vec<&str> = doc
+        .problems
+        .iter()
+        .filter(|p| p.code == "no-peerauth-metrics")
+        .map(|p| p.message.as_str())
+        .collect();
+    assert_eq!(none.len(), 1, "{none:?}");
     // The log's plaintext source is claimed by two pods: listed, not resolved.
     let s = &foo.ports[0].plaintext_sources[0];
     assert_eq!(

@@ -312,6 +312,10 @@ pub fn run(
 
     // Series per pod, in input order, so two scrapes of a pod give a window.
     let mut series: BTreeMap<PodKey, BTreeMap<SeriesKey, Vec<f64>>> = BTreeMap::new();
+    // A pod's scrape without the filter's counters before they appear is a zero
+    // baseline (the filter creates a counter on its first request): reported only
+    // when the pod never shows a counter.
+    let mut empty_scrapes: BTreeMap<PodKey, Vec<String>> = BTreeMap::new();
     for arg in &args.metrics {
         let (file_pod, file) = split_pod(arg);
         inputs.push(file.to_string());
@@ -335,9 +339,12 @@ pub fn run(
             } else {
                 ("no-peerauth-metrics", format!("{file}: no peerauth metrics in {} series: the filter is not loaded in this proxy, has seen no request, or proxyStatsMatcher drops wasmcustom stats", scrape.other_series))
             };
-            problems.push(problem(code, false, message));
-            if let Some(p) = file_pod {
-                series.entry(p).or_default();
+            match file_pod {
+                Some(p) if code == "no-peerauth-metrics" => {
+                    series.entry(p.clone()).or_default();
+                    empty_scrapes.entry(p).or_default().push(message);
+                }
+                _ => problems.push(problem(code, false, message)),
             }
             continue;
         }
@@ -359,12 +366,16 @@ pub fn run(
                     continue;
                 }
             };
-            series
+            let baseline = empty_scrapes.contains_key(&key);
+            let values = series
                 .entry(key)
                 .or_default()
                 .entry((metric, labels))
-                .or_default()
-                .push(value);
+                .or_default();
+            if values.is_empty() && baseline {
+                values.push(0.0);
+            }
+            values.push(value);
         }
         if unknown > 0 {
             problems.push(problem(
@@ -372,6 +383,16 @@ pub fn run(
                 true,
                 format!("{file}: {unknown} series name no pod and namespace: give the file as NAMESPACE/POD={file}"),
             ));
+        }
+    }
+
+    for (pod, messages) in empty_scrapes {
+        if series.get(&pod).is_none_or(BTreeMap::is_empty) {
+            problems.extend(
+                messages
+                    .into_iter()
+                    .map(|m| problem("no-peerauth-metrics", false, m)),
+            );
         }
     }
 
