@@ -13,9 +13,8 @@ use crate::demo::explain::{self, Explanation};
 use crate::demo::forgery::{self, ForgeryReport};
 use crate::demo::pods::{LabConfig, PodLab};
 use crate::demo::predict::predict;
-use crate::demo::readiness::{Readiness, ReadinessRound};
+use crate::demo::readiness::{self, Capture, ReadinessRound};
 use crate::demo::report::{CallReport, StepReport};
-use crate::demo::stats;
 use crate::demo::steps::{self, Step, StepKind};
 use crate::demo::upstream_log::{self, SocketMatch};
 use crate::demo::wire::{self, WireCapture};
@@ -238,10 +237,13 @@ pub fn strict_readout(
         ),
     ];
     for (label, with_legacy) in plan {
-        let before: Vec<_> = servers
-            .iter()
-            .map(|s| lab.filter_counters(s))
-            .collect::<Result<_, _>>()?;
+        let mut before = Vec::new();
+        for server in servers {
+            before.push((
+                readiness::scrape(lab, server)?,
+                lab.sidecar_log(server).len(),
+            ));
+        }
         let calls: Vec<&ExpectedCall> = expected
             .calls
             .iter()
@@ -251,22 +253,26 @@ pub fn strict_readout(
             lab.call_code_only(&call.target())?;
         }
         lab.check_alive()?;
-        let mut out = Vec::new();
-        for (server, before) in servers.iter().zip(&before) {
-            let after = lab.filter_counters(server)?;
-            out.push(Readiness {
-                workload: server.to_string(),
-                counters: stats::delta(before, &after),
+        let mut captures = Vec::new();
+        for (server, (scrape, log_len)) in servers.iter().zip(before) {
+            let log = lab.sidecar_log(server);
+            captures.push(Capture {
+                pod_key: server.to_string(),
+                before: scrape,
+                after: readiness::scrape(lab, server)?,
+                // Only this round's lines: the log holds every earlier round's too.
+                log: log.get(log_len..).unwrap_or_default().to_string(),
             });
         }
         let mut clients: Vec<String> = calls.iter().map(|c| c.client.clone()).collect();
         clients.dedup();
-        rounds.push(ReadinessRound {
-            label: label.to_string(),
+        rounds.push(readiness::run_readiness(
+            lab,
+            &captures,
+            label,
             clients,
-            servers: out,
-            expect_plaintext: with_legacy,
-        });
+            with_legacy,
+        )?);
     }
     Ok(rounds)
 }
@@ -491,6 +497,24 @@ fn finish_seed(
                 s.mtls(),
                 s.verdict()
             ));
+        }
+        for p in &r.problems {
+            lines.push(format!("  problem: {p}"));
+        }
+        if r.plan.is_empty() {
+            lines.push(
+                "  peerauth readiness proposes no change: nothing can switch to STRICT yet".into(),
+            );
+        } else {
+            lines.push(format!(
+                "  peerauth readiness proposes ({}):",
+                if r.plan_validated {
+                    "checked by policy"
+                } else {
+                    "NOT validated by policy"
+                }
+            ));
+            lines.extend(r.plan.lines().map(|l| format!("    {l}")));
         }
     }
     emit(Event::Scene("safe to go STRICT?", &lines));
