@@ -154,3 +154,22 @@ fn an_unknown_client_service_or_port_is_bad_input_with_what_exists() {
         );
     }
 }
+
+#[test]
+fn the_readmes_tls_check_example_is_a_valid_document_of_the_seed_step_3_call() {
+    let readme = std::fs::read_to_string(root().join("cli/README.md")).unwrap();
+    let block = readme
+        .split("```json tls-check\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("a ```json tls-check block in cli/README.md");
+    let doc: TlsCheckDocument = serde_json::from_str(block).unwrap();
+    let (code, real) = tls_check(
+        "foo/sleep",
+        "foo/httpbin:8000",
+        &step_files("3-namespace-strict"),
+    );
+    assert_eq!(code, 0);
+    // The example is trimmed of diagnostics and skipped documents only.
+    assert_eq!(doc.checks, real.checks);
+}
