@@ -134,7 +134,180 @@ fn findings(mesh: &Mesh) -> Vec<Finding> {
     port_level_keys(&ctx, &mut out);
     destination_rules(&ctx, &mut out);
     resets(&ctx, &mut out);
+    ambient_disable(&ctx, &mut out);
+    ambient_sidecar_only_annotations(mesh, &mut out);
+    wasmplugin_selector_on_ambient(&ctx, &mut out);
+    waypoints_missing(mesh, &mut out);
     out
+}
+
+fn disable_path(p: &PeerAuthentication) -> Option<String> {
+    if p.mode == MtlsMode::Disable {
+        return Some("/spec/mtls/mode".to_string());
+    }
+    p.port_level
+        .iter()
+        .find(|(_, &m)| m == MtlsMode::Disable)
+        .map(|(port, _)| format!("/spec/portLevelMtls/{port}/mode"))
+}
+
+/// DISABLE that reaches ambient workloads: istiod's ztunnel conversion
+/// treats it as "not strict" (policy/src/ambient.rs); nothing turns HBONE off.
+fn ambient_disable(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+    let mesh = ctx.mesh;
+    if mesh.ambient_namespaces.is_empty() && !mesh.workloads.iter().any(|w| w.ambient) {
+        return;
+    }
+    let mut hit: Vec<&PeerAuthentication> = Vec::new();
+    for w in mesh.workloads.iter().filter(|w| w.ambient) {
+        for p in ctx
+            .reach
+            .resolver()
+            .winners(&w.namespace, &w.labels)
+            .into_iter()
+            .flatten()
+        {
+            if disable_path(p).is_some() && !hit.contains(&p) {
+                hit.push(p);
+            }
+        }
+    }
+    for p in &mesh.peer_authentications {
+        if !mesh.ambient_namespaces.contains(&p.namespace) || disable_path(p).is_none() {
+            continue;
+        }
+        // A selector policy that selects only sidecar workloads is theirs to keep.
+        if !p.is_namespace_wide() {
+            let selected: Vec<&&Workload> = ctx
+                .workloads_in(&p.namespace)
+                .iter()
+                .filter(|w| p.selects(&w.labels))
+                .collect();
+            if !selected.is_empty() && !selected.iter().any(|w| w.ambient) {
+                continue;
+            }
+        }
+        if !hit.contains(&p) {
+            hit.push(p);
+        }
+    }
+    for p in hit {
+        let diag = d::AMBIENT_DISABLE.diagnostic(
+            format!(
+                "{}/{} sets DISABLE for ambient workloads: ztunnel does not support DISABLE and treats it as PERMISSIVE (plaintext from outside the mesh is accepted; mesh traffic stays HBONE mTLS)",
+                p.namespace, p.name
+            ),
+            "use PERMISSIVE to accept plaintext in ambient mode; mTLS between ambient workloads cannot be turned off",
+        );
+        out.push(on_policy(diag, p, disable_path(p)));
+    }
+}
+
+fn ambient_sidecar_only_annotations(mesh: &Mesh, out: &mut Vec<Finding>) {
+    for w in mesh
+        .workloads
+        .iter()
+        .filter(|w| !w.sidecar_only_annotations.is_empty())
+    {
+        let diag = d::AMBIENT_SIDECAR_ONLY_ANNOTATION
+            .diagnostic(
+                format!(
+                    "{}.{} is ambient but sets {}: only sidecar traffic redirection reads these; ztunnel captures every port",
+                    w.name,
+                    w.namespace,
+                    w.sidecar_only_annotations.join(", ")
+                ),
+                "remove them; to keep inbound traffic away from ztunnel use ambient.istio.io/bypass-inbound-capture, or opt the pod out with istio.io/dataplane-mode: none",
+            )
+            .on("Workload", &w.namespace, &w.name)
+            .at(w.location.clone());
+        out.push(Finding {
+            diag,
+            path: Some("/spec/template/metadata/annotations".to_string()),
+        });
+    }
+}
+
+/// istio/api `extensions/v1alpha1/wasm.proto`: waypoints ignore `selector`;
+/// an ambient pod has no Envoy for the plugin to run in.
+fn wasmplugin_selector_on_ambient(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+    for p in &ctx.mesh.wasm_plugins {
+        let Some(selector) = &p.selector else {
+            continue;
+        };
+        let selected: Vec<&&Workload> = ctx
+            .workloads_in(&p.namespace)
+            .iter()
+            .filter(|w| selector.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
+            .collect();
+        if selected.is_empty() || selected.iter().any(|w| w.sidecar) {
+            continue;
+        }
+        let Some(ambient) = selected.iter().find(|w| w.ambient) else {
+            continue;
+        };
+        let waypoint = ambient
+            .use_waypoint
+            .as_deref()
+            .unwrap_or("<waypoint>")
+            .rsplit('/')
+            .next()
+            .unwrap_or("<waypoint>");
+        let diag = d::WASMPLUGIN_SELECTOR_ON_AMBIENT
+            .diagnostic(
+                format!(
+                    "WasmPlugin {}/{} selects {}.{} by `selector`, but it is ambient: no sidecar runs the plugin and waypoints ignore `selector`, so it runs nowhere",
+                    p.namespace, p.name, ambient.name, ambient.namespace
+                ),
+                format!("attach it to the waypoint with targetRefs: [{{kind: Gateway, group: gateway.networking.k8s.io, name: {waypoint}}}] instead of selector"),
+            )
+            .on("WasmPlugin", &p.namespace, &p.name)
+            .at(p.location.clone());
+        out.push(Finding {
+            diag,
+            path: Some("/spec/selector".to_string()),
+        });
+    }
+}
+
+fn waypoints_missing(mesh: &Mesh, out: &mut Vec<Finding>) {
+    let exists = |from_ns: &str, wanted: &str| {
+        let (ns, name) = wanted.split_once('/').unwrap_or((from_ns, wanted));
+        mesh.waypoints
+            .iter()
+            .any(|g| g.namespace == ns && g.name == name)
+    };
+    let mut report = |kind: &str, ns: &str, name: &str, wanted: &str, at: &Location| {
+        let diag = d::WAYPOINT_MISSING
+            .diagnostic(
+                format!(
+                    "{kind} {ns}/{name} uses waypoint {wanted} (istio.io/use-waypoint), but no Gateway of class istio-waypoint named so is in the input: its traffic is not sent through a waypoint"
+                ),
+                "create the waypoint (istioctl waypoint apply, or a Gateway with gatewayClassName: istio-waypoint) or fix the label; give its file to peerauth too",
+            )
+            .on(kind, ns, name)
+            .at(at.clone());
+        out.push(Finding {
+            diag,
+            path: Some("/metadata/labels".to_string()),
+        });
+    };
+    // A namespace's label is reported on its workloads (the Namespace's own
+    // location is not kept); a pod's own label likewise.
+    for w in &mesh.workloads {
+        if let Some(wanted) = &w.use_waypoint {
+            if !exists(&w.namespace, wanted) {
+                report("Workload", &w.namespace, &w.name, wanted, &w.location);
+            }
+        }
+    }
+    for s in &mesh.services {
+        if let Some(wanted) = &s.use_waypoint {
+            if !exists(&s.namespace, wanted) {
+                report("Service", &s.namespace, &s.name, wanted, &s.location);
+            }
+        }
+    }
 }
 
 fn on_policy(diag: Diagnostic, p: &PeerAuthentication, path: Option<String>) -> Finding {
@@ -499,8 +672,9 @@ fn resets(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     // (code, service namespace, service name, port) → the finding, so they come
     // out in that order as they did when they were collected from the matrix.
     let mut found: BTreeMap<(&'static str, &str, &str, u16), Finding> = BTreeMap::new();
-    // Without a sidecar every client's list is the same: write it once.
-    let mut bare_list: Option<String> = None;
+    // Without a sidecar every client's list is one of at most two (with or
+    // without the ambient clients, which differ in length): write each once.
+    let mut bare_lists: BTreeMap<usize, String> = BTreeMap::new();
     ctx.reach.plaintext_resets(&mut |at, clients| {
         let no_sidecar = at.reason == Reason::NoSidecar;
         let rule: &Rule = if no_sidecar {
@@ -516,7 +690,10 @@ fn resets(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         let (name, ns) = (&service.name, &service.namespace);
         let r = ctx.resolve_port(at.server, at.target_port);
         let names = if no_sidecar {
-            bare_list.get_or_insert_with(|| client_list(clients)).clone()
+            bare_lists
+                .entry(clients.len())
+                .or_insert_with(|| client_list(clients))
+                .clone()
         } else {
             client_list(clients)
         };

@@ -103,6 +103,10 @@ rules! {
     DR_MTLS_TO_NO_SIDECAR = "dr-mtls-to-workload-without-sidecar", Error, Some("IST0115"), "an ISTIO_MUTUAL DestinationRule targets workloads without a sidecar";
     DR_MTLS_TO_DISABLED_PORT = "dr-mtls-to-disabled-port", Error, Some("KIA0505"), "an ISTIO_MUTUAL DestinationRule targets a port whose policy is DISABLE";
     DR_OTHER_TLS_TO_SIDECAR = "dr-non-istio-tls-to-sidecar", Error, None, "SIMPLE/MUTUAL TLS to a sidecar: PERMISSIVE passes it through, STRICT resets it";
+    AMBIENT_DISABLE = "ambient-disable", Warning, None, "DISABLE (workload or port level) applies to ambient workloads: ztunnel treats it as PERMISSIVE, mesh traffic stays HBONE mTLS";
+    AMBIENT_SIDECAR_ONLY_ANNOTATION = "ambient-sidecar-only-annotation", Warning, None, "an ambient pod carries traffic.sidecar.istio.io/* annotations, which only sidecar traffic redirection reads";
+    WASMPLUGIN_SELECTOR_ON_AMBIENT = "wasmplugin-selector-on-ambient", Warning, None, "a WasmPlugin uses `selector` but the workloads it selects are ambient (no Envoy); waypoints ignore `selector` and need `targetRefs`";
+    WAYPOINT_MISSING = "waypoint-missing", Warning, None, "istio.io/use-waypoint names a waypoint (Gateway of class istio-waypoint) that is not in the input";
 }
 
 impl Rule {

@@ -228,8 +228,15 @@ pub struct Workload {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ambient: bool,
     /// `istio.io/use-waypoint` of the pod, else of its namespace.
+    /// `name`, or `namespace/name` with `istio.io/use-waypoint-namespace`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_waypoint: Option<String>,
+    /// For an ambient pod: its `traffic.sidecar.istio.io/*` annotations,
+    /// which only sidecar redirection reads (istio/istio
+    /// `cni/pkg/plugin/sidecar_redirect.go`; the ambient node agent reads
+    /// only `ambient.istio.io/*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sidecar_only_annotations: Vec<String>,
     pub ports: Vec<ContainerPort>,
     pub location: Location,
 }
@@ -372,9 +379,8 @@ impl Mesh {
                 {
                     mesh.ambient_namespaces.insert(meta.name.clone());
                 }
-                if let Some(w) = labels.get(crate::ambient::USE_WAYPOINT) {
-                    mesh.namespace_waypoints
-                        .insert(meta.name.clone(), w.clone());
+                if let Some(w) = waypoint_of(labels) {
+                    mesh.namespace_waypoints.insert(meta.name.clone(), w);
                 }
                 namespace_labels.insert(meta.name.as_str(), labels);
             }
@@ -435,10 +441,20 @@ impl Mesh {
                         .unwrap_or(&no_labels);
                     let ambient = crate::ambient::data_plane(sidecar, ns_labels, pod_labels)
                         == crate::ambient::DataPlane::Ambient;
-                    let use_waypoint = pod_labels
-                        .get(crate::ambient::USE_WAYPOINT)
-                        .or_else(|| ns_labels.get(crate::ambient::USE_WAYPOINT))
-                        .cloned();
+                    let use_waypoint = if pod_labels.contains_key(crate::ambient::USE_WAYPOINT) {
+                        waypoint_of(pod_labels)
+                    } else {
+                        waypoint_of(ns_labels)
+                    };
+                    let sidecar_only_annotations = if ambient {
+                        pod_annotations
+                            .keys()
+                            .filter(|k| k.starts_with("traffic.sidecar.istio.io/"))
+                            .cloned()
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
                     mesh.workloads.push(Workload {
                         name: meta.name.clone(),
                         namespace,
@@ -446,6 +462,7 @@ impl Mesh {
                         sidecar,
                         ambient,
                         use_waypoint,
+                        sidecar_only_annotations,
                         ports: ports.clone(),
                         location,
                     });
@@ -459,7 +476,7 @@ impl Mesh {
                     namespace: validate::namespace_of(meta).to_string(),
                     selector: selector.clone(),
                     ports: ports.clone(),
-                    use_waypoint: meta.labels.get(crate::ambient::USE_WAYPOINT).cloned(),
+                    use_waypoint: waypoint_of(&meta.labels),
                     location,
                 }),
                 Resource::Gateway { meta, class } => {
@@ -576,6 +593,20 @@ fn duplicate(
         )
         .on(id.kind, id.namespace.unwrap_or(""), id.name)
         .at(later.location.clone())
+}
+
+/// The waypoint an object's labels ask for: `istio.io/use-waypoint`
+/// (`none` opts out: `None`), as `namespace/name` when
+/// `istio.io/use-waypoint-namespace` names the waypoint's namespace.
+fn waypoint_of(labels: &BTreeMap<String, String>) -> Option<String> {
+    let name = labels.get(crate::ambient::USE_WAYPOINT)?;
+    if name == "none" || name.is_empty() {
+        return None;
+    }
+    Some(match labels.get("istio.io/use-waypoint-namespace") {
+        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+        _ => name.clone(),
+    })
 }
 
 /// Istio's `injectRequired`, reduced to labels and annotations.

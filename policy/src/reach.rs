@@ -978,12 +978,19 @@ impl<'m> Reach<'m> {
     /// named, never to the whole matrix.
     pub(crate) fn plaintext_resets(&self, each: &mut dyn FnMut(&PlainReset<'m>, &[&'m Workload])) {
         let prepared = self.prepare(&Select::all());
+        // Clients outside the mesh always send plaintext; ambient clients do
+        // too towards a sidecar that does not take HBONE (`client_tls`).
         let bare: Vec<&'m Workload> = prepared
             .clients
             .iter()
             .copied()
             .filter(|c| !c.sidecar)
             .collect();
+        let outside: Vec<&'m Workload> = if bare.iter().any(|c| c.ambient) {
+            bare.iter().copied().filter(|c| !c.ambient).collect()
+        } else {
+            bare.clone()
+        };
         let auto_off = !self.mesh.config.auto_mtls;
         // Sidecar clients with the index of their rule-lookup class.
         let mut classes: Vec<ClientNs<'m>> = Vec::new();
@@ -1002,8 +1009,30 @@ impl<'m> Reach<'m> {
         let mut unset: Vec<&'m Workload> = Vec::new();
         for t in &prepared.targets {
             if !t.server.sidecar {
+                // An ambient STRICT port rejects only clients outside the mesh.
+                if t.server.ambient && !outside.is_empty() {
+                    for &(service_port, target_port, server_mode) in &t.ports {
+                        if server_mode == MtlsMode::Strict {
+                            let at = PlainReset {
+                                service: t.service,
+                                service_port,
+                                server: t.server,
+                                target_port,
+                                reason: Reason::NoSidecar,
+                            };
+                            each(&at, &outside);
+                        }
+                    }
+                }
                 continue;
             }
+            let hbone = t
+                .server
+                .labels
+                .get("networking.istio.io/tunnel")
+                .map(String::as_str)
+                == Some("http");
+            let plain: &[&'m Workload] = if hbone { &outside } else { &bare };
             let mut rules: Option<Vec<Option<&'m DestinationRule>>> = None;
             for &(service_port, target_port, server_mode) in &t.ports {
                 if server_mode != MtlsMode::Strict {
@@ -1016,8 +1045,8 @@ impl<'m> Reach<'m> {
                     target_port,
                     reason,
                 };
-                if !bare.is_empty() {
-                    each(&at(Reason::NoSidecar), &bare);
+                if !plain.is_empty() {
+                    each(&at(Reason::NoSidecar), plain);
                 }
                 if !auto_off {
                     continue;

@@ -252,3 +252,34 @@ fn port_level_exceptions_apply_per_container_port_for_callers_outside_the_mesh()
     // 8080 (Service port 80) STRICT; 9090 exempted: PERMISSIVE.
     assert_eq!(from_out, [(80, Outcome::Reset), (9090, Outcome::Allowed)]);
 }
+
+#[test]
+fn seed_004_check_flags_disable_in_bar_and_the_legacy_callers_reset_by_foo() {
+    let r = seed_004();
+    let codes: Vec<(&str, &str)> = r
+        .diagnostics
+        .iter()
+        .map(|d| (d.code.as_str(), d.message.as_str()))
+        .collect();
+    assert!(
+        codes
+            .iter()
+            .any(|(c, m)| *c == "ambient-disable" && m.starts_with("bar/default")),
+        "{codes:#?}"
+    );
+    // STRICT from the mesh policy resets only legacy's callers at foo; bar is PERMISSIVE.
+    let resets: Vec<&str> = codes
+        .iter()
+        .filter(|(c, _)| *c == "plaintext-client-to-strict")
+        .map(|(_, m)| *m)
+        .collect();
+    assert_eq!(resets.len(), 2, "{resets:#?}");
+    for m in &resets {
+        assert!(m.contains(".foo:"), "{m}");
+        // Only the callers outside the mesh: ambient callers use HBONE.
+        assert!(
+            m.starts_with("calls from httpbin.legacy, sleep.legacy (no sidecar) to "),
+            "{m}"
+        );
+    }
+}
