@@ -281,3 +281,70 @@ fn unreadable_or_malformed_metrics_and_series_without_a_pod_are_bad_input() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("cannot read"), "{}", out.stderr);
 }
+
+#[test]
+fn a_workload_with_one_safe_port_gets_port_level_strict_and_an_existing_workload_policy_is_edited()
+{
+    let objects = "apiVersion: v1\nkind: List\nitems:\n\
+- {apiVersion: v1, kind: Namespace, metadata: {name: shop, labels: {istio-injection: enabled}}}\n\
+- apiVersion: v1\n  kind: Pod\n  metadata: {name: web-1, namespace: shop, labels: {app: web}}\n  spec: {containers: [{name: web, ports: [{containerPort: 80}, {containerPort: 9000}]}]}\n  status: {podIP: 10.1.0.2}\n\
+- apiVersion: v1\n  kind: Pod\n  metadata: {name: api-1, namespace: shop, labels: {app: api}}\n  spec: {containers: [{name: api, ports: [{containerPort: 8080}]}]}\n  status: {podIP: 10.1.0.3}\n\
+- apiVersion: security.istio.io/v1\n  kind: PeerAuthentication\n  metadata: {name: api, namespace: shop}\n  spec: {selector: {matchLabels: {app: api}}, mtls: {mode: PERMISSIVE}}\n";
+    let series = |pod: &str, port: u32, security: &str, n: u32| {
+        format!("peerauth_requests_total{{namespace=\"shop\",pod=\"{pod}\",port=\"{port}\",mode=\"STRICT\",security=\"{security}\",outcome=\"{}\",reason=\"x\"}} {n}\n",
+            if security == "plaintext" { "would_reject" } else { "allowed" })
+    };
+    let metrics = [
+        series("web-1", 80, "mutual_tls", 7),
+        series("web-1", 9000, "plaintext", 3),
+        series("api-1", 8080, "mutual_tls", 5),
+    ]
+    .concat();
+    let dir = std::env::temp_dir().join(format!("readiness-port-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("objects.yaml"), objects).unwrap();
+    let objects_path = dir.join("objects.yaml").display().to_string();
+    let out = peerauth_with_stdin(
+        &["readiness", "--metrics", "-", "-f", &objects_path, "--json"],
+        &metrics,
+    );
+    let doc: ReadinessDocument = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let plan = doc.plan.unwrap();
+    assert!(
+        plan.validated,
+        "{:?}\n{}",
+        plan.validation_problems, plan.yaml
+    );
+    let mut levels: Vec<(&str, &str, bool)> = plan
+        .policies
+        .iter()
+        .map(|p| (p.name.as_str(), p.level.as_str(), p.replaces_existing))
+        .collect();
+    levels.sort();
+    assert_eq!(
+        levels,
+        [("api", "workload", true), ("web-strict", "port", false)]
+    );
+    // Read back by describe: web's port 80 is STRICT, 9000 keeps PERMISSIVE; api is STRICT.
+    std::fs::write(dir.join("plan.yaml"), &plan.yaml).unwrap();
+    let plan_path = dir.join("plan.yaml").display().to_string();
+    let (_, web): (i32, peerauth_cli::json::DescribeDocument) = json(&[
+        "describe",
+        "shop/web-1",
+        "-f",
+        &objects_path,
+        "-f",
+        &plan_path,
+    ]);
+    let modes: Vec<(u32, MtlsMode)> = web.workloads[0]
+        .ports
+        .iter()
+        .map(|p| (p.port, p.resolution.mode))
+        .collect();
+    assert_eq!(
+        modes,
+        [(80, MtlsMode::Strict), (9000, MtlsMode::Permissive)]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -177,6 +177,20 @@ pub fn propose(mesh: &Mesh, config: policy::MeshConfig, rows: &[WorkloadReadines
             });
             continue;
         }
+        // Why not namespace-wide: the sidecar workloads that are not all safe.
+        let blockers: Vec<String> = sidecars
+            .iter()
+            .filter(|w| !row(w).is_some_and(all_safe))
+            .map(|w| {
+                let state = match row(w) {
+                    None => "no data",
+                    Some(r) if r.ports.iter().any(|p| p.verdict == Verdict::NotSafe) => "not safe",
+                    Some(_) => "no data on some port",
+                };
+                format!("{}/{} {state}", w.namespace, w.name)
+            })
+            .collect();
+        let not_namespace = format!("not namespace-wide: {}", blockers.join(", "));
         for w in &sidecars {
             let Some(r) = row(w) else { continue };
             let ports = to_switch(r);
@@ -195,10 +209,13 @@ pub fn propose(mesh: &Mesh, config: policy::MeshConfig, rows: &[WorkloadReadines
                 .map(|p| p.port.to_string())
                 .collect();
             let why = if whole {
-                format!("{}/{}: every port received only mTLS", w.namespace, w.name)
+                format!(
+                    "{}/{}: every port received only mTLS\n{not_namespace}",
+                    w.namespace, w.name
+                )
             } else {
                 format!(
-                    "{}/{}: ports {} received only mTLS; port(s) {} stay as they are (not safe or no data)",
+                    "{}/{}: ports {} received only mTLS; port(s) {} stay as they are (not safe or no data)\n{not_namespace}",
                     w.namespace,
                     w.name,
                     ports.iter().map(u32::to_string).collect::<Vec<_>>().join(", "),
