@@ -348,3 +348,33 @@ fn a_workload_with_one_safe_port_gets_port_level_strict_and_an_existing_workload
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn kubectl_logs_with_prefix_name_their_pod_and_istios_log_format_is_read() {
+    // `kubectl logs -l app=httpbin -c istio-proxy --prefix` over Istio's proxy log
+    // format (tab-separated, the filter's line inside Envoy's `wasm log` message).
+    let logs = "[pod/httpbin/istio-proxy] 2026-12-01T18:32:07.551180Z\twarning\tenvoy wasm external/envoy/source/extensions/common/wasm/context.cc:1192\twasm log bar.peerauth-audit: peerauth: outcome=would_reject reason=plaintext_on_strict port=80 mode=STRICT security=plaintext peer=\"-\" source=\"10.244.0.7:36930\"\tthread=20\n\
+        [pod/httpbin/istio-proxy] 2026-12-01T18:32:07.560000Z\tinfo\tenvoy main\tsomething else\n";
+    let out = peerauth_with_stdin(
+        &[
+            "readiness",
+            "--metrics",
+            &format!("bar/httpbin={}", fx("httpbin.bar.1.prom")),
+            "--logs",
+            "-",
+            "-f",
+            &fx("cluster.yaml"),
+            "--json",
+        ],
+        logs,
+    );
+    let doc: ReadinessDocument = serde_json::from_str(&out.stdout).unwrap();
+    assert!(doc.problems.is_empty(), "{:?}", doc.problems);
+    let s = &doc.workloads[0].ports[0].plaintext_sources;
+    assert_eq!(s.len(), 1);
+    let w = s[0].workload.as_ref().unwrap();
+    assert_eq!(
+        (w.namespace.as_str(), w.name.as_str(), s[0].requests),
+        ("legacy", "httpbin", 1)
+    );
+}

@@ -412,18 +412,14 @@ pub fn run(
             let key = match (&line.pod, &file_pod) {
                 (Some(p), Some((ns, _))) => Some((ns.clone(), p.clone())),
                 (Some(p), None) => {
-                    let mut found = pods
-                        .names
-                        .iter()
-                        .chain(series.keys())
-                        .filter(|(_, n)| n == p)
-                        .cloned()
-                        .collect::<BTreeSet<_>>()
-                        .into_iter();
-                    match (found.next(), found.next()) {
-                        (Some(k), None) => Some(k),
-                        _ => None,
-                    }
+                    // The pods with metrics first (the logs are theirs), then the objects.
+                    let unique = |keys: &mut dyn Iterator<Item = &PodKey>| {
+                        let found: BTreeSet<&PodKey> = keys.filter(|(_, n)| n == p).collect();
+                        (found.len() == 1)
+                            .then(|| found.into_iter().next().cloned())
+                            .flatten()
+                    };
+                    unique(&mut series.keys()).or_else(|| unique(&mut pods.names.iter()))
                 }
                 (None, Some(fp)) => Some(fp.clone()),
                 (None, None) => None,
