@@ -1,0 +1,51 @@
+//! Replays the checked-in fuzz corpus (`fuzz/corpus/<target>/`) under stable
+//! `cargo test`, through the very properties the fuzz targets check
+//! (`fuzz/src/policy_checks.rs`, included below): every input must pass them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../fuzz/src/policy_checks.rs"]
+mod checks;
+
+use std::path::Path;
+
+/// Runs `check` on every file of the target's corpus, naming each file whose
+/// input fails, and returns how many files there were.
+fn replay(target: &str, check: fn(&[u8])) -> usize {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut failed = Vec::new();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        seen += 1;
+        if std::panic::catch_unwind(|| check(&bytes)).is_err() {
+            failed.push(path.display().to_string());
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{target}: {} inputs fail: {failed:?}",
+        failed.len()
+    );
+    seen
+}
+
+#[test]
+fn the_xfcc_corpus_parses_without_panics_and_round_trips() {
+    let n = replay("xfcc", checks::xfcc);
+    assert!(n >= 10, "only {n} inputs");
+}
+
+#[test]
+fn the_manifest_corpus_loads_and_analyzes_without_panics() {
+    let n = replay("manifest", checks::manifest);
+    assert!(n >= 10, "only {n} inputs");
+}
+
+#[test]
+fn the_spiffe_corpus_parses_prints_back_and_matches_itself() {
+    let n = replay("spiffe", checks::spiffe);
+    assert!(n >= 5, "only {n} inputs");
+}
