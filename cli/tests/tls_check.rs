@@ -173,3 +173,33 @@ fn the_readmes_tls_check_example_is_a_valid_document_of_the_seed_step_3_call() {
     // The example is trimmed of diagnostics and skipped documents only.
     assert_eq!(doc.checks, real.checks);
 }
+
+#[test]
+fn a_destination_rule_with_simple_tls_is_reported_as_tls_that_is_not_istios() {
+    // DestinationRule SIMPLE: TLS without Istio's certificates and ALPN
+    // (/work/shared/notes/istio-semantics.md), so the client side is not Istio mTLS.
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: httpbin-simple, namespace: foo}\nspec:\n  host: httpbin.bar.svc.cluster.local\n  trafficPolicy: {tls: {mode: SIMPLE}}\n";
+    let out = common::peerauth_with_stdin(
+        &[
+            "tls-check",
+            "sleep.foo",
+            "httpbin.bar:8000",
+            "-f",
+            "manifests/workloads",
+            "-f",
+            "-",
+        ],
+        dr,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("CLIENT → httpbin.bar:8000: mTLS is not Istio's"),
+        "{}",
+        out.stdout
+    );
+    assert!(out
+        .stdout
+        .contains("decided by: DestinationRule foo/httpbin-simple sets SIMPLE"));
+    assert!(out.stdout.contains("RESULT: CONFLICT"), "{}", out.stdout);
+}
