@@ -287,3 +287,37 @@ pub fn describe(out: &mut dyn Write, workloads: &[WorkloadDescription]) -> io::R
     }
     Ok(())
 }
+
+/// The matrix's data-plane line, printed only when some workload is ambient
+/// (a sidecar-only mesh's output stays as it was): which workloads ztunnel
+/// captures, which have sidecars, which are outside the mesh.
+pub fn data_planes(out: &mut dyn Write, workloads: &[policy::mesh::Workload]) -> io::Result<()> {
+    use policy::ambient::DataPlane;
+    if !workloads.iter().any(|w| w.ambient) {
+        return Ok(());
+    }
+    let mut parts = Vec::new();
+    for (plane, label) in [
+        (DataPlane::Ambient, "ambient (ztunnel, HBONE)"),
+        (DataPlane::Sidecar, "sidecar"),
+        (DataPlane::None, "outside the mesh"),
+    ] {
+        let mut names: Vec<String> = workloads
+            .iter()
+            .filter(|w| w.data_plane() == plane)
+            .map(|w| format!("{}.{}", w.name, w.namespace))
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        names.sort();
+        let more = names.len().saturating_sub(20);
+        names.truncate(20);
+        let mut list = names.join(", ");
+        if more > 0 {
+            list.push_str(&format!(" and {more} more"));
+        }
+        parts.push(format!("{label}: {list}"));
+    }
+    writeln!(out, "(data plane: {})", parts.join("; "))
+}

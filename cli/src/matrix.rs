@@ -377,6 +377,7 @@ impl Table {
             return Err(e);
         }
         writeln!(out, "{LEGEND}")?;
+        crate::human::data_planes(out, &reach.mesh().workloads)?;
         if shown.reset + shown.failed > 0 {
             writeln!(out)?;
             let broken_only = |outcome: Outcome, _mtls: bool| outcome != Outcome::Allowed;

@@ -65,3 +65,14 @@ fn matrix_gives_hbone_inside_the_mesh_and_resets_plaintext_to_strict() {
     let c = cell("legacy/sleep", "bar/httpbin");
     assert_eq!((c.outcome, c.mtls), (Outcome::Allowed, false));
 }
+
+#[test]
+fn the_matrix_table_names_each_workloads_data_plane_when_the_mesh_has_ambient_workloads() {
+    let text = peerauth(&["matrix", "-f", DIR]).stdout;
+    assert!(
+        text.contains("(data plane: ambient (ztunnel, HBONE): httpbin.bar, httpbin.foo, sleep.bar, sleep.foo; outside the mesh: httpbin.legacy, sleep.legacy)"),
+        "{text}"
+    );
+    let sidecar_only = peerauth(&["matrix", "-f", "manifests/workloads"]).stdout;
+    assert!(!sidecar_only.contains("data plane"), "{sidecar_only}");
+}
