@@ -147,7 +147,10 @@ impl ZtunnelPolicy {
     /// entry DISABLE alone leaves the port STRICT); and a STRICT port entry
     /// is dropped as "already enforced" whenever the mesh policy is STRICT
     /// and the namespace has none or UNSET, even if the workload itself is
-    /// PERMISSIVE (Go's `a || b && c || d` binds as `a || (b && c) || d`).
+    /// PERMISSIVE (Go's `a || b && c || d` binds as `a || (b && c) || d`);
+    /// and under a STRICT mesh policy with a namespace policy whose mode is
+    /// UNSET, an UNSET workload policy with a PERMISSIVE port leaves the
+    /// workload with no policy at all (every port accepts plaintext).
     pub fn from_winners(
         root: &str,
         mesh: Option<&PeerAuthentication>,
@@ -566,6 +569,14 @@ mod tests {
         let w = policy("w", "foo", true, Permissive, &[(9090, Strict)]);
         let p = attached(Some(Strict), None, Some(&w));
         assert_eq!(p.mode(Some(9090)), Permissive);
+        // Mesh STRICT, a namespace policy with mode UNSET, an UNSET workload with
+        // 9090 PERMISSIVE: the static policy is dropped for the converted one, and
+        // the conversion skips the port (the namespace is "not STRICT"), so
+        // nothing is attached and every port accepts plaintext.
+        let w = policy("w", "foo", true, Unset, &[(9090, Permissive)]);
+        let p = attached(Some(Strict), Some(Unset), Some(&w));
+        assert!(p.names("istio-system").is_empty());
+        assert_eq!(p.mode(Some(8080)), Permissive);
     }
 
     #[test]

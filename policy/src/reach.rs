@@ -1296,6 +1296,18 @@ impl<'m> Call<'m> {
             } else {
                 "accepts plaintext (not STRICT; DISABLE is not supported in ambient)"
             });
+            // Traffic to the Service goes through its waypoint (the Service's
+            // label, else the namespace's as the pod inherited it); the
+            // outcome at ztunnel is the same, the pod sees the waypoint's identity.
+            let waypoint = service
+                .use_waypoint
+                .as_deref()
+                .or(server.use_waypoint.as_deref());
+            if let (Some(w), true) = (waypoint, self.client_tls == ClientTls::IstioMutual) {
+                s.push_str(", through waypoint ");
+                s.push_str(w);
+                s.push_str(" (L7 policy and WasmPlugins run there; the pod's ztunnel sees the waypoint as the peer)");
+            }
         } else if server.sidecar {
             s.push_str(" is ");
             s.push_str(self.server_mode.as_str());

@@ -283,3 +283,24 @@ fn seed_004_check_flags_disable_in_bar_and_the_legacy_callers_reset_by_foo() {
         );
     }
 }
+
+#[test]
+fn a_waypoint_is_named_in_the_explanation_of_mesh_calls_and_changes_no_outcome() {
+    let with = MIXED.replace(
+        "metadata: {name: a, namespace: amb}\nspec: {selector",
+        "metadata: {name: a, namespace: amb, labels: {istio.io/use-waypoint: waypoint}}\nspec: {selector",
+    );
+    assert_ne!(with, MIXED);
+    let r = check(&[("mixed.yaml", &with)], MeshConfig::default());
+    let (o, mtls, why) = call(&r, "side/s", "amb/a");
+    assert_eq!((o, mtls), (Outcome::Allowed, true));
+    assert!(why.contains("through waypoint waypoint"), "{why}");
+    // A caller outside the mesh gets the same answer as without the waypoint.
+    let plain = check(&[("mixed.yaml", MIXED)], MeshConfig::default());
+    assert_eq!(
+        call(&r, "default/out", "amb/a").0,
+        call(&plain, "default/out", "amb/a").0
+    );
+    // The waypoint Gateway is not in the input: check says so.
+    assert!(r.diagnostics.iter().any(|d| d.code == "waypoint-missing"));
+}
