@@ -298,7 +298,7 @@ fn policy_name(p: &Option<PolicyRef>) -> String {
         .unwrap_or_default()
 }
 
-fn decided(r: &Resolution) -> String {
+pub(crate) fn decided(r: &Resolution) -> String {
     let by = policy_name(&r.decided_by);
     match r.decided_at {
         json::Level::Default => "Istio's default: no PeerAuthentication applies".into(),

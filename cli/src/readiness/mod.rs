@@ -189,6 +189,8 @@ fn read(file: &str, stdin: &mut dyn Read, stdin_used: &mut bool) -> Result<Strin
 }
 
 type PodKey = (String, String);
+/// The objects' workloads by (namespace, name).
+type WorkloadIndex<'m> = BTreeMap<(&'m str, &'m str), &'m Workload>;
 /// A counter's name and its filter labels.
 type SeriesKey = (String, BTreeMap<String, String>);
 
@@ -503,12 +505,12 @@ pub fn run(
     }
 
     let reach = mesh.as_ref().map(Mesh::reach);
-    let find = |key: &PodKey| -> Option<&Workload> {
-        mesh.as_ref()?
-            .workloads
-            .iter()
-            .find(|w| w.namespace == key.0 && w.name == key.1)
-    };
+    let index: WorkloadIndex = mesh
+        .iter()
+        .flat_map(|m| &m.workloads)
+        .map(|w| ((w.namespace.as_str(), w.name.as_str()), w))
+        .collect();
+    let find = |key: &PodKey| index.get(&(key.0.as_str(), key.1.as_str())).copied();
     // Served ports of every pod in the objects that has data, so a port nobody called is `no data`.
     let mut workloads = Vec::new();
     let mut modes: BTreeMap<(PodKey, u32), MtlsMode> = BTreeMap::new();
@@ -537,7 +539,7 @@ pub fn run(
         }
         let mut rows = Vec::new();
         for (port, d) in ports.iter() {
-            let sources = resolve_sources(&d.sources, &pods, mesh.as_ref());
+            let sources = resolve_sources(&d.sources, &pods, &index);
             let (verdict, why) = verdict(d, &sources);
             rows.push(PortReadiness {
                 port: *port,
@@ -598,7 +600,7 @@ pub fn run(
 fn resolve_sources(
     sources: &BTreeMap<String, u64>,
     pods: &Pods,
-    mesh: Option<&Mesh>,
+    index: &WorkloadIndex,
 ) -> Vec<Source> {
     let mut out: Vec<Source> = sources
         .iter()
@@ -611,12 +613,8 @@ fn resolve_sources(
                 .map(|(ns, name)| SourceWorkload {
                     namespace: ns.clone(),
                     name: name.clone(),
-                    sidecar: mesh
-                        .and_then(|m| {
-                            m.workloads
-                                .iter()
-                                .find(|w| &w.namespace == ns && &w.name == name)
-                        })
+                    sidecar: index
+                        .get(&(ns.as_str(), name.as_str()))
                         .is_some_and(|w| w.sidecar),
                 });
             Source {

@@ -8,6 +8,7 @@ use super::{Plan, PlannedPolicy, Verdict, WorkloadReadiness};
 use crate::convert;
 use policy::diagnostic::Severity;
 use policy::mesh::{Mesh, PeerAuthentication, Workload};
+use policy::reach::Reach;
 use policy::MtlsMode;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -72,6 +73,29 @@ fn yaml(d: &Draft) -> String {
     y
 }
 
+/// What decides `ports` of `w` now, as `describe` resolves it.
+fn now(reach: &Reach<'_>, w: &Workload, ports: &[u32]) -> String {
+    let desc = convert::workload(w, &reach.describe(w));
+    let each: Vec<String> = ports
+        .iter()
+        .map(|p| {
+            let r = desc
+                .ports
+                .iter()
+                .find(|q| q.port == *p)
+                .map_or(&desc.workload, |q| &q.resolution);
+            format!(
+                "{}/{}:{p} is {} ({})",
+                w.namespace,
+                w.name,
+                r.mode.as_str(),
+                crate::tls_check::decided(r)
+            )
+        })
+        .collect();
+    format!("now: {}", each.join("; "))
+}
+
 fn all_safe(r: &WorkloadReadiness) -> bool {
     !r.ports.is_empty() && r.ports.iter().all(|p| p.verdict == Verdict::Safe)
 }
@@ -86,8 +110,11 @@ fn to_switch(r: &WorkloadReadiness) -> Vec<u32> {
 }
 
 /// The workload-level policy deciding `w` now, if any.
-fn workload_policy<'m>(mesh: &'m Mesh, w: &Workload) -> Option<&'m PeerAuthentication> {
-    let reach = mesh.reach();
+fn workload_policy<'m>(
+    mesh: &'m Mesh,
+    reach: &Reach<'_>,
+    w: &Workload,
+) -> Option<&'m PeerAuthentication> {
     let desc = convert::workload(w, &reach.describe(w));
     let p = desc
         .workload
@@ -125,10 +152,17 @@ fn selector_for(
 }
 
 pub fn propose(mesh: &Mesh, config: policy::MeshConfig, rows: &[WorkloadReadiness]) -> Plan {
+    let by_name: BTreeMap<(&str, &str), &WorkloadReadiness> = rows
+        .iter()
+        .map(|r| ((r.namespace.as_str(), r.name.as_str()), r))
+        .collect();
     let row = |w: &Workload| {
-        rows.iter()
-            .find(|r| r.namespace == w.namespace && r.name == w.name)
+        by_name
+            .get(&(w.namespace.as_str(), w.name.as_str()))
+            .copied()
     };
+    // Indexed once: describing every workload with a fresh index would be quadratic.
+    let reach = mesh.reach();
     let mut drafts: Vec<Draft> = Vec::new();
     let namespaces: BTreeSet<&str> = mesh
         .workloads
@@ -169,9 +203,14 @@ pub fn propose(mesh: &Mesh, config: policy::MeshConfig, rows: &[WorkloadReadines
                 mode: Some(MtlsMode::Strict),
                 port_level: BTreeMap::new(),
                 why: format!(
-                    "namespace {ns}: every workload with a sidecar received only mTLS ({} ports: {})",
+                    "namespace {ns}: every workload with a sidecar received only mTLS ({} ports: {})\n{}",
                     switching.len(),
-                    switching.join(", ")
+                    switching.join(", "),
+                    sidecars
+                        .iter()
+                        .filter_map(|w| row(w).map(|r| now(&reach, w, &to_switch(r))))
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 ),
                 ports: switching,
             });
@@ -210,19 +249,22 @@ pub fn propose(mesh: &Mesh, config: policy::MeshConfig, rows: &[WorkloadReadines
                 .collect();
             let why = if whole {
                 format!(
-                    "{}/{}: every port received only mTLS\n{not_namespace}",
-                    w.namespace, w.name
+                    "{}/{}: every port received only mTLS\n{}\n{not_namespace}",
+                    w.namespace,
+                    w.name,
+                    now(&reach, w, &ports)
                 )
             } else {
                 format!(
-                    "{}/{}: ports {} received only mTLS; port(s) {} stay as they are (not safe or no data)\n{not_namespace}",
+                    "{}/{}: ports {} received only mTLS; port(s) {} stay as they are (not safe or no data)\n{}\n{not_namespace}",
                     w.namespace,
                     w.name,
                     ports.iter().map(u32::to_string).collect::<Vec<_>>().join(", "),
-                    unsafe_ports.join(", ")
+                    unsafe_ports.join(", "),
+                    now(&reach, w, &ports)
                 )
             };
-            let draft = if let Some(existing) = workload_policy(mesh, w) {
+            let draft = if let Some(existing) = workload_policy(mesh, &reach, w) {
                 let mut port_level = existing.port_level.clone();
                 let mode = if whole {
                     port_level.retain(|_, m| *m == MtlsMode::Strict);
@@ -343,12 +385,13 @@ fn validate(
         .flat_map(|d| d.ports.iter().map(String::as_str))
         .collect();
     let reach = after.reach();
+    let workloads: BTreeMap<(&str, &str), &Workload> = after
+        .workloads
+        .iter()
+        .map(|w| ((w.namespace.as_str(), w.name.as_str()), w))
+        .collect();
     for r in rows {
-        let Some(w) = after
-            .workloads
-            .iter()
-            .find(|w| w.namespace == r.namespace && w.name == r.name)
-        else {
+        let Some(w) = workloads.get(&(r.namespace.as_str(), r.name.as_str())) else {
             continue;
         };
         let desc = convert::workload(w, &reach.describe(w));
