@@ -26,6 +26,11 @@
 //! `sidecar`, `workload`: a resolution, `ports`: container port → resolution) plus
 //! `labels` and `location`. A port's resolution has no `ignored` list: it is
 //! always the workload's (less the `port-not-a-container-port` entries).
+//! A workload captured by ztunnel (ambient mode) also has `ambient`
+//! ([`policy::resolve::AmbientReport`]: `workload` and `ports` as ztunnel
+//! enforces them, STRICT or PERMISSIVE, `ztunnel_policies`, `use_waypoint`,
+//! `notes`), and an ambient server in the matrix has `ambient: true` and its
+//! `waypoint`; none of these appear for sidecar-only inputs.
 //!
 //! The matrix names each client and each Service port once, both sorted by
 //! namespace, name (and port): `clients: [{namespace, name}]`, `services:
@@ -165,6 +170,9 @@ pub struct WorkloadEntry {
     pub namespace: String,
     pub name: String,
     pub sidecar: bool,
+    /// Captured by ztunnel (ambient mode); absent for sidecar and out-of-mesh workloads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ambient: Option<policy::resolve::AmbientReport>,
     /// The workload-level resolution, with every policy istiod ignores for it.
     pub workload: Resolution,
     /// Container port → resolution (see [`PortResolution`]).
@@ -188,6 +196,7 @@ impl WorkloadEntry {
             namespace: report.namespace,
             name: report.name,
             sidecar: report.sidecar,
+            ambient: report.ambient,
             workload: report.workload,
             ports: policy::order::map(report.ports.into_iter().map(|(port, r)| {
                 let port_resolution = PortResolution {
@@ -216,6 +225,12 @@ pub struct ServerView {
     pub namespace: String,
     pub name: String,
     pub sidecar: bool,
+    /// Captured by ztunnel (only written when true).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ambient: bool,
+    /// For an ambient server: the waypoint of the Service (else of the pod).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waypoint: Option<String>,
 }
 
 /// A Service port of the matrix (a column) and the mode its endpoint enforces there.
@@ -347,6 +362,17 @@ impl MatrixView {
                     namespace: call.server.namespace.clone(),
                     name: call.server.name.clone(),
                     sidecar: call.server.sidecar,
+                    ambient: call.server.ambient,
+                    waypoint: call
+                        .server
+                        .ambient
+                        .then(|| {
+                            call.service
+                                .use_waypoint
+                                .clone()
+                                .or_else(|| call.server.use_waypoint.clone())
+                        })
+                        .flatten(),
                 },
                 server_mode: call.server_mode,
             });

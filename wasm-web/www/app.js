@@ -228,6 +228,13 @@ function ignoredList(resolution) {
     el('li', {}, policyLink(i.policy), ` — ${i.message}`)));
 }
 
+// The workload's data plane: sidecar, ambient (ztunnel) or none. Sidecar-only
+// meshes draw exactly the badges they always did.
+function dataPlaneBadge(w) {
+  if (w.ambient) return el('span', { class: 'badge ambient', title: 'Captured by ztunnel: mesh traffic is HBONE mTLS' }, 'ambient');
+  return el('span', { class: `badge ${w.sidecar ? 'sidecar' : 'no-sidecar'}` }, w.sidecar ? 'sidecar' : 'no sidecar');
+}
+
 function modeRow(w, port, resolution, first) {
   const key = `${w.namespace}/${w.name}`;
   return el('tr', {
@@ -237,11 +244,13 @@ function modeRow(w, port, resolution, first) {
   first
     ? el('th', { scope: 'row', rowspan: String(1 + Object.keys(w.ports).length) },
       el('span', { class: 'ns' }, `${w.namespace}/`), w.name,
-      el('span', { class: `badge ${w.sidecar ? 'sidecar' : 'no-sidecar'}` }, w.sidecar ? 'sidecar' : 'no sidecar'))
+      dataPlaneBadge(w))
     : null,
   el('td', { class: 'port' }, port === null ? 'all ports' : String(port)),
   el('td', { class: `mode mode-${resolution.mode}` }, resolution.mode,
-    w.sidecar ? null : el('span', { class: 'badge', title: 'Without a sidecar nothing enforces this mode: plaintext is accepted' }, 'not enforced')),
+    w.ambient
+      ? el('span', { class: 'badge', title: 'ztunnel enforces only STRICT or not; DISABLE is not supported in ambient' }, `ztunnel: ${port === null ? w.ambient.workload : (w.ambient.ports[port] || w.ambient.workload)}`)
+      : (w.sidecar ? null : el('span', { class: 'badge', title: 'Without a sidecar nothing enforces this mode: plaintext is accepted' }, 'not enforced'))),
   el('td', { class: 'decided' }, decidedBy(resolution)),
   el('td', {}, ignoredList(resolution)));
 }
@@ -298,12 +307,25 @@ function explain(client, service, cell) {
   if (reason === 'no-sidecar') why = 'it has no sidecar';
   else if (reason === 'auto-mtls') why = 'of auto mTLS';
   else if (reason === 'auto-mtls-off') why = 'auto mTLS is off and no DestinationRule sets TLS';
-  else {
+  else if (reason === 'ztunnel') {
+    why = cell.client_tls === 'istio-mutual'
+      ? 'it is ambient: its ztunnel sends HBONE (mTLS) to a destination that accepts it'
+      : 'it is ambient and the destination does not take HBONE: its ztunnel passes the connection through';
+  } else {
     const rule = reason['destination-rule'];
     why = `DestinationRule ${rule.namespace}/${rule.name} sets ${rule.mode}`;
   }
   const s = service.server;
-  const server = s.sidecar ? `${s.name}.${s.namespace} is ${service.server_mode}` : `${s.name}.${s.namespace} has no sidecar`;
+  let server = s.sidecar ? `${s.name}.${s.namespace} is ${service.server_mode}` : `${s.name}.${s.namespace} has no sidecar`;
+  if (s.ambient) {
+    // policy's Call::explain_into for a server captured by ztunnel.
+    server = `${s.name}.${s.namespace} is ambient, ztunnel ` + (service.server_mode === 'STRICT'
+      ? 'rejects connections without a peer identity (STRICT)'
+      : 'accepts plaintext (not STRICT; DISABLE is not supported in ambient)');
+    if (s.waypoint && cell.client_tls === 'istio-mutual') {
+      server += `, through waypoint ${s.waypoint} (L7 policy and WasmPlugins run there; the pod's ztunnel sees the waypoint as the peer)`;
+    }
+  }
   return `${client.name}.${client.namespace} sends ${SENDS[cell.client_tls]} to ${service.name}.${service.namespace}:${service.port} ` +
     `because ${why}; ${server}, so ${RESULTS[cell.outcome]}`;
 }
@@ -340,7 +362,7 @@ function renderMatrix(result) {
     const client = `${w.namespace}/${w.name}`;
     return el('tr', { dataset: { client } },
       el('th', { scope: 'row' }, el('span', { class: 'ns' }, `${w.namespace}/`), w.name,
-        el('span', { class: `badge ${w.sidecar ? 'sidecar' : 'no-sidecar'}` }, w.sidecar ? 'sidecar' : 'no sidecar')),
+        dataPlaneBadge(w)),
       columnKeys.map((col, i) => {
         const found = rowOf.get(client)?.[i];
         if (!found) return el('td', { dataset: { client, service: col, outcome: 'none' } }, el('span', { class: 'cell none' }, '—'));
