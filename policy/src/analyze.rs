@@ -138,7 +138,44 @@ fn findings(mesh: &Mesh) -> Vec<Finding> {
     ambient_sidecar_only_annotations(mesh, &mut out);
     wasmplugin_selector_on_ambient(&ctx, &mut out);
     waypoints_missing(mesh, &mut out);
+    wasmplugin_ports_on_waypoint(mesh, &mut out);
     out
+}
+
+/// istiod builds a waypoint's HTTP filters per Service with a listener info
+/// that has no port (istio/istio `pilot/pkg/networking/core/listener_waypoint.go`),
+/// and `matchPorts` (`pilot/pkg/model/extensions.go`) never matches port 0.
+fn wasmplugin_ports_on_waypoint(mesh: &Mesh, out: &mut Vec<Finding>) {
+    for p in mesh.wasm_plugins.iter().filter(|p| p.selects_ports) {
+        let waypoint = p.target_refs.iter().find(|r| {
+            let ns = r.namespace.as_deref().unwrap_or(&p.namespace);
+            // `kind: Service` targets are waypoint-only (istio/api wasm.proto);
+            // a Gateway only when it is a known waypoint (ingress gateways match ports).
+            r.kind == "Service"
+                || (r.kind == "Gateway"
+                    && mesh
+                        .waypoints
+                        .iter()
+                        .any(|g| g.name == r.name && g.namespace == ns))
+        });
+        let Some(target) = waypoint else {
+            continue;
+        };
+        let diag = d::WASMPLUGIN_PORTS_ON_WAYPOINT
+            .diagnostic(
+                format!(
+                    "WasmPlugin {}/{} targets waypoint {} {} but its `match` selects ports: istiod matches waypoint plugins without a port, so the plugin is never applied",
+                    p.namespace, p.name, target.kind, target.name
+                ),
+                "remove `ports` from `match` (a waypoint plugin applies to every port of its targets)",
+            )
+            .on("WasmPlugin", &p.namespace, &p.name)
+            .at(p.location.clone());
+        out.push(Finding {
+            diag,
+            path: Some("/spec/match".to_string()),
+        });
+    }
 }
 
 fn disable_path(p: &PeerAuthentication) -> Option<String> {

@@ -106,6 +106,7 @@ rules! {
     AMBIENT_DISABLE = "ambient-disable", Warning, None, "DISABLE (workload or port level) applies to ambient workloads: ztunnel treats it as PERMISSIVE, mesh traffic stays HBONE mTLS";
     AMBIENT_SIDECAR_ONLY_ANNOTATION = "ambient-sidecar-only-annotation", Warning, None, "an ambient pod carries traffic.sidecar.istio.io/* annotations, which only sidecar traffic redirection reads";
     WASMPLUGIN_SELECTOR_ON_AMBIENT = "wasmplugin-selector-on-ambient", Warning, None, "a WasmPlugin uses `selector` but the workloads it selects are ambient (no Envoy); waypoints ignore `selector` and need `targetRefs`";
+    WASMPLUGIN_PORTS_ON_WAYPOINT = "wasmplugin-ports-on-waypoint", Warning, None, "a WasmPlugin attached to a waypoint selects ports: istiod matches waypoint plugins without a port, so it is never applied";
     WAYPOINT_MISSING = "waypoint-missing", Warning, None, "istio.io/use-waypoint names a waypoint (Gateway of class istio-waypoint) that is not in the input";
 }
 

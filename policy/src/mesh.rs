@@ -270,6 +270,8 @@ pub struct WasmPluginAttachment {
     pub namespace: String,
     pub selector: Option<BTreeMap<String, String>>,
     pub target_refs: Vec<crate::model::TargetRef>,
+    /// Some `match` entry lists `ports`.
+    pub selects_ports: bool,
     pub location: Location,
 }
 
@@ -492,11 +494,13 @@ impl Mesh {
                     meta,
                     selector,
                     target_refs,
+                    selects_ports,
                 } => mesh.wasm_plugins.push(WasmPluginAttachment {
                     name: meta.name.clone(),
                     namespace: validate::namespace_of(meta).to_string(),
                     selector: selector.clone(),
                     target_refs: target_refs.clone(),
+                    selects_ports: *selects_ports,
                     location,
                 }),
             }

@@ -149,6 +149,8 @@ pub enum Resource {
         meta: ObjectMeta,
         selector: Option<BTreeMap<String, String>>,
         target_refs: Vec<TargetRef>,
+        /// Some `match` entry lists `ports`.
+        selects_ports: bool,
     },
 }
 

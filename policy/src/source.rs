@@ -620,6 +620,14 @@ struct WasmPluginSpecWire {
     selector: Option<crate::model::WorkloadSelector>,
     #[serde(default)]
     target_refs: Vec<crate::model::TargetRef>,
+    #[serde(default, rename = "match")]
+    matches: Vec<WasmMatchWire>,
+}
+
+#[derive(Deserialize, Default)]
+struct WasmMatchWire {
+    #[serde(default)]
+    ports: Vec<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -764,6 +772,7 @@ fn convert(
                 meta,
                 selector: spec.selector.map(|s| s.match_labels),
                 target_refs: spec.target_refs,
+                selects_ports: spec.matches.iter().any(|m| !m.ports.is_empty()),
             }
         }
         _ => return Ok(None),
