@@ -14,6 +14,7 @@ use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Walk the seed lab (no policy → mesh STRICT → namespace STRICT → workload STRICT →
 /// port-level DISABLE → precedence) and the seed scenarios in network-namespace pods
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
     // Ctrl-C, SIGTERM or SIGHUP: remove every namespace, rule, file and process the
     // lab created, then leave.
     if let Err(e) = ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, Ordering::SeqCst);
         node::teardown_all();
         eprintln!(
             "\ndemo: interrupted; removed every pod, rule, file and process the lab had created"
@@ -73,7 +75,15 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    match run(&cli, &config) {
+    let outcome = run(&cli, &config);
+    // A signal's teardown kills the Envoys under a running step, which then fails
+    // with an ordinary lab error; that is the interruption, not a broken lab, so it
+    // exits 130 however the race between the two threads goes.
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        node::teardown_all();
+        return ExitCode::from(130);
+    }
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -83,6 +93,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Set by the signal handler before it tears the lab down.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 fn run(cli: &Cli, config: &LabConfig) -> Result<bool, peerauth_tests::demo::LabError> {
     let json_mode = cli.json;
