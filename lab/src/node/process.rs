@@ -262,11 +262,31 @@ pub fn admin_get(socket: &Path, path: &str) -> io::Result<String> {
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n");
+    let (head, body) = match split {
+        Some(at) => (
+            raw.get(..at).unwrap_or(&[]),
+            raw.get(at + 4..).unwrap_or(&[]),
+        ),
+        None => (raw.as_slice(), &[][..]),
+    };
+    let head = String::from_utf8_lossy(head);
     let status = head.lines().next().unwrap_or("");
+    // Envoy's admin chunks a large answer (`/stats/prometheus` of a busy sidecar):
+    // chunk sizes would sit between the lines and could split one across two chunks.
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
     if status.split_whitespace().nth(1) == Some("200") {
-        Ok(body.to_string())
+        let body = if chunked {
+            dechunk(body).ok_or_else(|| {
+                io::Error::other(format!("admin GET {path}: a chunked body that ends early"))
+            })?
+        } else {
+            body.to_vec()
+        };
+        Ok(String::from_utf8_lossy(&body).into_owned())
     } else {
         Err(io::Error::other(format!(
             "admin GET {path}: {}",
@@ -276,5 +296,38 @@ pub fn admin_get(socket: &Path, path: &str) -> io::Result<String> {
                 status
             }
         )))
+    }
+}
+
+/// The payload of an HTTP/1.1 chunked body; `None` when it is not complete.
+fn dechunk(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    loop {
+        let eol = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size_line = std::str::from_utf8(rest.get(..eol)?).ok()?;
+        let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
+        let after = rest.get(eol + 2..)?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(after.get(..size)?);
+        rest = after.get(size..)?.strip_prefix(b"\r\n")?;
+    }
+}
+
+#[cfg(test)]
+mod chunked_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::dechunk;
+
+    #[test]
+    fn a_chunked_body_is_joined_even_when_a_line_is_split_and_a_cut_one_is_refused() {
+        assert_eq!(
+            dechunk(b"5\r\npeera\r\n3\r\nuth\r\n0\r\n\r\n").as_deref(),
+            Some(&b"peerauth"[..])
+        );
+        assert_eq!(dechunk(b"5\r\npee"), None);
+        assert_eq!(dechunk(b"peerauth_requests_total 1\n"), None);
     }
 }

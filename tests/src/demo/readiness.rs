@@ -106,25 +106,7 @@ pub fn scrape(lab: &PodLab, pod_key: &str) -> Result<String, LabError> {
                 &e,
             )
         })?;
-    Ok(dechunk(&body).unwrap_or(body))
-}
-
-/// The body of an HTTP/1.1 chunked answer (`admin_get` hands back the bytes after
-/// the headers as they came, and Envoy's admin chunks a large answer, which puts
-/// chunk sizes between the lines and can split a line across two chunks). `None`
-/// when `raw` is not a complete chunked body.
-pub fn dechunk(raw: &str) -> Option<String> {
-    let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    loop {
-        let (size_line, after) = rest.split_once("\r\n")?;
-        let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
-        if size == 0 {
-            return Some(out);
-        }
-        out.push_str(after.get(..size)?);
-        rest = after.get(size..)?.strip_prefix("\r\n")?;
-    }
+    Ok(body)
 }
 
 /// The lab's pods, namespaces and Services as `kubectl get … -A -o json` lists
@@ -297,20 +279,4 @@ fn run_in(
             .map(|p| format!("{}: {}", p.code, p.message))
             .collect(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use super::dechunk;
-
-    #[test]
-    fn a_chunked_body_is_joined_and_anything_else_is_left_alone() {
-        assert_eq!(
-            dechunk("5\r\npeera\r\n3\r\nuth\r\n0\r\n\r\n").as_deref(),
-            Some("peerauth")
-        );
-        assert_eq!(dechunk("peerauth_requests_total 1\n"), None);
-        assert_eq!(dechunk("5\r\npee"), None);
-    }
 }
