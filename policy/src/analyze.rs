@@ -744,7 +744,11 @@ fn resets(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
                     "calls from {names} (no sidecar) to {name}.{ns}:{port} are reset: container port {} is STRICT{by}",
                     at.target_port
                 ),
-                "inject sidecars into those clients, or keep the port PERMISSIVE until they are migrated",
+                if at.server.ambient {
+                    "add those clients to the mesh (istio.io/dataplane-mode: ambient, or a sidecar), or keep the port PERMISSIVE until they are migrated"
+                } else {
+                    "inject sidecars into those clients, or keep the port PERMISSIVE until they are migrated"
+                },
             )
         } else {
             (
