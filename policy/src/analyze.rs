@@ -623,6 +623,12 @@ fn dr_against_server(
     target: u32,
 ) -> Option<Diagnostic> {
     let dest = format!("{}.{}:{port}", service.name, service.namespace);
+    // A sidecar sends an ambient endpoint HBONE and ztunnel knows no DISABLE:
+    // the sidecar-era conflicts below do not apply (DR-vs-ztunnel conflicts
+    // are not checked yet).
+    if server.ambient {
+        return None;
+    }
     if !server.sidecar {
         return (mode == TlsMode::IstioMutual).then(|| {
             d::DR_MTLS_TO_NO_SIDECAR.diagnostic(

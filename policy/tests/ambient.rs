@@ -304,3 +304,28 @@ fn a_waypoint_is_named_in_the_explanation_of_mesh_calls_and_changes_no_outcome()
     // The waypoint Gateway is not in the input: check says so.
     assert!(r.diagnostics.iter().any(|d| d.code == "waypoint-missing"));
 }
+
+#[test]
+fn an_istio_mutual_rule_towards_an_ambient_service_is_not_called_a_failure() {
+    let dr = "
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: a, namespace: side}
+spec:
+  host: a.amb.svc.cluster.local
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+";
+    let r = check(
+        &[("mixed.yaml", &format!("{MIXED}{dr}"))],
+        MeshConfig::default(),
+    );
+    assert_eq!(call(&r, "side/s", "amb/a").0, Outcome::Allowed);
+    assert!(
+        r.diagnostics
+            .iter()
+            .all(|d| d.code != "dr-mtls-to-workload-without-sidecar"),
+        "{:#?}",
+        r.diagnostics
+    );
+}
