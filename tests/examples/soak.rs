@@ -479,6 +479,8 @@ fn main() {
         println!("FAIL: the server Envoy died");
         ok = false;
     }
+    // `exit` runs no destructors: stop the Envoys first.
+    drop((server, _client, _forwarding));
     let _ = std::fs::remove_dir_all(&dir);
     if !ok {
         std::process::exit(1);
