@@ -20,13 +20,14 @@ NOOP_WASM := $(BENCH_WASM_DIR)/peerauth_bench_noop.wasm
 BARE_WASM := $(BENCH_WASM_DIR)/peerauth_bench_bare.wasm
 
 .PHONY: help setup setup-apt setup-rust setup-envoy setup-node build build-native build-filter build-web build-oci \
-        demo test test-rust test-browser lint fmt bench clean
+        demo test test-rust test-browser test-soak fuzz soak lint fmt bench clean
 
 help:
 	@echo "make demo   install what is missing, build everything, run the local mesh demo"
 	@echo "make test   install what is missing, build the wasm artifacts, run every test"
 	@echo "make lint   cargo fmt --check and clippy -D warnings"
 	@echo "make bench  benchmarks (results go to BENCHMARKS.md by hand)"
+	@echo "make fuzz   every fuzz target, bounded (nightly + cargo-fuzz); make soak  1M requests through the filter"
 
 ## ---- set-up (idempotent) ----------------------------------------------------
 
@@ -91,13 +92,30 @@ build-oci: build-filter
 demo: setup build
 	$(SUDO) env "PATH=$$PATH" PEERAUTH_FILTER_WASM=$(PEERAUTH_FILTER_WASM) $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/demo
 
-test: setup build-filter build-web test-rust test-browser
+test: setup build-filter build-web test-rust test-browser test-soak
 
 test-rust:
 	cargo test --workspace --all-targets
 
 test-browser:
 	cd tests/browser && node --test
+
+# The soak's short variant: 20,000 mixed requests through a sidecar with the filter.
+test-soak:
+	bash tests/soak/soak.sh --requests 20000
+
+## ---- robustness (not part of `make test`) -------------------------------------
+
+# Every fuzz target for a bounded number of executions (RUNS, default 10,000,000);
+# libFuzzer needs a nightly toolchain and cargo-fuzz.
+fuzz:
+	@cargo +nightly --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install --quiet cargo-fuzz
+	bash fuzz/run.sh
+
+# 1,000,000 mixed requests through a sidecar with the filter (ROBUSTNESS.md).
+soak: setup build-filter
+	bash tests/soak/soak.sh
 
 ## ---- quality -----------------------------------------------------------------
 
