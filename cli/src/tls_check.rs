@@ -71,6 +71,9 @@ pub struct Side {
     pub namespace: String,
     pub name: String,
     pub sidecar: bool,
+    /// Captured by ztunnel (ambient mode); absent for sidecar and out-of-mesh workloads.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ambient: bool,
 }
 
 /// `namespace/name` or `name.namespace`, with an optional `:port` when `port` is allowed.
@@ -230,6 +233,7 @@ pub fn run(
                         namespace: client.namespace.clone(),
                         name: client.name.clone(),
                         sidecar: client.sidecar,
+                        ambient: client.ambient,
                     },
                     service: json::ServicePortRef {
                         namespace: service.namespace.clone(),
@@ -241,6 +245,7 @@ pub fn run(
                         namespace: server.namespace.clone(),
                         name: server.name.clone(),
                         sidecar: server.sidecar,
+                        ambient: server.ambient,
                     },
                     client_tls: client_json(cell.client_tls),
                     client_reason: reason_json(&cell.client_reason),
@@ -371,7 +376,20 @@ fn human(out: &mut dyn Write, checks: &[TlsCheck]) -> io::Result<()> {
             "{}.{}:{}",
             c.server.name, c.server.namespace, c.service.target_port
         );
-        if c.server.sidecar {
+        if c.server.ambient {
+            // ztunnel enforces only "reject without a peer identity" or not; istiod's
+            // conversion turns DISABLE into PERMISSIVE (policy/src/ambient.rs).
+            let what = match c.server_mode {
+                MtlsMode::Strict => "ambient (ztunnel): mTLS (HBONE) is required (STRICT)",
+                _ => "ambient (ztunnel): mTLS is optional (PERMISSIVE at ztunnel: HBONE and plaintext accepted)",
+            };
+            writeln!(out, "SERVER → {server}: {what}")?;
+            writeln!(
+                out,
+                "   decided by: {} (as istiod converts it for ztunnel)",
+                decided(&c.server_resolution)
+            )?;
+        } else if c.server.sidecar {
             let what = match c.server_mode {
                 MtlsMode::Strict => "mTLS is required (STRICT)",
                 MtlsMode::Permissive => {

@@ -203,3 +203,37 @@ fn a_destination_rule_with_simple_tls_is_reported_as_tls_that_is_not_istios() {
         .contains("decided by: DestinationRule foo/httpbin-simple sets SIMPLE"));
     assert!(out.stdout.contains("RESULT: CONFLICT"), "{}", out.stdout);
 }
+
+#[test]
+fn an_ambient_server_is_answered_as_ztunnel_enforces_it_with_disable_acting_as_permissive() {
+    // Seed 004 in ambient mode (manifests/lab/ambient/README.md, from istio.io's ambient
+    // PeerAuthentication docs): mesh STRICT resets a caller outside the mesh; bar's
+    // namespace DISABLE is not supported by ztunnel and accepts plaintext like PERMISSIVE.
+    let files = vec!["manifests/lab/ambient".to_string()];
+    let out = peerauth(&[
+        "tls-check",
+        "legacy/sleep",
+        "foo/httpbin:8000",
+        "-f",
+        "manifests/lab/ambient",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines[3],
+        "SERVER → httpbin.foo:80: ambient (ztunnel): mTLS (HBONE) is required (STRICT)"
+    );
+    assert_eq!(lines[5], "RESULT: CONFLICT: the connection is reset");
+
+    let (code, doc) = tls_check("legacy/sleep", "bar/httpbin:8000", &files);
+    assert_eq!(code, 1, "plaintext success exits 1");
+    let check = &doc.checks[0];
+    assert!(check.server.ambient && !check.server.sidecar);
+    assert_eq!(check.outcome, Outcome::Allowed);
+    assert!(!check.mtls);
+
+    let (code, doc) = tls_check("foo/sleep", "bar/httpbin:8000", &files);
+    assert_eq!(code, 0, "ambient to ambient is HBONE mTLS");
+    assert!(doc.checks[0].mtls);
+    assert!(doc.checks[0].client.ambient);
+}
