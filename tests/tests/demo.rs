@@ -288,3 +288,38 @@ fn a_step_filter_that_matches_nothing_is_refused_with_exit_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_whole_demo_ends_with_seed_004s_ambient_answer_marked_as_computed_not_observed() {
+    let out = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .arg("--json")
+        .env("PEERAUTH_LAB_APP", env!("CARGO_BIN_EXE_lab-app"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("computed offline by policy, NOT observed: the lab has no ztunnel"),
+        "{stderr}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = doc["ambient_offline"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "describe and matrix");
+    let matrix = runs[1]["output"].as_str().unwrap();
+    // Seed 004 in ambient mode (manifests/lab/ambient/README.md, istio.io's ambient
+    // PeerAuthentication docs): mesh STRICT resets the caller outside the mesh at
+    // httpbin.foo; bar's DISABLE is not supported by ztunnel and lets it in.
+    let legacy = matrix
+        .lines()
+        .find(|l| l.starts_with("sleep.legacy"))
+        .unwrap();
+    assert_eq!(
+        legacy.split_whitespace().collect::<Vec<_>>(),
+        ["sleep.legacy", "200", "plain", "reset", "200", "plain"],
+        "{matrix}"
+    );
+    assert!(runs[0]["output"]
+        .as_str()
+        .unwrap()
+        .contains("Data plane: ambient"));
+}

@@ -7,6 +7,7 @@
 
 use clap::Parser;
 use peerauth_tests::demo::expected::SeedLab;
+use peerauth_tests::demo::explain;
 use peerauth_tests::demo::pods::LabConfig;
 use peerauth_tests::demo::walk::{self, DemoReport, Event};
 use peerauth_tests::node;
@@ -170,16 +171,56 @@ fn run(cli: &Cli, config: &LabConfig) -> Result<bool, peerauth_tests::demo::LabE
         }
     };
     let report = walk::walk(config, cli.step.as_deref(), &mut emit)?;
+    let ambient = if cli.step.is_none() {
+        ambient_offline(&config.repo, &say)
+    } else {
+        Vec::new()
+    };
     let ok = report.all_agree(&seed_lab);
     let summary = summary_line(&report, &seed_lab);
     if json_mode {
         eprintln!("{summary}");
-        println!("{}", json_document(&report, &seed_lab, ok));
+        let mut doc = json_document(&report, &seed_lab, ok);
+        doc["ambient_offline"] = json!(ambient
+            .iter()
+            .map(|e| json!({"command": e.command, "exit": e.exit, "output": e.output}))
+            .collect::<Vec<_>>());
+        println!("{doc}");
     } else {
         println!();
         println!("{summary}");
     }
     Ok(ok)
+}
+
+/// Seed 004's ambient example. The lab has no ztunnel, so this one is answered by
+/// `policy` alone, and says so: it is the only part of the demo that is not observed.
+fn ambient_offline(repo: &Path, say: &dyn Fn(&str)) -> Vec<explain::Explanation> {
+    let dir = explain::path_for_cli(repo, "manifests/lab/ambient");
+    say("");
+    say(
+        "[seed 004, ambient mode] computed offline by policy, NOT observed: the lab has no ztunnel",
+    );
+    say("  (istiod's PeerAuthentication → ztunnel conversion: STRICT rejects callers without a peer identity, DISABLE acts as PERMISSIVE)");
+    let runs = [
+        explain::peerauth(&["describe", "foo/httpbin", "-f", &dir]),
+        explain::peerauth(&[
+            "matrix",
+            "-f",
+            &dir,
+            "--client-label",
+            "app=sleep",
+            "--server-label",
+            "app=httpbin",
+        ]),
+    ];
+    for e in &runs {
+        say(&format!("  $ {}", e.command));
+        for l in e.output.lines() {
+            say(&format!("    {l}"));
+        }
+    }
+    runs.to_vec()
 }
 
 fn summary_line(report: &DemoReport, seed_lab: &SeedLab) -> String {
