@@ -1713,22 +1713,7 @@ spec: {selector: {app: nothing}, ports: [{port: 80}]}
             + "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ports, namespace: bar}\nspec:\n  host: httpbin\n  trafficPolicy:\n    tls: {mode: SIMPLE}\n    portLevelSettings:\n    - port: {number: 9000}\n      tls: {mode: DISABLE}\n"
             + "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: bar}\nspec: {mtls: {mode: STRICT}}\n";
         for auto_mtls in [true, false] {
-            let report = check(
-                &[("lab.yaml", LAB), ("extra.yaml", &extra)],
-                MeshConfig {
-                    auto_mtls,
-                    ..MeshConfig::default()
-                },
-            );
-            assert!(
-                report
-                    .diagnostics
-                    .iter()
-                    .all(|d| !d.code.starts_with("input-")),
-                "{:#?}",
-                report.diagnostics
-            );
-            let mesh = report.mesh;
+            let mesh = lab_with(&extra, auto_mtls);
             let reach = mesh.reach();
             let mut expected = Vec::new();
             let mut clients: Vec<&Workload> = mesh.workloads.iter().collect();
@@ -1883,8 +1868,13 @@ spec: {selector: {app: nothing}, ports: [{port: 80}]}
                 EXPORTS[export % 7],
             );
         }
+        lab_with(&extra, auto_mtls)
+    }
+
+    /// The lab plus `extra`, which must load without input errors.
+    fn lab_with(extra: &str, auto_mtls: bool) -> Mesh {
         let report = check(
-            &[("lab.yaml", LAB), ("extra.yaml", &extra)],
+            &[("lab.yaml", LAB), ("extra.yaml", extra)],
             MeshConfig {
                 auto_mtls,
                 ..MeshConfig::default()
