@@ -291,27 +291,7 @@ fn envoy_validates_every_sidecar_bootstrap_of_every_seed_lab_step() {
                 upstream_debug: false,
             })
             .unwrap();
-            let path = certs.dir.join(format!("{}.json", pod.key()));
-            std::fs::write(&path, serde_json::to_vec_pretty(&b).unwrap()).unwrap();
-            let out = Command::new(envoy_binary())
-                .args([
-                    "--mode",
-                    "validate",
-                    "--disable-hot-restart",
-                    "-l",
-                    "warning",
-                    "-c",
-                ])
-                .arg(&path)
-                .output()
-                .expect("envoy on PATH (make setup)");
-            assert!(
-                out.status.success(),
-                "{step} {}: envoy refused the bootstrap:\n{}{}",
-                pod.key(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            envoy_validates(&certs, &format!("{step} {}", pod.key()), &b);
             checked += 1;
         }
     }
