@@ -18,6 +18,16 @@ use std::time::{Duration, Instant};
 const LAB_APP: &str = env!("CARGO_BIN_EXE_lab-app");
 const T: Duration = Duration::from_secs(20);
 
+/// Every `Node::create` also removes the labs of dead owners. The tests run in
+/// parallel threads, so the dead-owner test holds this for writing while it looks at
+/// the lab its killed child left, and every other create holds it for reading.
+static CREATES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn create(topology: &Topology) -> Result<Node, NodeError> {
+    let _creating = CREATES.read().unwrap_or_else(|e| e.into_inner());
+    Node::create(topology)
+}
+
 fn pod(name: &str, ns: &str, last: u8, app: &str) -> Pod {
     Pod {
         namespace: ns.into(),
@@ -117,7 +127,7 @@ fn process_gone(pid: u32) -> bool {
 
 #[test]
 fn a_pod_reaches_a_service_by_name_and_by_pod_ip_and_the_app_sees_the_client_pod_ip() {
-    let node = Node::create(&topology(0)).unwrap();
+    let node = create(&topology(0)).unwrap();
     start_app(&node, "httpbin.foo", &["--port", "80"]);
     for url in [
         "http://httpbin.foo:8000/ip",
@@ -142,7 +152,7 @@ fn a_pod_reaches_a_service_by_name_and_by_pod_ip_and_the_app_sees_the_client_pod
 
 #[test]
 fn a_service_with_three_endpoints_spreads_connections_over_all_of_them() {
-    let node = Node::create(&topology(2)).unwrap();
+    let node = create(&topology(2)).unwrap();
     for pod in ["httpbin.foo", "httpbin-0.foo", "httpbin-1.foo"] {
         start_app(&node, pod, &["--port", "80"]);
     }
@@ -258,7 +268,7 @@ fn process_uid(pid: u32) -> String {
 
 #[test]
 fn inbound_capture_sends_a_curl_through_envoy_on_15006_and_the_app_sees_127_0_0_6() {
-    let node = Node::create(&topology(0)).unwrap();
+    let node = create(&topology(0)).unwrap();
     node.capture_traffic("httpbin.foo").unwrap();
     start_app(&node, "httpbin.foo", &["--port", "80"]);
     let (pid, admin) = inbound_envoy(&node, "httpbin.foo");
@@ -306,7 +316,7 @@ fn inbound_capture_sends_a_curl_through_envoy_on_15006_and_the_app_sees_127_0_0_
 
 #[test]
 fn istio_nat_rules_appear_in_the_pod_in_istio_iptables_order() {
-    let node = Node::create(&topology(0)).unwrap();
+    let node = create(&topology(0)).unwrap();
     node.capture_traffic("sleep.foo").unwrap();
     let saved = node.iptables_save("sleep.foo").unwrap();
     let rules: Vec<&str> = saved.lines().filter(|l| l.starts_with("-A ")).collect();
@@ -343,7 +353,7 @@ fn istio_nat_rules_appear_in_the_pod_in_istio_iptables_order() {
 
 #[test]
 fn outbound_capture_lands_on_15001_except_for_uid_1337() {
-    let node = Node::create(&topology(0)).unwrap();
+    let node = create(&topology(0)).unwrap();
     start_app(&node, "httpbin.foo", &["--port", "80"]);
     node.capture_traffic("sleep.foo").unwrap();
     // The tiny listener standing in for virtualOutbound.
@@ -385,7 +395,7 @@ fn outbound_capture_lands_on_15001_except_for_uid_1337() {
 
 #[test]
 fn tcpdump_on_the_server_pod_shows_a_plaintext_request_and_its_marker() {
-    let node = Node::create(&topology(0)).unwrap();
+    let node = create(&topology(0)).unwrap();
     start_app(&node, "httpbin.foo", &["--port", "80"]);
     let (netns, ifname) = node.interface("httpbin.foo").unwrap();
     assert_eq!(
@@ -425,7 +435,7 @@ fn tcpdump_on_the_server_pod_shows_a_plaintext_request_and_its_marker() {
 
 #[test]
 fn a_dropped_node_leaves_no_namespace_link_dir_or_process() {
-    let node = Node::create(&topology(0)).unwrap();
+    let node = create(&topology(0)).unwrap();
     let id = node.id().to_string();
     let pid = start_app(&node, "httpbin.foo", &["--port", "80"]);
     let _capture = node.tcpdump("sleep.foo").unwrap();
@@ -458,8 +468,8 @@ fn a_dropped_node_leaves_no_namespace_link_dir_or_process() {
 
 #[test]
 fn two_labs_at_once_get_their_own_names_and_dropping_one_leaves_the_other_working() {
-    let a = Node::create(&topology(0)).unwrap();
-    let b = Node::create(&topology(0)).unwrap();
+    let a = create(&topology(0)).unwrap();
+    let b = create(&topology(0)).unwrap();
     assert_ne!(a.id(), b.id());
     assert_ne!(a.netns("httpbin.foo"), b.netns("httpbin.foo"));
     start_app(&a, "httpbin.foo", &["--port", "80"]);
@@ -472,13 +482,13 @@ fn two_labs_at_once_get_their_own_names_and_dropping_one_leaves_the_other_workin
 
 #[test]
 fn a_kept_node_survives_and_its_teardown_command_removes_it() {
-    let node = Node::create(&topology(0)).unwrap();
+    let node = create(&topology(0)).unwrap();
     let pid = start_app(&node, "httpbin.foo", &["--port", "80"]);
     let kept = node.keep();
     assert!(netns_names().contains(&kept.id));
     assert!(!process_gone(pid));
     // A later lab must not clean up a kept one.
-    drop(Node::create(&topology(0)).unwrap());
+    drop(create(&topology(0)).unwrap());
     assert!(netns_names().contains(&kept.id));
     let status = Command::new("sh")
         .arg(&kept.teardown_script)
@@ -502,7 +512,7 @@ fn child_holds_a_lab_until_signalled() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
-    let node = Node::create(&topology(0)).unwrap();
+    let node = create(&topology(0)).unwrap();
     let pid = start_app(&node, "httpbin.foo", &["--port", "80"]);
     ctrlc::set_handler(|| {
         node::teardown_all();
@@ -515,6 +525,8 @@ fn child_holds_a_lab_until_signalled() {
 
 /// Start the holder child; `(child, lab id, app pid)`.
 fn start_holder() -> (std::process::Child, String, u32) {
+    // The child's own create removes dead owners' labs too.
+    let _creating = CREATES.read().unwrap_or_else(|e| e.into_inner());
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -570,6 +582,7 @@ fn a_lab_holder_interrupted_by_sigint_leaves_nothing_behind() {
 #[test]
 fn a_lab_whose_owner_was_killed_is_removed_by_the_next_create() {
     let (mut child, id, app) = start_holder();
+    let _alone = CREATES.write().unwrap_or_else(|e| e.into_inner());
     Command::new("kill")
         .args(["-KILL", &child.id().to_string()])
         .status()
@@ -641,7 +654,7 @@ fn cat_as_proxy(node: &Node, path: &Path) -> Option<String> {
 #[test]
 fn files_made_proxy_readable_stay_apart_by_source_and_keys_belong_to_uid_1337() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let node = Node::create(&topology(0)).unwrap();
+    let node = create(&topology(0)).unwrap();
     // Sources in a root-only directory, as /root is here.
     let src = std::env::temp_dir().join(format!("node-private-{}", std::process::id()));
     for pod in ["a", "b"] {
@@ -730,7 +743,7 @@ fn host_network() -> Vec<String> {
 #[test]
 fn the_machines_own_namespace_gets_no_link_address_route_rule_or_sysctl() {
     let before = host_network();
-    let node = Node::create(&topology(0)).unwrap();
+    let node = create(&topology(0)).unwrap();
     node.capture_traffic("httpbin.foo").unwrap();
     start_app(&node, "httpbin.foo", &["--port", "15006"]);
     let (code, _, _) = curl(&node, "sleep.foo", "http://httpbin.foo:8000/ip");
@@ -764,7 +777,7 @@ fn seed_topology() -> Topology {
 #[test]
 fn the_seed_labs_pods_reach_httpbin_across_namespaces_by_cluster_dns_names() {
     let topology = seed_topology();
-    let node = Node::create(&topology).unwrap();
+    let node = create(&topology).unwrap();
     for pod in &topology.pods {
         assert!(node.netns(&pod.key()).is_some(), "{}", pod.key());
     }
@@ -851,7 +864,7 @@ fn a_service_without_endpoints_is_refused_at_once_as_kube_proxy_rejects_it() {
     nobody.cluster_ip = Ipv4Addr::new(10, 96, 0, 11);
     nobody.selector = BTreeMap::from([("app".to_string(), "nobody".to_string())]);
     topology.services.push(nobody);
-    let node = Node::create(&topology).unwrap();
+    let node = create(&topology).unwrap();
     let started = Instant::now();
     let (code, _, exit) = curl(&node, "sleep.foo", "http://nobody.foo:8000/ip");
     // curl exit 7: connection refused (the node's ICMP port unreachable), not a timeout.
