@@ -48,6 +48,36 @@ pub enum Outcome {
     Failed,
 }
 
+/// What carries the connection into the server's pod, whatever the client's
+/// bytes inside it are ([`ClientTls`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// Istio mTLS into the server's sidecar: the sidecar terminates it and
+    /// the app sees XFCC.
+    IstioMtls,
+    /// HBONE: mTLS (HTTP CONNECT to port 15008) into the server's ztunnel,
+    /// or into a sidecar that listens for it. The peer identity is known
+    /// there; the app sees no XFCC.
+    Hbone,
+    /// TLS that is not Istio's (DestinationRule SIMPLE/MUTUAL), straight to
+    /// the pod.
+    Tls,
+    Plaintext,
+}
+
+impl Transport {
+    /// `istio-mtls`, `hbone`, `tls`, `plaintext` (as in the JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::IstioMtls => "istio-mtls",
+            Self::Hbone => "hbone",
+            Self::Tls => "tls",
+            Self::Plaintext => "plaintext",
+        }
+    }
+}
+
 /// One client → service port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cell {
@@ -61,8 +91,16 @@ pub struct Cell {
     pub client_reason: ClientReason,
     pub server_mode: MtlsMode,
     pub outcome: Outcome,
-    /// Encrypted with Istio mTLS end to end (XFCC present at the app).
+    /// The request succeeds over a mutually authenticated Istio connection:
+    /// Istio mTLS into a sidecar (`transport` [`Transport::IstioMtls`], XFCC
+    /// at the app) or HBONE into ztunnel ([`Transport::Hbone`], no XFCC).
     pub mtls: bool,
+    /// What carries the connection into the server's pod.
+    pub transport: Transport,
+    /// An endpoint of the Service that answers this client differently from
+    /// the one the cell describes (absent when every endpoint answers alike).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_endpoint: Option<EndpointCell>,
     /// One sentence.
     pub explanation: String,
 }
@@ -110,8 +148,10 @@ impl Mesh {
     }
 
     /// What happens when `client` calls `service:port`. `None` if the service has no such port
-    /// or selects no workload (or its named targetPort names no container port).
-    /// With several endpoints, the first workload (in mesh order) decides.
+    /// or selects no workload (or its named targetPort names no container port of any).
+    /// With endpoints that answer differently (a Service over a meshed and an
+    /// unmeshed Deployment), the first that does not succeed decides and
+    /// [`Cell::other_endpoint`] names one that answers otherwise.
     ///
     /// Indexes the mesh on every call: for many calls use [`Mesh::reach`] once.
     pub fn connect(&self, client: &Workload, service: &Service, service_port: u16) -> Option<Cell> {
@@ -351,7 +391,8 @@ pub struct Call<'m> {
     pub client: &'m Workload,
     pub service: &'m Service,
     pub service_port: u16,
-    /// The endpoint that decides (the first workload the service selects).
+    /// The endpoint that decides: the first the Service selects (mesh
+    /// order) whose call does not succeed, else the first.
     pub server: &'m Workload,
     pub target_port: u32,
     pub server_mode: MtlsMode,
@@ -359,17 +400,97 @@ pub struct Call<'m> {
     pub(crate) reason: Reason<'m>,
     pub outcome: Outcome,
     pub mtls: bool,
+    pub transport: Transport,
+    /// The app serves TLS itself on this port ([`serves_tls`]).
+    pub app_tls: bool,
+    /// An endpoint of the same Service that answers this client differently.
+    pub other: Option<OtherEndpoint<'m>>,
 }
 
-/// A service with its deciding endpoint and, per Service port (sorted, once
-/// each), the target port and the server's mode there.
+/// An endpoint that answers a call differently from the one that decides
+/// its cell: requests the Service balances to it get this answer instead.
+#[derive(Debug, Clone, Copy)]
+pub struct OtherEndpoint<'m> {
+    pub server: &'m Workload,
+    pub target_port: u32,
+    pub server_mode: MtlsMode,
+    pub client_tls: ClientTls,
+    pub outcome: Outcome,
+    pub mtls: bool,
+    pub transport: Transport,
+}
+
+/// [`OtherEndpoint`], owned (in a [`Cell`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointCell {
+    pub namespace: String,
+    pub name: String,
+    pub data_plane: DataPlane,
+    pub target_port: u32,
+    pub server_mode: MtlsMode,
+    pub client_tls: ClientTls,
+    pub outcome: Outcome,
+    pub mtls: bool,
+    pub transport: Transport,
+}
+
+impl OtherEndpoint<'_> {
+    /// The owned form.
+    pub fn cell(&self) -> EndpointCell {
+        EndpointCell {
+            namespace: self.server.namespace.clone(),
+            name: self.server.name.clone(),
+            data_plane: self.server.data_plane(),
+            target_port: self.target_port,
+            server_mode: self.server_mode,
+            client_tls: self.client_tls,
+            outcome: self.outcome,
+            mtls: self.mtls,
+            transport: self.transport,
+        }
+    }
+}
+
+/// One Service port on one endpoint: the container port it reaches, the
+/// endpoint's mode there, and whether the app serves TLS on it itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PortAt {
+    target: u32,
+    mode: MtlsMode,
+    app_tls: bool,
+}
+
+/// A service with its endpoints that may answer differently (the first of
+/// each kind, in mesh order: endpoints of one data plane with the same port
+/// answers are one kind) and, per Service port (sorted, once each), what
+/// the port is on each of them.
 struct Target<'m> {
     service: &'m Service,
     fqdn: String,
-    server: &'m Workload,
-    ports: Vec<(u16, u32, MtlsMode)>,
+    /// Never empty.
+    servers: Vec<&'m Workload>,
+    /// The Service port and, per server, [`PortAt`] (`None`: a named
+    /// targetPort that server does not declare). Ports no server has are left out.
+    ports: Vec<(u16, Vec<Option<PortAt>>)>,
     /// Index of the service's namespace among the targets' namespaces.
     group: usize,
+}
+
+/// What a client sends to one endpoint's port and what happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Answer<'m> {
+    client_tls: ClientTls,
+    reason: Reason<'m>,
+    outcome: Outcome,
+    mtls: bool,
+    transport: Transport,
+}
+
+impl Answer<'_> {
+    /// What the client sees, leaving out why.
+    fn seen(&self) -> (ClientTls, Outcome, bool, Transport) {
+        (self.client_tls, self.outcome, self.mtls, self.transport)
+    }
 }
 
 /// What one kind of client sends to one target port and what happens: every
@@ -380,10 +501,21 @@ struct Target<'m> {
 struct Plan<'m> {
     target: usize,
     port: usize,
-    client_tls: ClientTls,
-    reason: Reason<'m>,
-    outcome: Outcome,
-    mtls: bool,
+    /// Index into the target's servers of the one that decides.
+    server: usize,
+    answer: Answer<'m>,
+    /// A server (index) that answers differently, with its answer.
+    other: Option<(usize, Answer<'m>)>,
+}
+
+impl Plan<'_> {
+    fn outcome(&self) -> Outcome {
+        self.answer.outcome
+    }
+
+    fn mtls(&self) -> bool {
+        self.answer.mtls
+    }
 }
 
 /// Which part of the matrix to visit. Filters apply before any cell is
@@ -563,33 +695,14 @@ impl<'m> Reach<'m> {
 
     /// [`Mesh::connect`] without indexing the mesh again.
     pub fn connect(&self, client: &Workload, service: &Service, service_port: u16) -> Option<Cell> {
-        let sp = service.ports.iter().find(|p| p.port == service_port)?;
-        let server = self.endpoints(service).next()?;
-        let target_port = target_port(server, &sp.target_port)?;
-        let server_mode = self.server_mode(server, target_port);
-        let rule = if client.sidecar {
-            self.destination_rule_for(&client.namespace, service)
-        } else {
-            None
-        };
-        let (client_tls, reason) =
-            self.client_tls(client.data_plane(), rule, service_port, server, server_mode);
-        let (outcome, mtls) = outcome_for(client_tls, server.data_plane(), server_mode);
-        Some(
-            Call {
-                client,
-                service,
-                service_port,
-                server,
-                target_port,
-                server_mode,
-                client_tls,
-                reason,
-                outcome,
-                mtls,
-            }
-            .cell(),
-        )
+        let t = self.target(service, 0)?;
+        let pi = t.ports.iter().position(|(p, _)| *p == service_port)?;
+        let class = client
+            .sidecar
+            .then(|| self.rules.class(client.namespace.as_str()));
+        let rule = class.and_then(|c| self.rules.for_class(c, t.service, &t.fqdn));
+        let plan = self.plan(0, &t, pi, client.data_plane(), rule)?;
+        Some(call_of(client, &t, &plan)?.cell())
     }
 
     /// `rule` is the DestinationRule istiod picks for the client (only looked up for sidecars).
@@ -609,14 +722,7 @@ impl<'m> Reach<'m> {
                 // (injected only with ISTIO_META_ENABLE_HBONE); any other
                 // destination gets plaintext passthrough (istio/istio
                 // pilot/pkg/serviceregistry/ambient/workloads.go setTunnelProtocol).
-                let hbone = server.ambient
-                    || (server.sidecar
-                        && server
-                            .labels
-                            .get("networking.istio.io/tunnel")
-                            .map(String::as_str)
-                            == Some("http"));
-                let tls = if hbone {
+                let tls = if takes_hbone(server) {
                     ClientTls::IstioMutual
                 } else {
                     ClientTls::Plaintext
@@ -625,32 +731,112 @@ impl<'m> Reach<'m> {
             }
             DataPlane::Sidecar => {}
         }
-        let server_sidecar = server.sidecar;
-        if let Some(dr) = rule {
-            // Port-level settings replace the top-level TLS settings for that (Service) port.
-            if let Some(mode) = dr
-                .port_tls
+        // Port-level settings replace the top-level TLS settings for that (Service) port.
+        let set = rule.and_then(|dr| {
+            dr.port_tls
                 .get(&u32::from(service_port))
                 .copied()
                 .or(dr.tls)
-            {
-                let tls = match mode {
-                    TlsMode::IstioMutual => ClientTls::IstioMutual,
-                    TlsMode::Disable => ClientTls::Plaintext,
-                    TlsMode::Simple | TlsMode::Mutual => ClientTls::OtherTls,
-                };
-                return (tls, Reason::Rule(dr, mode));
-            }
+                .map(|mode| (dr, mode))
+        });
+        if server.ambient {
+            // With ambient on, istiod (PILOT_ENABLE_SENDING_HBONE) puts an
+            // `hbone` transport socket match first on a sidecar's clusters,
+            // for endpoints carrying the tunnel label, as every captured pod
+            // does: no TLS (no rule, auto mTLS off, or DISABLE) and
+            // ISTIO_MUTUAL both become HBONE, and SIMPLE/MUTUAL become the
+            // user's TLS inside HBONE (istio/istio @86c9f01f
+            // pilot/pkg/networking/core/cluster_tls.go
+            // applyHBONETransportSocketMatches, TestApplyUpstreamTLSSettingsHBONE).
+            return match set {
+                Some((dr, mode @ (TlsMode::Simple | TlsMode::Mutual))) => {
+                    (ClientTls::OtherTls, Reason::Rule(dr, mode))
+                }
+                Some((dr, mode)) => (ClientTls::IstioMutual, Reason::Rule(dr, mode)),
+                None if !self.mesh.config.auto_mtls => {
+                    (ClientTls::IstioMutual, Reason::AutoMtlsOff)
+                }
+                None => (ClientTls::IstioMutual, Reason::AutoMtls),
+            };
+        }
+        if let Some((dr, mode)) = set {
+            let tls = match mode {
+                TlsMode::IstioMutual => ClientTls::IstioMutual,
+                TlsMode::Disable => ClientTls::Plaintext,
+                TlsMode::Simple | TlsMode::Mutual => ClientTls::OtherTls,
+            };
+            return (tls, Reason::Rule(dr, mode));
         }
         if !self.mesh.config.auto_mtls {
             return (ClientTls::Plaintext, Reason::AutoMtlsOff);
         }
-        // An ambient endpoint is HBONE-capable: the sidecar sends it HBONE mTLS.
-        if (server_sidecar && server_mode != MtlsMode::Disable) || server.ambient {
+        if server.sidecar && server_mode != MtlsMode::Disable {
             (ClientTls::IstioMutual, Reason::AutoMtls)
         } else {
             (ClientTls::Plaintext, Reason::AutoMtls)
         }
+    }
+
+    /// What a client of data plane `plane` (with `rule`, for a sidecar) sends
+    /// to `server`'s port `at` behind Service port `service_port`, and what happens.
+    fn answer<'c>(
+        &self,
+        plane: DataPlane,
+        rule: Option<&'c DestinationRule>,
+        service_port: u16,
+        server: &Workload,
+        at: PortAt,
+    ) -> Answer<'c> {
+        let (client_tls, reason) = self.client_tls(plane, rule, service_port, server, at.mode);
+        let (outcome, mtls) = outcome_at(client_tls, server.data_plane(), at.mode, at.app_tls);
+        Answer {
+            client_tls,
+            reason,
+            outcome,
+            mtls,
+            transport: transport(plane, client_tls, server),
+        }
+    }
+
+    /// The plan of target `t` (number `ti`) port `pi` for a client of data
+    /// plane `plane` with `rule`: every kind of endpoint answered, the first
+    /// that does not succeed deciding (else the first), and one that answers
+    /// differently kept beside it.
+    fn plan<'c>(
+        &self,
+        ti: usize,
+        t: &Target<'m>,
+        pi: usize,
+        plane: DataPlane,
+        rule: Option<&'c DestinationRule>,
+    ) -> Option<Plan<'c>> {
+        let (port, at) = t.ports.get(pi)?;
+        let mut answers = t
+            .servers
+            .iter()
+            .zip(at)
+            .enumerate()
+            .filter_map(|(i, (server, at))| {
+                Some((i, self.answer(plane, rule, *port, server, (*at)?)))
+            });
+        let first = answers.next()?;
+        let (mut decided, mut other) = (first, None);
+        for (i, a) in answers {
+            if decided.1.outcome == Outcome::Allowed && a.outcome != Outcome::Allowed {
+                other = Some(decided);
+                decided = (i, a);
+            } else if other.is_none() && a.seen() != decided.1.seen() {
+                other = Some((i, a));
+            }
+        }
+        let other = other.filter(|(_, a)| a.seen() != decided.1.seen());
+        Some(Plan {
+            target: ti,
+            port: pi,
+            server: decided.0,
+            answer: decided.1,
+            other,
+        })
     }
 
     /// Every workload × every service port, in a stable order (namespace, name, port).
@@ -680,18 +866,14 @@ impl<'m> Reach<'m> {
     /// (a writer whose reader went away need not walk the rest of the matrix).
     pub fn calls_while(&self, select: &Select<'_>, each: &mut dyn FnMut(Call<'m>) -> bool) {
         let prepared = self.prepare(select);
-        let keep = |p: &Plan<'m>| (select.cell)(p.outcome, p.mtls);
+        let keep = |p: &Plan<'m>| (select.cell)(p.outcome(), p.mtls());
         let kept =
             |plans: Vec<Plan<'m>>| -> Vec<Plan<'m>> { plans.into_iter().filter(keep).collect() };
         let plain = kept(self.plans(&prepared.targets, None));
         // Ambient clients all behave alike (ztunnel reads no DestinationRule);
         // computed only when there is one.
         let ambient = if prepared.clients.iter().any(|c| c.ambient) {
-            let mut plans = Vec::new();
-            for (ti, t) in prepared.targets.iter().enumerate() {
-                self.push_plans_of(ti, t, DataPlane::Ambient, None, &mut plans);
-            }
-            kept(plans)
+            kept(self.ambient_plans(&prepared.targets))
         } else {
             Vec::new()
         };
@@ -725,25 +907,14 @@ impl<'m> Reach<'m> {
                 }
             };
             for p in plans {
-                let Some(t) = prepared.targets.get(p.target) else {
+                let Some(call) = prepared
+                    .targets
+                    .get(p.target)
+                    .and_then(|t| call_of(client, t, p))
+                else {
                     continue;
                 };
-                let Some(&(service_port, target_port, server_mode)) = t.ports.get(p.port) else {
-                    continue;
-                };
-                let go_on = each(Call {
-                    client,
-                    service: t.service,
-                    service_port,
-                    server: t.server,
-                    target_port,
-                    server_mode,
-                    client_tls: p.client_tls,
-                    reason: p.reason,
-                    outcome: p.outcome,
-                    mtls: p.mtls,
-                });
-                if !go_on {
+                if !each(call) {
                     return;
                 }
             }
@@ -840,12 +1011,18 @@ impl<'m> Reach<'m> {
             let mut row = vec![Counts::default(); groups];
             for p in plans {
                 if let Some(c) = row.get_mut(group_of(p.target)) {
-                    c.add(p.outcome, p.mtls);
+                    c.add(p.outcome(), p.mtls());
                 }
             }
             row
         };
         let plain = row(&self.plans(&prepared.targets, None));
+        // Ambient clients all behave alike (ztunnel reads no DestinationRule).
+        let ambient = if prepared.clients.iter().any(|c| c.ambient) {
+            row(&self.ambient_plans(&prepared.targets))
+        } else {
+            Vec::new()
+        };
         let other_plans = self.plans(&prepared.targets, Some(ClientNs::Other));
         let other = row(&other_plans);
         // Where each target's plans start in `other_plans`.
@@ -868,7 +1045,8 @@ impl<'m> Reach<'m> {
             let (these, rest) = clients.split_at(end);
             clients = rest;
             let sidecars = these.iter().filter(|c| c.sidecar).count() as u64;
-            let bare = these.len() as u64 - sidecars;
+            let ambients = these.iter().filter(|c| c.ambient).count() as u64;
+            let bare = these.len() as u64 - sidecars - ambients;
             let mut patched;
             let with_sidecar: &[Counts] = match (self.rules.class(ns), differing.get(ns)) {
                 (ClientNs::Named(ns), Some(diff)) if sidecars > 0 => {
@@ -883,12 +1061,12 @@ impl<'m> Reach<'m> {
                             continue;
                         };
                         for p in other_plans.get(from..to).into_iter().flatten() {
-                            c.remove(p.outcome, p.mtls);
+                            c.remove(p.outcome(), p.mtls());
                         }
                         own.clear();
                         self.push_plans(ti, t, Some(ClientNs::Named(ns)), &mut own);
                         for p in &own {
-                            c.add(p.outcome, p.mtls);
+                            c.add(p.outcome(), p.mtls());
                         }
                     }
                     &patched
@@ -902,6 +1080,9 @@ impl<'m> Reach<'m> {
                 }
                 if let Some(c) = with_sidecar.get(i) {
                     counts.add_scaled(c, sidecars);
+                }
+                if let Some(c) = ambient.get(i) {
+                    counts.add_scaled(c, ambients);
                 }
                 if counts.total() > 0 {
                     each(PairCounts {
@@ -1008,72 +1189,62 @@ impl<'m> Reach<'m> {
         }
         let mut unset: Vec<&'m Workload> = Vec::new();
         for t in &prepared.targets {
-            if !t.server.sidecar {
-                // An ambient STRICT port rejects only clients outside the mesh.
-                if t.server.ambient && !outside.is_empty() {
-                    for &(service_port, target_port, server_mode) in &t.ports {
-                        if server_mode == MtlsMode::Strict {
-                            let at = PlainReset {
-                                service: t.service,
-                                service_port,
-                                server: t.server,
-                                target_port,
-                                reason: Reason::NoSidecar,
-                            };
-                            each(&at, &outside);
-                        }
-                    }
-                }
-                continue;
-            }
-            let hbone = t
-                .server
-                .labels
-                .get("networking.istio.io/tunnel")
-                .map(String::as_str)
-                == Some("http");
-            let plain: &[&'m Workload] = if hbone { &outside } else { &bare };
             let mut rules: Option<Vec<Option<&'m DestinationRule>>> = None;
-            for &(service_port, target_port, server_mode) in &t.ports {
-                if server_mode != MtlsMode::Strict {
-                    continue;
-                }
-                let at = |reason| PlainReset {
-                    service: t.service,
-                    service_port,
-                    server: t.server,
-                    target_port,
-                    reason,
-                };
-                if !plain.is_empty() {
-                    each(&at(Reason::NoSidecar), plain);
-                }
-                if !auto_off {
-                    continue;
-                }
-                let rules = rules.get_or_insert_with(|| {
-                    classes
+            for (service_port, at) in &t.ports {
+                let service_port = *service_port;
+                // Each kind of endpoint on its own: a migration Service over a
+                // STRICT sidecar and a pod outside the mesh resets plaintext
+                // on the first only.
+                for (server, at) in t.servers.iter().zip(at) {
+                    let Some(at) = at.filter(|at| at.mode == MtlsMode::Strict) else {
+                        continue;
+                    };
+                    let here = |reason| PlainReset {
+                        service: t.service,
+                        service_port,
+                        server,
+                        target_port: at.target,
+                        reason,
+                    };
+                    if !server.sidecar {
+                        // An ambient STRICT port rejects only clients outside the mesh.
+                        if server.ambient && !outside.is_empty() {
+                            each(&here(Reason::NoSidecar), &outside);
+                        }
+                        continue;
+                    }
+                    let plain: &[&'m Workload] = if takes_hbone(server) { &outside } else { &bare };
+                    if !plain.is_empty() {
+                        each(&here(Reason::NoSidecar), plain);
+                    }
+                    if !auto_off {
+                        continue;
+                    }
+                    let rules = rules.get_or_insert_with(|| {
+                        classes
+                            .iter()
+                            .map(|&class| self.rules.for_class(class, t.service, &t.fqdn))
+                            .collect()
+                    });
+                    let sets_tls: Vec<bool> = rules
                         .iter()
-                        .map(|&class| self.rules.for_class(class, t.service, &t.fqdn))
-                        .collect()
-                });
-                let sets_tls: Vec<bool> = rules
-                    .iter()
-                    .map(|rule| {
-                        rule.is_some_and(|dr| {
-                            dr.port_tls.contains_key(&u32::from(service_port)) || dr.tls.is_some()
+                        .map(|rule| {
+                            rule.is_some_and(|dr| {
+                                dr.port_tls.contains_key(&u32::from(service_port))
+                                    || dr.tls.is_some()
+                            })
                         })
-                    })
-                    .collect();
-                unset.clear();
-                unset.extend(
-                    sidecars
-                        .iter()
-                        .filter(|(_, i)| !sets_tls.get(*i).copied().unwrap_or(false))
-                        .map(|(c, _)| *c),
-                );
-                if !unset.is_empty() {
-                    each(&at(Reason::AutoMtlsOff), &unset);
+                        .collect();
+                    unset.clear();
+                    unset.extend(
+                        sidecars
+                            .iter()
+                            .filter(|(_, i)| !sets_tls.get(*i).copied().unwrap_or(false))
+                            .map(|(c, _)| *c),
+                    );
+                    if !unset.is_empty() {
+                        each(&here(Reason::AutoMtlsOff), &unset);
+                    }
                 }
             }
         }
@@ -1104,28 +1275,15 @@ impl<'m> Reach<'m> {
         let targets = services
             .into_iter()
             .filter_map(|service| {
-                let server = self.endpoints(service).next()?;
-                let mut numbers: Vec<u16> = service.ports.iter().map(|p| p.port).collect();
-                crate::order::sort(&mut numbers);
-                numbers.dedup();
-                let ports = numbers
-                    .into_iter()
-                    .filter_map(|port| {
-                        let sp = service.ports.iter().find(|p| p.port == port)?;
-                        let target = target_port(server, &sp.target_port)?;
-                        Some((port, target, self.server_mode(server, target)))
-                    })
-                    .collect();
-                if groups.last() != Some(&service.namespace.as_str()) {
+                let group = match groups.last() {
+                    Some(last) if *last == service.namespace.as_str() => groups.len() - 1,
+                    _ => groups.len(),
+                };
+                let target = self.target(service, group)?;
+                if group == groups.len() {
                     groups.push(service.namespace.as_str());
                 }
-                Some(Target {
-                    service,
-                    fqdn: self.mesh.service_fqdn(service),
-                    server,
-                    ports,
-                    group: groups.len() - 1,
-                })
+                Some(target)
             })
             .collect();
         Prepared {
@@ -1133,6 +1291,71 @@ impl<'m> Reach<'m> {
             targets,
             groups,
         }
+    }
+
+    /// `service` as the matrix sees it (its namespace being group number
+    /// `group`): `None` when it selects no workload or no port reaches one.
+    fn target(&self, service: &'m Service, group: usize) -> Option<Target<'m>> {
+        let mut numbers: Vec<u16> = service.ports.iter().map(|p| p.port).collect();
+        crate::order::sort(&mut numbers);
+        numbers.dedup();
+        let specs: Vec<Option<&'m crate::model::ServicePort>> = numbers
+            .iter()
+            .map(|&port| service.ports.iter().find(|p| p.port == port))
+            .collect();
+        let mut servers: Vec<&'m Workload> = Vec::new();
+        let mut columns: Vec<Vec<Option<PortAt>>> = vec![Vec::new(); numbers.len()];
+        let mut row: Vec<Option<PortAt>> = Vec::with_capacity(numbers.len());
+        for server in self.endpoints(service) {
+            row.clear();
+            row.extend(specs.iter().map(|sp| {
+                let sp = (*sp)?;
+                let target = target_port(server, &sp.target_port)?;
+                Some(PortAt {
+                    target,
+                    mode: self.server_mode(server, target),
+                    app_tls: serves_tls(sp),
+                })
+            }));
+            let kind = |w: &Workload| (w.data_plane(), takes_hbone(w));
+            let known = (0..servers.len()).any(|i| {
+                servers.get(i).is_some_and(|s| kind(s) == kind(server))
+                    && columns
+                        .iter()
+                        .zip(&row)
+                        .all(|(column, at)| column.get(i) == Some(at))
+            });
+            if !known {
+                servers.push(server);
+                for (column, at) in columns.iter_mut().zip(&row) {
+                    column.push(*at);
+                }
+            }
+        }
+        if servers.is_empty() {
+            return None;
+        }
+        let ports = numbers
+            .into_iter()
+            .zip(columns)
+            .filter(|(_, at)| at.iter().any(Option::is_some))
+            .collect();
+        Some(Target {
+            service,
+            fqdn: self.mesh.service_fqdn(service),
+            servers,
+            ports,
+            group,
+        })
+    }
+
+    /// What an ambient client sends to every target port.
+    fn ambient_plans(&self, targets: &[Target<'m>]) -> Vec<Plan<'m>> {
+        let mut plans = Vec::new();
+        for (ti, t) in targets.iter().enumerate() {
+            self.push_plans_of(ti, t, DataPlane::Ambient, None, &mut plans);
+        }
+        plans
     }
 
     /// What a client of `class` sends to every target port (`None`: a client
@@ -1171,19 +1394,43 @@ impl<'m> Reach<'m> {
         plans: &mut Vec<Plan<'m>>,
     ) {
         let rule = class.and_then(|c| self.rules.for_class(c, t.service, &t.fqdn));
-        for (pi, &(port, _, server_mode)) in t.ports.iter().enumerate() {
-            let (client_tls, reason) = self.client_tls(plane, rule, port, t.server, server_mode);
-            let (outcome, mtls) = outcome_for(client_tls, t.server.data_plane(), server_mode);
-            plans.push(Plan {
-                target: ti,
-                port: pi,
-                client_tls,
-                reason,
-                outcome,
-                mtls,
-            });
-        }
+        plans.extend((0..t.ports.len()).filter_map(|pi| self.plan(ti, t, pi, plane, rule)));
     }
+}
+
+/// The call `p` plans from `client` to target `t`.
+fn call_of<'m>(client: &'m Workload, t: &Target<'m>, p: &Plan<'m>) -> Option<Call<'m>> {
+    let (service_port, at) = t.ports.get(p.port)?;
+    let server = *t.servers.get(p.server)?;
+    let here = (*at.get(p.server)?)?;
+    let other = p.other.and_then(|(i, a)| {
+        let there = (*at.get(i)?)?;
+        Some(OtherEndpoint {
+            server: *t.servers.get(i)?,
+            target_port: there.target,
+            server_mode: there.mode,
+            client_tls: a.client_tls,
+            outcome: a.outcome,
+            mtls: a.mtls,
+            transport: a.transport,
+        })
+    });
+    let a = p.answer;
+    Some(Call {
+        client,
+        service: t.service,
+        service_port: *service_port,
+        server,
+        target_port: here.target,
+        server_mode: here.mode,
+        client_tls: a.client_tls,
+        reason: a.reason,
+        outcome: a.outcome,
+        mtls: a.mtls,
+        transport: a.transport,
+        app_tls: here.app_tls,
+        other,
+    })
 }
 
 impl<'m> Call<'m> {
@@ -1225,6 +1472,8 @@ impl<'m> Call<'m> {
             server_mode: self.server_mode,
             outcome: self.outcome,
             mtls: self.mtls,
+            transport: self.transport,
+            other_endpoint: self.other.as_ref().map(OtherEndpoint::cell),
             explanation: self.explain(),
         }
     }
@@ -1242,10 +1491,11 @@ impl<'m> Call<'m> {
     pub fn explain_into(&self, s: &mut String) {
         // Pieces pushed one by one: the matrix streams millions of these, and
         // `write!` costs more than the rest of a cell.
-        let sends = match self.client_tls {
-            ClientTls::Plaintext => "plaintext",
-            ClientTls::IstioMutual => "Istio mTLS",
-            ClientTls::OtherTls => "non-Istio TLS",
+        let sends = match (self.client_tls, self.transport) {
+            (ClientTls::Plaintext, _) => "plaintext",
+            (ClientTls::IstioMutual, _) => "Istio mTLS",
+            (ClientTls::OtherTls, Transport::Hbone) => "non-Istio TLS inside HBONE (mTLS)",
+            (ClientTls::OtherTls, _) => "non-Istio TLS",
         };
         let (client, service, server) = (self.client, self.service, self.server);
         for part in [
@@ -1264,6 +1514,9 @@ impl<'m> Call<'m> {
         }
         push_number(s, u64::from(self.service_port));
         s.push_str(" because ");
+        // A sidecar calling an ambient pod: istiod tunnels HBONE whatever
+        // TLS the client was told to use (`Reach::client_tls`).
+        let to_ambient = server.ambient && client.sidecar;
         match self.reason {
             Reason::NoSidecar => s.push_str("it has no sidecar"),
             Reason::Rule(dr, mode) => {
@@ -1277,8 +1530,24 @@ impl<'m> Call<'m> {
                 ] {
                     s.push_str(part);
                 }
+                if to_ambient {
+                    s.push_str(match mode {
+                        TlsMode::Disable => {
+                            ", but the destination is ambient: the sidecar sends it HBONE anyway (DISABLE only leaves the tunnelled bytes unencrypted inside)"
+                        }
+                        TlsMode::Simple | TlsMode::Mutual => {
+                            " and the destination is ambient: the sidecar sends that TLS inside HBONE"
+                        }
+                        TlsMode::IstioMutual => {
+                            " and the destination is ambient: HBONE replaces Istio mTLS"
+                        }
+                    });
+                }
             }
             Reason::AutoMtls => s.push_str("of auto mTLS"),
+            Reason::AutoMtlsOff if to_ambient => s.push_str(
+                "the destination is ambient: with auto mTLS off and no DestinationRule setting TLS, the sidecar still sends it HBONE",
+            ),
             Reason::AutoMtlsOff => s.push_str("auto mTLS is off and no DestinationRule sets TLS"),
             Reason::Ztunnel => s.push_str(if self.client_tls == ClientTls::IstioMutual {
                 "it is ambient: its ztunnel sends HBONE (mTLS) to a destination that accepts it"
@@ -1289,36 +1558,66 @@ impl<'m> Call<'m> {
         for part in ["; ", &server.name, ".", &server.namespace] {
             s.push_str(part);
         }
-        if server.ambient {
-            s.push_str(" is ambient, ztunnel ");
-            s.push_str(if self.server_mode == MtlsMode::Strict {
-                "rejects connections without a peer identity (STRICT)"
-            } else {
-                "accepts plaintext (not STRICT; DISABLE is not supported in ambient)"
-            });
-            // Traffic to the Service goes through its waypoint (the Service's
-            // label, else the namespace's as the pod inherited it); the
-            // outcome at ztunnel is the same, the pod sees the waypoint's identity.
-            let waypoint = service
-                .use_waypoint
-                .as_deref()
-                .or(server.use_waypoint.as_deref());
-            if let (Some(w), true) = (waypoint, self.client_tls == ClientTls::IstioMutual) {
-                s.push_str(", through waypoint ");
-                s.push_str(w);
-                s.push_str(" (L7 policy and WasmPlugins run there; the pod's ztunnel sees the waypoint as the peer)");
-            }
-        } else if server.sidecar {
-            s.push_str(" is ");
-            s.push_str(self.server_mode.as_str());
-        } else {
-            s.push_str(" has no sidecar");
+        push_server(s, self, server);
+        let tls_app = self.app_tls && self.client_tls == ClientTls::OtherTls;
+        if tls_app && self.outcome == Outcome::Allowed {
+            s.push_str(", and the app serves TLS itself on this port (its Service port is named https or tls)");
         }
         s.push_str(match self.outcome {
             Outcome::Allowed => ", so the request succeeds",
             Outcome::Reset => ", so the connection is reset",
             Outcome::Failed => ", so TLS bytes reach a plaintext listener and the request fails",
         });
+        if let Some(o) = &self.other {
+            for part in [
+                "; but the Service's endpoints differ: through ",
+                &o.server.name,
+                ".",
+                &o.server.namespace,
+                " (",
+                o.server.data_plane().as_str(),
+                ") ",
+            ] {
+                s.push_str(part);
+            }
+            s.push_str(match (o.outcome, o.mtls) {
+                (Outcome::Allowed, true) => "it succeeds over mTLS",
+                (Outcome::Allowed, false) => "it succeeds without mTLS",
+                (Outcome::Reset, _) => "the connection is reset",
+                (Outcome::Failed, _) => "the request fails",
+            });
+            s.push_str(", so requests balanced across them get both answers");
+        }
+    }
+}
+
+/// What the server is, as [`Call::explain_into`] says it: `" is STRICT"`, `" is ambient, …"`.
+fn push_server(s: &mut String, call: &Call<'_>, server: &Workload) {
+    if server.ambient {
+        s.push_str(" is ambient, ztunnel ");
+        s.push_str(if call.server_mode == MtlsMode::Strict {
+            "rejects connections without a peer identity (STRICT)"
+        } else {
+            "accepts plaintext (not STRICT; DISABLE is not supported in ambient)"
+        });
+        // Traffic to the Service goes through its waypoint (the Service's
+        // label, else the namespace's as the pod inherited it); the
+        // outcome at ztunnel is the same, the pod sees the waypoint's identity.
+        let waypoint = call
+            .service
+            .use_waypoint
+            .as_deref()
+            .or(server.use_waypoint.as_deref());
+        if let (Some(w), Transport::Hbone) = (waypoint, call.transport) {
+            s.push_str(", through waypoint ");
+            s.push_str(w);
+            s.push_str(" (L7 policy and WasmPlugins run there; the pod's ztunnel sees the waypoint as the peer)");
+        }
+    } else if server.sidecar {
+        s.push_str(" is ");
+        s.push_str(call.server_mode.as_str());
+    } else {
+        s.push_str(" has no sidecar");
     }
 }
 
@@ -1372,25 +1671,83 @@ fn host_match_rank(pattern: &str, host: &str) -> Option<usize> {
     }
 }
 
-/// [`outcome`] for a server of any data plane. An ambient server's
-/// ztunnel takes HBONE from any mesh client (DISABLE does not exist there:
-/// `server_mode` is STRICT or PERMISSIVE) and, for a connection without a
-/// peer identity, closes it when STRICT (istio/ztunnel `src/rbac.rs`: the
-/// static strict policy denies) or passes it to the app when not.
+/// Whether the app behind Service port `port` serves TLS itself, as Istio's
+/// explicit protocol selection reads the port's name: `https` or `tls`,
+/// alone or before a `-suffix` (istio/istio `pkg/config/kube/conversion.go`
+/// `ConvertProtocol`; istio.io "Protocol Selection"). Only such a port makes
+/// a DestinationRule SIMPLE/MUTUAL origination reach an app that can read it.
+pub fn serves_tls(port: &crate::model::ServicePort) -> bool {
+    port.name.as_deref().is_some_and(|name| {
+        let protocol = name.split('-').next().unwrap_or(name);
+        protocol.eq_ignore_ascii_case("https") || protocol.eq_ignore_ascii_case("tls")
+    })
+}
+
+/// Whether a mesh client reaches `server` over HBONE: a pod captured by
+/// ztunnel, or a sidecar labelled `networking.istio.io/tunnel: http` (it
+/// listens for HBONE; istiod gives the label's endpoints an `hbone`
+/// transport socket match).
+pub fn takes_hbone(server: &Workload) -> bool {
+    server.ambient
+        || (server.sidecar
+            && server
+                .labels
+                .get("networking.istio.io/tunnel")
+                .map(String::as_str)
+                == Some("http"))
+}
+
+/// What carries a call of a `client` data plane sending `client_tls` into
+/// `server`'s pod.
+pub fn transport(client: DataPlane, client_tls: ClientTls, server: &Workload) -> Transport {
+    let tunnels = client != DataPlane::None && takes_hbone(server);
+    match client_tls {
+        ClientTls::Plaintext => Transport::Plaintext,
+        ClientTls::IstioMutual if tunnels => Transport::Hbone,
+        ClientTls::IstioMutual => Transport::IstioMtls,
+        // Only a sidecar originates non-Istio TLS; towards an ambient pod
+        // it goes inside HBONE (`Reach::client_tls`).
+        ClientTls::OtherTls if client == DataPlane::Sidecar && server.ambient => Transport::Hbone,
+        ClientTls::OtherTls => Transport::Tls,
+    }
+}
+
+/// [`outcome_at`] for an app that does not serve TLS itself.
 pub fn outcome_for(client: ClientTls, server: DataPlane, server_mode: MtlsMode) -> (Outcome, bool) {
-    match server {
+    outcome_at(client, server, server_mode, false)
+}
+
+/// [`outcome`] for a server of any data plane, whose app serves TLS itself
+/// on the port when `app_tls`. An ambient server's ztunnel takes HBONE from
+/// any mesh client (DISABLE does not exist there: `server_mode` is STRICT or
+/// PERMISSIVE) and, for a connection without a peer identity, closes it
+/// when STRICT (istio/ztunnel `src/rbac.rs`: the static strict policy
+/// denies) or passes it to the app when not. Non-Istio TLS reaches an
+/// ambient pod only from a sidecar, inside HBONE: ztunnel sees the
+/// sidecar's identity, so STRICT lets it in, and hands the app the TLS.
+/// Non-Istio TLS that reaches an app serving TLS itself succeeds.
+pub fn outcome_at(
+    client: ClientTls,
+    server: DataPlane,
+    server_mode: MtlsMode,
+    app_tls: bool,
+) -> (Outcome, bool) {
+    let (outcome, mtls) = match server {
         DataPlane::Sidecar => outcome(client, true, server_mode),
         DataPlane::None => outcome(client, false, server_mode),
         DataPlane::Ambient => match (client, server_mode) {
             (ClientTls::IstioMutual, _) => (Outcome::Allowed, true),
-            (ClientTls::Plaintext | ClientTls::OtherTls, MtlsMode::Strict) => {
-                (Outcome::Reset, false)
-            }
-            (ClientTls::Plaintext, _) => (Outcome::Allowed, false),
-            // ztunnel passes the TLS bytes through; the plaintext app cannot read them.
+            (ClientTls::OtherTls, _) if app_tls => return (Outcome::Allowed, true),
             (ClientTls::OtherTls, _) => (Outcome::Failed, false),
+            (ClientTls::Plaintext, MtlsMode::Strict) => (Outcome::Reset, false),
+            (ClientTls::Plaintext, _) => (Outcome::Allowed, false),
         },
+    };
+    if app_tls && client == ClientTls::OtherTls && outcome == Outcome::Failed {
+        // The TLS the sidecar passed through (or no sidecar saw) is the app's own.
+        return (Outcome::Allowed, false);
     }
+    (outcome, mtls)
 }
 
 /// The outcome and whether it is Istio mTLS end to end.

@@ -329,3 +329,185 @@ spec:
         r.diagnostics
     );
 }
+
+/// `MIXED` plus a DestinationRule in `side` for `a.amb` with `tls` (and a
+/// top-level `auto_mtls`).
+fn with_rule(tls: &str, auto_mtls: bool) -> policy::Report {
+    let dr = format!(
+        "
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: a, namespace: side}}
+spec:
+  host: a.amb.svc.cluster.local
+  trafficPolicy: {{tls: {{mode: {tls}}}}}
+"
+    );
+    check(
+        &[("mixed.yaml", &format!("{MIXED}{dr}"))],
+        MeshConfig {
+            auto_mtls,
+            ..MeshConfig::default()
+        },
+    )
+}
+
+/// The cell `client → service:port` of `m`.
+fn cell<'m>(
+    m: &'m policy::reach::Matrix,
+    client: &str,
+    service: &str,
+    port: u16,
+) -> &'m policy::reach::Cell {
+    let (cns, cname) = client.split_once('/').unwrap();
+    let (sns, sname) = service.split_once('/').unwrap();
+    m.cells
+        .iter()
+        .find(|c| {
+            c.client_namespace == cns
+                && c.client == cname
+                && c.service_namespace == sns
+                && c.service == sname
+                && c.service_port == port
+        })
+        .unwrap()
+}
+
+// istio/istio @86c9f01f pilot/pkg/networking/core/cluster_tls.go
+// (applyHBONETransportSocketMatches; TestApplyUpstreamTLSSettingsHBONE): a
+// sidecar's cluster matches endpoints with the tunnel label (every captured
+// pod) to an `hbone` transport socket before anything the DestinationRule
+// says. No TLS (DISABLE, or no rule with auto mTLS off) is sent as plain bytes
+// inside HBONE; ISTIO_MUTUAL is replaced by HBONE; SIMPLE/MUTUAL is the user's
+// TLS inside HBONE. ztunnel's inbound sees the sidecar's identity either way
+// (istio/ztunnel @62d82652 src/proxy/inbound.rs, src/rbac.rs), so its STRICT
+// DENY ("no peer identity") does not match.
+
+#[test]
+fn a_disable_rule_from_a_sidecar_to_a_strict_ambient_port_still_travels_over_hbone_and_succeeds() {
+    let r = with_rule("DISABLE", true);
+    let m = r.mesh.matrix();
+    let c = cell(&m, "side/s", "amb/a", 80);
+    assert_eq!(c.server_mode, policy::MtlsMode::Strict);
+    assert_eq!(
+        (c.client_tls, c.outcome, c.mtls, c.transport),
+        (
+            policy::reach::ClientTls::IstioMutual,
+            Outcome::Allowed,
+            true,
+            policy::reach::Transport::Hbone
+        ),
+        "{}",
+        c.explanation
+    );
+    assert!(
+        c.explanation.contains("sends it HBONE anyway"),
+        "{}",
+        c.explanation
+    );
+    // The same call without the rule: the outcome does not change.
+    let plain = check(&[("mixed.yaml", MIXED)], MeshConfig::default());
+    let pm = plain.mesh.matrix();
+    let p = cell(&pm, "side/s", "amb/a", 80);
+    assert_eq!(
+        (p.outcome, p.mtls, p.transport),
+        (c.outcome, c.mtls, c.transport)
+    );
+    // And no sidecar-era "DISABLE to STRICT resets" finding.
+    assert!(
+        r.diagnostics
+            .iter()
+            .all(|d| d.code != "dr-disable-to-strict"),
+        "{:#?}",
+        r.diagnostics
+    );
+}
+
+#[test]
+fn with_auto_mtls_off_a_sidecar_still_sends_hbone_to_an_ambient_port() {
+    let r = check(
+        &[("mixed.yaml", MIXED)],
+        MeshConfig {
+            auto_mtls: false,
+            ..MeshConfig::default()
+        },
+    );
+    let m = r.mesh.matrix();
+    let c = cell(&m, "side/s", "amb/a", 80);
+    assert_eq!(
+        (c.outcome, c.transport),
+        (Outcome::Allowed, policy::reach::Transport::Hbone),
+        "{}",
+        c.explanation
+    );
+    // While a sidecar-to-sidecar STRICT call is reset as before.
+    assert_eq!(cell(&m, "amb/a", "side/s", 80).outcome, Outcome::Reset);
+}
+
+#[test]
+fn a_simple_rule_to_an_ambient_pod_is_tls_inside_hbone_which_a_plaintext_app_cannot_read() {
+    for mode in ["SIMPLE", "MUTUAL"] {
+        let r = with_rule(mode, true);
+        let m = r.mesh.matrix();
+        // STRICT (8080) does not reset it: ztunnel sees the sidecar's identity.
+        for port in [80, 9090] {
+            let c = cell(&m, "side/s", "amb/a", port);
+            assert_eq!(
+                (c.client_tls, c.outcome, c.mtls, c.transport),
+                (
+                    policy::reach::ClientTls::OtherTls,
+                    Outcome::Failed,
+                    false,
+                    policy::reach::Transport::Hbone
+                ),
+                "{mode} :{port}: {}",
+                c.explanation
+            );
+            assert!(c.explanation.contains("inside HBONE"), "{}", c.explanation);
+        }
+    }
+}
+
+#[test]
+fn every_cell_says_which_transport_carries_it() {
+    let r = check(&[("mixed.yaml", MIXED)], MeshConfig::default());
+    let m = r.mesh.matrix();
+    use policy::reach::Transport::{Hbone, IstioMtls, Plaintext};
+    // ambient → ambient, sidecar → ambient, ambient → HBONE sidecar: HBONE.
+    assert_eq!(cell(&m, "amb/a", "amb/a", 80).transport, Hbone);
+    assert_eq!(cell(&m, "side/s", "amb/a", 80).transport, Hbone);
+    assert_eq!(cell(&m, "amb/a", "side/t", 80).transport, Hbone);
+    // sidecar → sidecar without the tunnel label: Istio mTLS into the sidecar.
+    assert_eq!(cell(&m, "side/t", "side/s", 80).transport, IstioMtls);
+    // outside the mesh → anything, and ambient → a sidecar without HBONE: plaintext.
+    assert_eq!(cell(&m, "default/out", "amb/a", 9090).transport, Plaintext);
+    assert_eq!(cell(&m, "amb/a", "side/s", 80).transport, Plaintext);
+}
+
+#[test]
+fn the_namespace_summary_counts_ambient_callers_as_the_matrix_does() {
+    use policy::reach::{Counts, Select};
+    use std::collections::BTreeMap;
+    let r = seed_004();
+    let reach = r.mesh.reach();
+    let mut counted: BTreeMap<(String, String), Counts> = BTreeMap::new();
+    for c in reach.matrix().cells {
+        counted
+            .entry((c.client_namespace, c.service_namespace))
+            .or_default()
+            .add(c.outcome, c.mtls);
+    }
+    let mut summed: BTreeMap<(String, String), Counts> = BTreeMap::new();
+    reach.summary(&Select::all(), &mut |p| {
+        summed.insert(
+            (p.client_namespace.to_string(), p.service_namespace.to_string()),
+            p.counts,
+        );
+    });
+    assert_eq!(summed, counted);
+    // foo's ambient callers succeed over HBONE everywhere in the mesh.
+    let foo_to_bar = summed[&("foo".to_string(), "bar".to_string())];
+    assert_eq!(foo_to_bar.reset + foo_to_bar.failed, 0);
+    assert!(foo_to_bar.mtls > 0);
+}
