@@ -3,7 +3,8 @@
 //! Problems reading a file become diagnostics (codes `input-*`) so the other
 //! files are still checked and the user sees every problem in one run.
 
-use policy::diagnostic::{Diagnostic, Location, Severity};
+use crate::rules;
+use policy::diagnostic::{Diagnostic, Location, Rule};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -57,7 +58,7 @@ pub fn collect(paths: &[PathBuf], stdin: &mut dyn Read) -> Inputs {
                 Ok(mut f) => read_one(&mut inputs, &name, &mut f),
                 Err(e) => inputs.problems.push(problem(
                     &name,
-                    "input-unreadable",
+                    &rules::INPUT_UNREADABLE,
                     format!("cannot read {name}: {}", io_reason(&e)),
                     "check the path and its permissions",
                 )),
@@ -74,7 +75,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, inputs: &mut Inputs) {
             let name = display(dir);
             inputs.problems.push(problem(
                 &name,
-                "input-unreadable",
+                &rules::INPUT_UNREADABLE,
                 format!("cannot read folder {name}: {}", io_reason(&e)),
                 "check the path and its permissions",
             ));
@@ -123,7 +124,7 @@ fn read_one(inputs: &mut Inputs, name: &str, reader: &mut dyn Read) {
     if let Err(e) = reader.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes) {
         inputs.problems.push(problem(
             name,
-            "input-unreadable",
+            &rules::INPUT_UNREADABLE,
             format!("cannot read {name}: {}", io_reason(&e)),
             "check the path and its permissions",
         ));
@@ -132,7 +133,7 @@ fn read_one(inputs: &mut Inputs, name: &str, reader: &mut dyn Read) {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         inputs.problems.push(problem(
             name,
-            "input-too-large",
+            &rules::INPUT_TOO_LARGE,
             format!("{name} is larger than {} MiB", MAX_FILE_BYTES >> 20),
             "split the file into smaller ones",
         ));
@@ -149,7 +150,7 @@ fn read_one(inputs: &mut Inputs, name: &str, reader: &mut dyn Read) {
                 + 1;
             let mut d = problem(
                 name,
-                "input-not-utf8",
+                &rules::INPUT_NOT_UTF8,
                 format!("{name} is not UTF-8 text (invalid byte at offset {offset})"),
                 "save the file as UTF-8",
             );
@@ -162,20 +163,12 @@ fn read_one(inputs: &mut Inputs, name: &str, reader: &mut dyn Read) {
 }
 
 /// A diagnostic about a whole source; line 0 means "no particular line".
-fn problem(source: &str, code: &str, message: String, hint: &str) -> Diagnostic {
-    Diagnostic {
-        code: code.to_string(),
-        severity: Severity::Error,
-        message,
-        hint: Some(hint.to_string()),
-        istio_code: None,
-        resource: None,
-        location: Some(Location {
-            source: source.to_string(),
-            line: 0,
-            document: 0,
-        }),
-    }
+fn problem(source: &str, rule: &Rule, message: String, hint: &str) -> Diagnostic {
+    rule.diagnostic(message, hint).at(Location {
+        source: source.to_string(),
+        line: 0,
+        document: 0,
+    })
 }
 
 /// The OS reason without Rust's "(os error N)" suffix, lower case first letter.

@@ -18,10 +18,11 @@ pub mod json;
 pub mod lab;
 mod matrix;
 pub mod readiness;
+pub mod rules;
 pub mod tls_check;
 
 use cli::{CheckArgs, Cli, Command, DescribeArgs, MatrixArgs, MeshArgs};
-use policy::diagnostic::{Diagnostic, Location, Severity};
+use policy::diagnostic::{Diagnostic, Severity};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -35,24 +36,11 @@ pub const EXIT_FINDINGS: u8 = 1;
 /// not a valid resource, a workload or label that matches nothing, bad arguments.
 pub const EXIT_INPUT: u8 = 2;
 
-/// Codes from `policy` for documents the Kubernetes API server itself would refuse
-/// (schema: an unknown enum value, a field of the wrong type, no name, an
-/// apiVersion that does not serve the kind) — bad input rather than a policy
-/// finding, so they exit 2 like unreadable files. Istio's own admission rules
-/// (webhook, CEL; `IST0133`) and the analysis are findings and exit 1. Every code
-/// starting with `input-` (loader and CLI) also exits 2.
-pub const SCHEMA_CODES: &[&str] = &[
-    "pa-unknown-mode",
-    "dr-unknown-tls-mode",
-    "pa-api-version",
-    "dr-api-version",
-    "pa-missing-name",
-    "dr-missing-name",
-];
-
-/// Whether `d` is an input error (exit 2) rather than a finding.
+/// Whether `d` is an input error (exit 2) rather than a finding. The class is
+/// declared by the diagnostic's rule ([`policy::diagnostic::Class`]), in
+/// `policy` for its codes and in [`rules`] for the CLI's.
 pub fn is_input_error(d: &Diagnostic) -> bool {
-    d.code.starts_with("input-") || SCHEMA_CODES.contains(&d.code.as_str())
+    rules::is_input(d)
 }
 
 /// Run a parsed command line, writing the result to `out` and notes to `err`.
@@ -94,8 +82,7 @@ fn load(paths: &[PathBuf], mesh: &MeshArgs, stdin: &mut dyn Read) -> Loaded {
     // A green build from a mistyped folder would be worse than a red one.
     if read.sources.is_empty() && diagnostics.is_empty() {
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        diagnostics.push(cli_diagnostic(
-            "input-no-files",
+        diagnostics.push(rules::INPUT_NO_FILES.diagnostic(
             format!("no YAML or JSON files found in {}", names.join(", ")),
             "name files or folders that contain *.yaml, *.yml or *.json",
         ));
@@ -244,11 +231,12 @@ fn describe(
                 known.join(", ")
             )
         };
-        loaded.diagnostics.push(cli_diagnostic(
-            "input-no-such-workload",
-            message,
-            "name a workload as namespace/name, or a namespace with -l key=value",
-        ));
+        loaded
+            .diagnostics
+            .push(rules::INPUT_NO_SUCH_WORKLOAD.diagnostic(
+                message,
+                "name a workload as namespace/name, or a namespace with -l key=value",
+            ));
     }
     let summary = summarize(&loaded.diagnostics);
     let code = if summary.input_errors > 0 {
@@ -306,14 +294,21 @@ fn labels_text(labels: &[(String, String)]) -> String {
         .join(",")
 }
 
+/// A diagnostic about no file in particular, of the CLI rule with this code.
+/// A code that is not in [`rules::CLI_RULES`] still becomes an error (and bad
+/// input, see [`rules::is_input`]); `cli/tests/exit_codes.rs` checks that every
+/// code the README documents is a rule.
 fn cli_diagnostic(code: &str, message: String, hint: &str) -> Diagnostic {
-    Diagnostic {
-        code: code.into(),
-        severity: Severity::Error,
-        message,
-        hint: Some(hint.into()),
-        istio_code: None,
-        resource: None,
-        location: None::<Location>,
+    match rules::CLI_RULES.iter().find(|r| r.code == code) {
+        Some(rule) => rule.diagnostic(message, hint),
+        None => Diagnostic {
+            code: code.into(),
+            severity: Severity::Error,
+            message,
+            hint: Some(hint.into()),
+            istio_code: None,
+            resource: None,
+            location: None,
+        },
     }
 }
