@@ -14,8 +14,10 @@
 
 pub mod ambient;
 pub mod analyze;
+pub mod config;
 pub mod diagnostic;
 pub mod documents;
+mod kinds;
 pub mod mesh;
 pub mod mode;
 pub mod model;
@@ -24,12 +26,14 @@ pub mod reach;
 pub mod resolve;
 pub mod source;
 pub mod spiffe;
+pub mod timestamp;
 pub mod validate;
 pub mod xfcc;
 mod yaml;
 
+pub use config::MeshConfig;
 pub use diagnostic::{Diagnostic, Severity};
-pub use mesh::{Mesh, MeshConfig};
+pub use mesh::Mesh;
 pub use mode::{MtlsMode, TlsMode};
 
 /// The result of reading and checking a set of sources (files, pasted text).

@@ -4,8 +4,8 @@
 //! Every finding carries the line of the offending field when the loader
 //! recorded one (`Located::field_lines`), else the resource's line.
 
+use crate::config::MeshConfig;
 use crate::diagnostic::{self as d, Diagnostic, Location};
-use crate::mesh::MeshConfig;
 use crate::mode::{MtlsMode, TlsMode};
 use crate::model::{DestinationRuleSpec, Located, ObjectMeta, PeerAuthenticationSpec, Resource};
 use crate::yaml::pointer_segment;
@@ -59,7 +59,7 @@ pub fn resource(resource: &Located<Resource>, config: &MeshConfig) -> Vec<Diagno
             if meta
                 .creation_timestamp
                 .as_deref()
-                .is_some_and(|t| crate::mesh::parse_timestamp(t).is_none())
+                .is_some_and(|t| crate::timestamp::parse_timestamp(t).is_none())
             {
                 out.push(at.diag(
                     d::PA_INVALID_TIMESTAMP.diagnostic(
