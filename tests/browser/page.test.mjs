@@ -315,11 +315,10 @@ test('a large matrix draws the first clients and all of them on request', async 
   await done();
 });
 
-test('a pasted cluster shows the matrix grouped by namespace pair, resets first, and the first workloads\' modes', async () => {
-  const { page, done } = await openPage();
-  // 60 namespaces × 10 Deployments behind two-port Services: 600 × 1,200 = 720,000
-  // cells, over the module's 200,000. Every third namespace has no sidecars and
-  // every fourth is STRICT, so only clients of ns-00, ns-03, … meet resets.
+// 60 namespaces × 10 Deployments behind two-port Services: 600 × 1,200 = 720,000
+// cells, over the module's 200,000. Every third namespace has no sidecars and
+// every fourth is STRICT, so only clients of ns-00, ns-03, … meet resets.
+function pastedCluster() {
   const docs = [];
   for (let i = 0; i < 60; i++) {
     const ns = `ns-${String(i).padStart(2, '0')}`;
@@ -330,14 +329,30 @@ test('a pasted cluster shows the matrix grouped by namespace pair, resets first,
       docs.push(`apiVersion: v1\nkind: Service\nmetadata: {name: app-${j}, namespace: ${ns}}\nspec: {selector: {app: app-${j}}, ports: [{port: 80, targetPort: 8080}, {port: 9090}]}\n`);
     }
   }
+  return docs.join('---\n');
+}
+
+// As a paste: the whole text at once (typing it through fill takes too long).
+async function paste(page, text) {
   const count = await evaluations(page);
-  // As a paste: the whole text at once (typing it through fill takes too long).
-  await page.evaluate((text) => {
+  await page.evaluate((t) => {
     const input = document.getElementById('input');
-    input.value = text;
+    input.value = t;
     input.dispatchEvent(new Event('input'));
-  }, docs.join('---\n'));
+  }, text);
   await waitForEvaluationAfter(page, count);
+}
+
+// Press a "Show …" button; the page asks the worker for the longer lists.
+async function press(page, name) {
+  const count = await evaluations(page);
+  await page.getByRole('button', { name }).click();
+  await waitForEvaluationAfter(page, count);
+}
+
+test('a pasted cluster shows the matrix grouped by namespace pair, resets first, and the first workloads\' modes', async () => {
+  const { page, done } = await openPage();
+  await paste(page, pastedCluster());
   const caption = await page.locator('#matrix caption').innerText();
   assert.match(caption, /720,000 cells \(600 clients × 1,200 Service ports\) are too many to draw/);
   // 3,600 pairs: the 1,000 drawn start with those that have resets.
@@ -352,13 +367,67 @@ test('a pasted cluster shows the matrix grouped by namespace pair, resets first,
   // A sidecar client namespace towards a PERMISSIVE one: all mTLS.
   const fine = page.locator('#matrix tbody tr[data-client-namespace="ns-01"][data-service-namespace="ns-01"] td');
   if (await fine.count() === 0) {
-    await page.getByRole('button', { name: /Show all 3600/ }).click();
+    await press(page, /Show all 3600/);
   }
   assert.deepEqual((await fine.allInnerTexts()).map((t) => t.trim()), ['200', '0', '0', '0']);
   // Modes: the first 500 of 600 workloads, then all on request.
   assert.match(await page.locator('#modes').innerText(), /500 of 600 workloads shown/);
-  await page.getByRole('button', { name: /Show all 600/ }).click();
+  await press(page, /Show all 600/);
   assert.equal(await page.locator('#modes tr[data-workload="ns-59/app-9"][data-port="*"]').count(), 1);
+  await done();
+});
+
+// What the page drew: group rows as [client ns, service ns, mtls, plain, reset,
+// fail], effective-mode rows as workload keys, matrix rows as client keys.
+async function drawn(page) {
+  return page.evaluate(() => ({
+    groups: [...document.querySelectorAll('#matrix tbody tr[data-client-namespace]')].map((tr) =>
+      [tr.dataset.clientNamespace, tr.dataset.serviceNamespace, ...[...tr.querySelectorAll('td')].map((td) => Number(td.innerText))]),
+    workloads: [...document.querySelectorAll('#modes tr[data-port="*"]')].map((tr) => tr.dataset.workload),
+    clients: [...document.querySelectorAll('#matrix tbody tr[data-client]')].map((tr) => tr.dataset.client),
+  }));
+}
+
+// The whole answer for the text in the editor, without the page's limits.
+const fullAnswer = (page) => page.evaluate(async () => {
+  const result = await window.peerauth.evaluate(document.getElementById('input').value, {});
+  return {
+    groups: result.matrix.groups,
+    workloads: result.workloads.map((w) => `${w.namespace}/${w.name}`),
+    clients: result.matrix.clients.map((c) => `${c.namespace}/${c.name}`),
+    totals: result.matrix.totals,
+  };
+});
+
+test('the rows the page asks for are the first rows of the whole answer, and "Show more" brings the next ones', async () => {
+  const { page, done } = await openPage();
+  // The seed lab: small enough that everything is sent and drawn.
+  for (const id of Object.keys(SEED)) {
+    await loadExample(page, id);
+    const full = await fullAnswer(page);
+    const seen = await drawn(page);
+    assert.deepEqual(seen.workloads, full.workloads, `${id}: every workload's modes`);
+    assert.deepEqual(seen.clients, full.clients, `${id}: every matrix row`);
+    assert.equal(full.totals.cells, 36, id);
+  }
+  // The pasted cluster: 600 workloads and 3,600 namespace pairs, sent 500 and 1,000 at a time.
+  await paste(page, pastedCluster());
+  const full = await fullAnswer(page);
+  assert.equal(full.groups.length, 3600);
+  assert.equal(full.totals.broken_groups, 20 * 10, 'sidecar-less ns-00, ns-03, … → STRICT ns-04, ns-08, … (with sidecars)');
+  let seen = await drawn(page);
+  assert.deepEqual(seen.groups, full.groups.slice(0, 1000));
+  assert.deepEqual(seen.workloads, full.workloads.slice(0, 500));
+  assert.match(await page.locator('#matrix').innerText(), /1000 of 3600 namespace pairs shown/);
+  await press(page, /Show 1000 more/);
+  seen = await drawn(page);
+  assert.deepEqual(seen.groups, full.groups.slice(0, 2000));
+  await press(page, /Show all 3600/);
+  seen = await drawn(page);
+  assert.deepEqual(seen.groups, full.groups);
+  await press(page, /Show all 600/);
+  seen = await drawn(page);
+  assert.deepEqual(seen.workloads, full.workloads);
   await done();
 });
 

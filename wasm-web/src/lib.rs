@@ -5,14 +5,19 @@
 //! (the offline `istioctl x describe`), and the client × service reachability
 //! matrix. All of it is computed by [`evaluate`], a pure function tested natively;
 //! the wasm-bindgen layer (`wasm` module, only built for `wasm32`) just moves
-//! strings across the boundary and reports panics to the page.
+//! strings across the boundary through one [`Evaluator`] (which keeps the last
+//! evaluation, so the page's "Show more" is not a second one) and reports
+//! panics to the page.
 //!
 //! # The JSON contract (version [`CONTRACT`])
 //!
 //! Input options (`evaluate(text, options)` in JavaScript), every field optional:
 //! `{"source": "input", "rootNamespace": "istio-system", "autoMtls": true,
-//! "clusterDomain": "cluster.local", "matrix": true, "explanations": false}`. An
-//! empty string means all defaults. Unknown fields or wrong types become a
+//! "clusterDomain": "cluster.local", "matrix": true, "explanations": false,
+//! "limits": {"workloads": null, "groups": null}}`. An empty string means all
+//! defaults. [`Limits`] sends only the first rows of `workloads` and of the
+//! matrix's `groups` (`null`: all; the page asks for 500 and 1,000); the
+//! counts of the whole stay in `summary` and `matrix.totals`. Unknown fields or wrong types become a
 //! `web-invalid-options` error diagnostic and the defaults are used, so the page
 //! still shows something.
 //!
@@ -33,7 +38,8 @@
 //! `waypoint`; none of these appear for sidecar-only inputs.
 //!
 //! The matrix names each client and each Service port once, both sorted by
-//! namespace, name (and port): `clients: [{namespace, name}]`, `services:
+//! namespace, name (and port): `clients: [{namespace, name, sidecar}]` (plus
+//! `ambient: true` when captured by ztunnel), `services:
 //! [{namespace, name, port, target_port, server: {namespace, name, sidecar},
 //! server_mode}]` — the server is the endpoint that decides, and its mode is the
 //! same for every client. `cells` are arrays, in order of client then Service
@@ -45,13 +51,20 @@
 //! `groups` counts the cells per (client namespace, Service namespace) pair:
 //! `[client_namespace, service_namespace, mtls, plaintext, reset, fail]`
 //! (succeeds over mTLS, succeeds in plaintext, reset, fails), computed per kind
-//! of client rather than per cell. Above [`MAX_MATRIX_CELLS`] cells `cells` is
-//! empty and `omitted` is true (clients, services and groups are still given),
-//! so a pasted cluster stays within the tab's memory.
+//! of client rather than per cell; the pairs with a reset or failing cell come
+//! first, then the others, each part in namespace order. Above
+//! [`MAX_MATRIX_CELLS`] cells `clients`, `services` and `cells` are empty and
+//! `omitted` is true (groups are still given), so a pasted cluster stays within
+//! the tab's memory. `totals` (a [`MatrixTotals`]) counts clients, services,
+//! cells, groups and broken groups, also when `omitted` or `limits` left them out.
 //!
 //! Contract 1 repeated names, the server's mode and a sentence in every cell
 //! object and every port's ignore list: 4.9 MiB for 1,000 policies × 100
-//! workloads, against 1.3 MiB now.
+//! workloads, against 1.3 MiB since contract 2. Contract 3 (issue 18) added
+//! `limits`, `totals` and the clients' `sidecar`, ordered `groups` broken pairs
+//! first and dropped an omitted matrix's axes: a pasted 5,000-workload cluster
+//! gave the page 13 MB of JSON, mostly 250,000 namespace pairs and 10,000
+//! Service ports it never drew, and now gives it 1.7 MB.
 #![forbid(unsafe_code)]
 
 use policy::diagnostic::{Diagnostic, Location, Severity};
@@ -69,7 +82,7 @@ mod wasm;
 
 /// Version of the JSON document [`evaluate_json`] returns; bumped on any
 /// incompatible change so a cached page and a new module can tell.
-pub const CONTRACT: u32 = 2;
+pub const CONTRACT: u32 = 3;
 
 /// The crate version, shown in the page footer.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -87,6 +100,23 @@ pub struct Options {
     pub matrix: bool,
     /// Whether each matrix cell carries policy's one-sentence explanation.
     pub explanations: bool,
+    /// How much of the long lists to send (everything when absent).
+    pub limits: Limits,
+}
+
+/// The first rows of the long lists the page draws; `None` sends them all.
+///
+/// A pasted cluster has thousands of workloads and hundreds of thousands of
+/// namespace pairs, but the page draws a few hundred of each until asked for
+/// more: sending the rest cost it more than evaluating them (13 MB of JSON for
+/// 5,000 workloads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// The first this many of `workloads`.
+    pub workloads: Option<usize>,
+    /// The first this many of the matrix's `groups`.
+    pub groups: Option<usize>,
 }
 
 impl Default for Options {
@@ -99,6 +129,7 @@ impl Default for Options {
             cluster_domain: mesh.cluster_domain,
             matrix: true,
             explanations: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -119,7 +150,7 @@ impl Options {
 pub enum WebError {
     /// The options string is not a JSON object of the known fields.
     #[error(
-        "options are not valid ({0}); pass a JSON object with any of source, rootNamespace, autoMtls, clusterDomain, matrix, explanations"
+        "options are not valid ({0}); pass a JSON object with any of source, rootNamespace, autoMtls, clusterDomain, matrix, explanations, limits"
     )]
     Options(String),
 }
@@ -217,6 +248,11 @@ impl WorkloadEntry {
 pub struct ClientView {
     pub namespace: String,
     pub name: String,
+    /// The row's badge: the page may have only the first workloads' entries.
+    pub sidecar: bool,
+    /// Captured by ztunnel (only written when true).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ambient: bool,
 }
 
 /// The workload behind a Service port that decides the outcome (its first endpoint).
@@ -294,6 +330,13 @@ pub struct GroupView {
     pub counts: policy::reach::Counts,
 }
 
+impl GroupView {
+    /// Some of its cells are reset or fail: the pairs the page lists first.
+    pub fn broken(&self) -> bool {
+        self.counts.reset + self.counts.failed > 0
+    }
+}
+
 impl Serialize for GroupView {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let c = &self.counts;
@@ -310,15 +353,32 @@ impl Serialize for GroupView {
 /// [`policy::reach::Matrix`] with each client and Service port named once.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct MatrixView {
+    /// Empty when `omitted` (`totals.clients` counts them).
     pub clients: Vec<ClientView>,
+    /// Empty when `omitted` (`totals.services` counts them).
     pub services: Vec<ServicePortView>,
     /// In the matrix's order: by client, then Service port. Empty when `omitted`.
     pub cells: Vec<CellView>,
-    /// Whether `cells` were left out (more than [`MAX_MATRIX_CELLS`]).
+    /// Whether the axes and cells were left out (more than [`MAX_MATRIX_CELLS`]).
     pub omitted: bool,
-    /// The cells counted per (client namespace, Service namespace) pair, in
+    /// The cells counted per (client namespace, Service namespace) pair: the
+    /// pairs with a reset or failing cell first, then the others, each part in
     /// namespace order; pairs without cells are left out.
     pub groups: Vec<GroupView>,
+    /// The sizes, also of what `omitted` or [`Limits`] left out.
+    pub totals: MatrixTotals,
+}
+
+/// How big the whole matrix is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct MatrixTotals {
+    pub clients: usize,
+    pub services: usize,
+    /// `clients × services` (a `u64`: a cluster can pass 2³² cells).
+    pub cells: u64,
+    pub groups: usize,
+    /// The groups with a reset or failing cell (the first ones of `groups`).
+    pub broken_groups: usize,
 }
 
 impl MatrixView {
@@ -326,24 +386,47 @@ impl MatrixView {
     pub fn new(reach: &Reach<'_>, explanations: bool) -> Self {
         let all = Select::all();
         let (clients, columns) = reach.axes(&all);
+        let cells = (clients.len() as u64).saturating_mul(columns.len() as u64);
         let mut view = MatrixView {
-            clients: clients
-                .iter()
-                .map(|w| ClientView {
-                    namespace: w.namespace.clone(),
-                    name: w.name.clone(),
-                })
-                .collect(),
-            omitted: clients.len().saturating_mul(columns.len()) > MAX_MATRIX_CELLS,
+            omitted: cells > MAX_MATRIX_CELLS as u64,
+            totals: MatrixTotals {
+                clients: clients.len(),
+                services: columns.len(),
+                cells,
+                ..MatrixTotals::default()
+            },
             ..MatrixView::default()
         };
-        reach.summary(&all, &mut |p| {
-            view.groups.push(GroupView {
+        let mut groups = Vec::new();
+        reach.summary(&all, &mut |p| groups.push(p));
+        // Broken pairs first (a stable partition keeps namespace order in each
+        // part); names are copied only now, once per pair.
+        let (broken, fine): (Vec<_>, Vec<_>) = groups
+            .into_iter()
+            .partition(|p| p.counts.reset + p.counts.failed > 0);
+        view.totals.groups = broken.len() + fine.len();
+        view.totals.broken_groups = broken.len();
+        view.groups = broken
+            .into_iter()
+            .chain(fine)
+            .map(|p| GroupView {
                 client_namespace: p.client_namespace.to_string(),
                 service_namespace: p.service_namespace.to_string(),
                 counts: p.counts,
-            });
-        });
+            })
+            .collect();
+        if view.omitted {
+            return view;
+        }
+        view.clients = clients
+            .iter()
+            .map(|w| ClientView {
+                namespace: w.namespace.clone(),
+                name: w.name.clone(),
+                sidecar: w.sidecar,
+                ambient: w.ambient,
+            })
+            .collect();
         // The first client's row names every column with its server.
         let first = clients.first().copied();
         let only_first = |w: &Workload| first.is_some_and(|f| std::ptr::eq(f, w));
@@ -377,9 +460,6 @@ impl MatrixView {
                 server_mode: call.server_mode,
             });
         });
-        if view.omitted {
-            return view;
-        }
         let width = view.services.len();
         view.cells.reserve(clients.len() * width);
         // Calls come row by row, one per column.
@@ -429,7 +509,8 @@ pub struct Evaluation {
 
 /// Check `text` (multi-document YAML or JSON) under `options`: load, validate,
 /// analyse, describe every workload and, unless turned off, build the matrix.
-/// Never fails; bad input shows up in `diagnostics`.
+/// Never fails; bad input shows up in `diagnostics`. `options.limits` does not
+/// apply here: it cuts only the JSON ([`Evaluator::evaluate_json`]).
 pub fn evaluate(text: &str, options: &Options) -> Evaluation {
     let report = policy::check(&[(options.source.as_str(), text)], options.mesh_config());
     let mesh = &report.mesh;
@@ -471,36 +552,138 @@ pub fn evaluate(text: &str, options: &Options) -> Evaluation {
     }
 }
 
+/// The JSON the page gets: an [`Evaluation`] less the rows `limits` leaves out.
+#[derive(Serialize)]
+struct Shown<'a> {
+    version: &'static str,
+    contract: u32,
+    options: &'a Options,
+    summary: &'a Summary,
+    diagnostics: &'a [Diagnostic],
+    workloads: &'a [WorkloadEntry],
+    matrix: Option<MatrixShown<'a>>,
+    skipped: &'a [Skipped],
+}
+
+#[derive(Serialize)]
+struct MatrixShown<'a> {
+    clients: &'a [ClientView],
+    services: &'a [ServicePortView],
+    cells: &'a [CellView],
+    omitted: bool,
+    groups: &'a [GroupView],
+    totals: &'a MatrixTotals,
+}
+
+fn first<T>(rows: &[T], limit: Option<usize>) -> &[T] {
+    rows.get(..limit.unwrap_or(rows.len()).min(rows.len()))
+        .unwrap_or(rows)
+}
+
+impl Evaluation {
+    /// This evaluation as JSON, as `options` asks for it: only the first rows
+    /// of `options.limits`, and `options` written as given.
+    fn to_json(&self, options: &Options) -> String {
+        let limits = options.limits;
+        let shown = Shown {
+            version: self.version,
+            contract: self.contract,
+            options,
+            summary: &self.summary,
+            diagnostics: &self.diagnostics,
+            workloads: first(&self.workloads, limits.workloads),
+            matrix: self.matrix.as_ref().map(|m| MatrixShown {
+                clients: &m.clients,
+                services: &m.services,
+                cells: &m.cells,
+                omitted: m.omitted,
+                groups: first(&m.groups, limits.groups),
+                totals: &m.totals,
+            }),
+            skipped: &self.skipped,
+        };
+        match serde_json::to_string(&shown) {
+            Ok(json) => json,
+            // Only reachable if a policy type stops being serialisable as JSON; the page
+            // still gets a document it can render instead of an exception.
+            Err(e) => serde_json::json!({
+                "version": VERSION,
+                "contract": CONTRACT,
+                "summary": {"errors": 1, "warnings": 0, "infos": 0},
+                "diagnostics": [{
+                    "code": "web-internal",
+                    "severity": "error",
+                    "message": format!("could not encode the result as JSON: {e}; please report this"),
+                }],
+                "workloads": [],
+                "matrix": null,
+                "skipped": [],
+            })
+            .to_string(),
+        }
+    }
+}
+
 /// The whole round trip the page makes: options as JSON in, [`Evaluation`] as
 /// JSON out. Invalid options are reported as a diagnostic (first in the list)
 /// and the defaults are used instead.
 pub fn evaluate_json(text: &str, options_json: &str) -> String {
-    let (options, option_error) = match parse_options(options_json) {
-        Ok(o) => (o, None),
-        Err(e) => (Options::default(), Some(e.to_diagnostic())),
-    };
-    let mut evaluation = evaluate(text, &options);
-    if let Some(d) = option_error {
-        evaluation.diagnostics.insert(0, d);
-        evaluation.summary.errors += 1;
-    }
-    match serde_json::to_string(&evaluation) {
-        Ok(json) => json,
-        // Only reachable if a policy type stops being serialisable as JSON; the page
-        // still gets a document it can render instead of an exception.
-        Err(e) => serde_json::json!({
-            "version": VERSION,
-            "contract": CONTRACT,
-            "summary": {"errors": 1, "warnings": 0, "infos": 0},
-            "diagnostics": [{
-                "code": "web-internal",
-                "severity": "error",
-                "message": format!("could not encode the result as JSON: {e}; please report this"),
-            }],
-            "workloads": [],
-            "matrix": null,
-            "skipped": [],
-        })
-        .to_string(),
+    Evaluator::default().evaluate_json(text, options_json)
+}
+
+/// [`evaluate_json`] that keeps its last evaluation, so asking again for the
+/// same text and options with other [`Limits`] (the page's "Show more") only
+/// writes JSON: on a pasted cluster evaluating takes half a second, writing a
+/// page of rows milliseconds. The answer is always what [`evaluate_json`] gives.
+#[derive(Debug, Default)]
+pub struct Evaluator {
+    last: Option<Last>,
+}
+
+#[derive(Debug)]
+struct Last {
+    text: String,
+    /// The options it was evaluated with, limits cleared (they change only the JSON).
+    options: Options,
+    evaluation: Evaluation,
+}
+
+impl Evaluator {
+    /// See [`evaluate_json`].
+    pub fn evaluate_json(&mut self, text: &str, options_json: &str) -> String {
+        let options = match parse_options(options_json) {
+            Ok(o) => o,
+            Err(e) => {
+                // Not kept: the page sends options it built itself, so this is rare.
+                let options = Options::default();
+                let mut evaluation = evaluate(text, &options);
+                evaluation.diagnostics.insert(0, e.to_diagnostic());
+                evaluation.summary.errors += 1;
+                return evaluation.to_json(&options);
+            }
+        };
+        let key = Options {
+            limits: Limits::default(),
+            ..options.clone()
+        };
+        let kept = self
+            .last
+            .as_ref()
+            .is_some_and(|last| last.options == key && last.text == text);
+        if !kept {
+            // Drop the old evaluation before building the new one: both at once
+            // would double the worker's memory on a large paste.
+            self.last = None;
+            let evaluation = evaluate(text, &key);
+            self.last = Some(Last {
+                text: text.to_string(),
+                options: key,
+                evaluation,
+            });
+        }
+        match &self.last {
+            Some(last) => last.evaluation.to_json(&options),
+            None => evaluate(text, &options).to_json(&options),
+        }
     }
 }

@@ -18,10 +18,16 @@ fn start() {
     std::panic::set_hook(Box::new(|info| report_panic(&info.to_string())));
 }
 
+thread_local! {
+    // The worker's one evaluator: "Show more" on the page asks again with the same
+    // text and larger limits, and gets its rows without a second evaluation.
+    static EVALUATOR: std::cell::RefCell<crate::Evaluator> = Default::default();
+}
+
 /// Evaluate pasted manifests; see the crate docs for the JSON contract.
 #[wasm_bindgen]
 pub fn evaluate(text: &str, options: &str) -> String {
-    crate::evaluate_json(text, options)
+    EVALUATOR.with(|e| e.borrow_mut().evaluate_json(text, options))
 }
 
 /// The crate version.

@@ -270,6 +270,15 @@ fn the_matrix_names_every_client_and_service_port_once_and_cells_point_at_them()
         .iter()
         .map(|s| key(s, &["namespace", "name", "port"]))
         .collect();
+    // A row carries its client's data plane, so the page needs no workload entry to draw it.
+    let sidecar = |namespace: &str| {
+        clients
+            .iter()
+            .find(|c| c["namespace"] == namespace && c["name"] == "sleep")
+            .map(|c| c["sidecar"].clone())
+    };
+    assert_eq!(sidecar("foo"), Some(Value::Bool(true)));
+    assert_eq!(sidecar("legacy"), Some(Value::Bool(false)));
     for keys in [&client_keys, &service_keys] {
         let mut sorted = keys.clone();
         sorted.sort();
@@ -508,7 +517,8 @@ fn the_source_name_option_appears_in_locations() {
 }
 
 /// The matrix's cells counted per (client namespace, Service namespace), as
-/// `groups` writes them.
+/// `groups` writes them: pairs with a reset or failing cell first, each part in
+/// namespace order.
 fn counted(out: &Value) -> Vec<Value> {
     let mut pairs: std::collections::BTreeMap<(String, String), [u64; 4]> = Default::default();
     for cell in out["matrix"]["cells"].as_array().unwrap() {
@@ -528,8 +538,10 @@ fn counted(out: &Value) -> Vec<Value> {
         );
         pairs.entry(key).or_default()[kind] += 1;
     }
-    pairs
+    let (broken, fine): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(_, n)| n[2] + n[3] > 0);
+    broken
         .into_iter()
+        .chain(fine)
         .map(|((c, s), n)| serde_json::json!([c, s, n[0], n[1], n[2], n[3]]))
         .collect()
 }
@@ -576,10 +588,20 @@ fn a_pasted_cluster_gets_groups_and_no_cells() {
     let matrix = &out["matrix"];
     assert_eq!(matrix["omitted"], true);
     assert!(matrix["cells"].as_array().unwrap().is_empty());
-    assert_eq!(matrix["clients"].as_array().unwrap().len(), 5000);
-    assert_eq!(matrix["services"].as_array().unwrap().len(), 10_000);
+    assert!(matrix["clients"].as_array().unwrap().is_empty());
+    assert!(matrix["services"].as_array().unwrap().is_empty());
+    assert_eq!(matrix["totals"]["clients"], 5000);
+    assert_eq!(matrix["totals"]["services"], 10_000);
+    assert_eq!(matrix["totals"]["cells"], 50_000_000u64);
     let groups = matrix["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 500 * 500);
+    assert_eq!(matrix["totals"]["groups"], 500 * 500);
+    // Pairs with resets come first: towards every STRICT namespace with sidecars
+    // from each of the 100 namespaces without.
+    let broken = (0..500).filter(|i| i % 4 == 0 && i % 5 != 4).count() * 100;
+    assert_eq!(matrix["totals"]["broken_groups"], broken);
+    assert!(groups[..broken].iter().all(|g| g[4].as_u64().unwrap() > 0));
+    assert!(groups[broken..].iter().all(|g| g[4] == 0 && g[5] == 0));
     let total: u64 = groups
         .iter()
         .map(|g| (2..6).map(|i| g[i].as_u64().unwrap()).sum::<u64>())

@@ -20,6 +20,20 @@ let lineStarts = [0];
 let showAllClients = false;
 let lastResult = null;
 
+// How many workloads (effective modes) and namespace pairs (grouped matrix) the
+// module sends: a pasted cluster has thousands and hundreds of thousands, and
+// the page draws only these until the reader asks for more. `null` = all.
+const MODES_WORKLOAD_BUDGET = 500;
+const MATRIX_GROUP_BUDGET = 1000;
+const shown = { workloads: MODES_WORKLOAD_BUDGET, groups: MATRIX_GROUP_BUDGET };
+
+// "Show more": the same text with larger limits. The worker keeps its last
+// evaluation, so this only writes the longer JSON.
+function showMore(list, budget) {
+  shown[list] = budget === null || shown[list] === null ? null : shown[list] + budget;
+  evaluateNow();
+}
+
 // ---- the checker, in a worker ----------------------------------------------------
 
 let worker = null;
@@ -79,7 +93,8 @@ async function evaluateText(text, opts) {
     return null;
   }
   timings.wasm = Math.round(reply.ms * 10) / 10;
-  return JSON.parse(reply.json);
+  timings.bytes = reply.json.length;
+  return timed('parse', () => JSON.parse(reply.json));
 }
 
 function showFault(message, untilNextEvaluation = false) {
@@ -158,7 +173,7 @@ function el(tag, attrs = {}, ...children) {
     else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v === true ? '' : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -181,9 +196,15 @@ function renderSummary(result) {
   );
 }
 
+// Drawing 2,000 findings of a pasted cluster took 80 ms; the gutter still marks
+// every line.
+const DIAGNOSTICS_BUDGET = 500;
+let showAllDiagnostics = false;
 function renderDiagnostics(result) {
   const list = $('diagnostics');
-  const items = result.diagnostics.map((d) => {
+  const all = result.diagnostics;
+  const drawn = showAllDiagnostics ? all : all.slice(0, DIAGNOSTICS_BUDGET);
+  const items = drawn.map((d) => {
     const loc = d.location;
     const where = loc ? `line ${loc.line}` + (loc.document !== undefined ? ` · doc ${loc.document + 1}` : '') : '';
     const code = d.istio_code ? `${d.code} (${d.istio_code})` : d.code;
@@ -203,6 +224,17 @@ function renderDiagnostics(result) {
     return el('li', {}, button);
   });
   if (items.length === 0) items.push(el('li', { class: 'empty' }, 'No problems found.'));
+  if (drawn.length < all.length) {
+    items.push(el('li', { class: 'more' },
+      `${drawn.length} of ${all.length} findings shown. `,
+      el('button', {
+        type: 'button',
+        onclick: () => {
+          showAllDiagnostics = true;
+          if (lastResult) renderDiagnostics(lastResult);
+        },
+      }, `Show all ${all.length}`)));
+  }
   list.replaceChildren(...items);
 }
 
@@ -255,14 +287,23 @@ function modeRow(w, port, resolution, first) {
   el('td', {}, ignoredList(resolution)));
 }
 
-// A pasted cluster has thousands of workloads: draw the first MODES_WORKLOAD_BUDGET
-// until "Show all" is pressed (laying out every row took seconds at 5,000).
-const MODES_WORKLOAD_BUDGET = 500;
-let showAllModes = false;
+// A pasted cluster has thousands of workloads: the module sends the first
+// `shown.workloads` until more are asked for (laying out every row took seconds at 5,000).
+function moreButtons(list, count, total, budget, noun) {
+  return [
+    `${count} of ${total} ${noun} shown. `,
+    total - count > budget
+      ? [el('button', { type: 'button', onclick: () => showMore(list, budget) }, `Show ${budget} more`), ' ']
+      : null,
+    el('button', { type: 'button', onclick: () => showMore(list, null) }, `Show all ${total} (slow)`),
+  ];
+}
+
 function renderModes(result) {
   const body = $('modes').tBodies[0];
   const rows = [];
-  const workloads = showAllModes ? result.workloads : result.workloads.slice(0, MODES_WORKLOAD_BUDGET);
+  const workloads = result.workloads;
+  const total = result.summary.workloads ?? workloads.length;
   for (const w of workloads) {
     rows.push(modeRow(w, null, w.workload, true));
     for (const [port, resolution] of Object.entries(w.ports)) rows.push(modeRow(w, Number(port), resolution, false));
@@ -270,16 +311,9 @@ function renderModes(result) {
   if (rows.length === 0) {
     rows.push(el('tr', {}, el('td', { colspan: '5', class: 'empty' }, 'No workloads (Deployments, Pods, …) in the input.')));
   }
-  if (workloads.length < result.workloads.length) {
+  if (workloads.length < total) {
     rows.push(el('tr', {}, el('td', { colspan: '5', class: 'more' },
-      `${workloads.length} of ${result.workloads.length} workloads shown. `,
-      el('button', {
-        type: 'button',
-        onclick: () => {
-          showAllModes = true;
-          if (lastResult) renderModes(lastResult);
-        },
-      }, `Show all ${result.workloads.length} (slow)`))));
+      moreButtons('workloads', workloads.length, total, MODES_WORKLOAD_BUDGET, 'workloads'))));
   }
   body.replaceChildren(...rows);
 }
@@ -340,7 +374,7 @@ function renderMatrix(result) {
     renderGroups(table, result.matrix);
     return;
   }
-  // Contract 2: the matrix names each client and Service port once, and a cell is
+  // Contract 3: the matrix names each client and Service port once, and a cell is
   // [client, service, client_tls, client_reason, outcome, mtls(, explanation)].
   const { clients: matrixClients, services } = result.matrix;
   const columns = new Map(services.map((s) => [`${s.namespace}/${s.name}:${s.port}`, s]));
@@ -349,7 +383,7 @@ function renderMatrix(result) {
   const rowOf = new Map(matrixClients.map((c) => [`${c.namespace}/${c.name}`, []]));
   const rowCells = [...rowOf.values()];
   for (const cell of result.matrix.cells) rowCells[cell[0]][cell[1]] = cell;
-  if (columns.size === 0 || result.workloads.length === 0) {
+  if (columns.size === 0 || matrixClients.length === 0) {
     table.replaceChildren(el('caption', { class: 'empty' }, 'Add workloads and Services to see who can reach whom.'));
     return;
   }
@@ -357,7 +391,8 @@ function renderMatrix(result) {
     [...columns].map(([col, s]) => el('th', { scope: 'col', dataset: { service: col, serverMode: s.server_mode } },
       el('span', { class: 'ns' }, `${s.namespace}/`), el('br'), `${s.name}:${s.port}`)));
   const maxRows = Math.max(10, Math.floor(MATRIX_CELL_BUDGET / columns.size));
-  const clients = showAllClients ? result.workloads : result.workloads.slice(0, maxRows);
+  // Rows come from the matrix's own clients: `workloads` may hold only the first ones.
+  const clients = showAllClients ? matrixClients : matrixClients.slice(0, maxRows);
   const rows = clients.map((w) => {
     const client = `${w.namespace}/${w.name}`;
     return el('tr', { dataset: { client } },
@@ -376,54 +411,41 @@ function renderMatrix(result) {
         }, el('span', { class: `cell ${cls}` }, text));
       }));
   });
-  if (clients.length < result.workloads.length) {
+  if (clients.length < matrixClients.length) {
     rows.push(el('tr', {}, el('td', { colspan: String(columns.size + 1), class: 'more' },
-      `${clients.length} of ${result.workloads.length} clients shown. `,
+      `${clients.length} of ${matrixClients.length} clients shown. `,
       el('button', {
         type: 'button',
         onclick: () => {
           showAllClients = true;
           if (lastResult) renderMatrix(lastResult);
         },
-      }, `Show all ${result.workloads.length} (${result.workloads.length * columns.size} cells, slow)`))));
+      }, `Show all ${matrixClients.length} (${matrixClients.length * columns.size} cells, slow)`))));
   }
   table.replaceChildren(el('thead', {}, head), el('tbody', {}, rows));
 }
 
 // Too many cells to send or draw (a pasted cluster): the module counts them per
 // (client namespace, Service namespace) pair instead, [client_ns, service_ns,
-// mtls, plaintext, reset, fail]. Pairs with resets or failures come first; at
-// most MATRIX_GROUP_BUDGET rows are drawn until "Show all" is pressed.
-const MATRIX_GROUP_BUDGET = 1000;
-let showAllGroups = false;
+// mtls, plaintext, reset, fail], pairs with resets or failures first, and sends
+// the first `shown.groups` of them.
 function renderGroups(table, matrix) {
-  const cells = matrix.clients.length * matrix.services.length;
-  const broken = matrix.groups.filter((g) => g[4] + g[5] > 0);
-  const fine = matrix.groups.filter((g) => g[4] + g[5] === 0);
-  const ordered = broken.concat(fine);
-  const shown = showAllGroups ? ordered : ordered.slice(0, MATRIX_GROUP_BUDGET);
+  const { totals } = matrix;
   const head = el('tr', {}, ['client namespace', 'service namespace', '200 · mTLS', '200 · plain', 'reset', 'fail']
     .map((h) => el('th', { scope: 'col' }, h)));
-  const rows = shown.map(([clientNs, serviceNs, mtls, plain, reset, fail]) =>
+  const rows = matrix.groups.map(([clientNs, serviceNs, mtls, plain, reset, fail]) =>
     el('tr', { dataset: { clientNamespace: clientNs, serviceNamespace: serviceNs } },
       el('th', { scope: 'row' }, clientNs), el('th', { scope: 'row' }, serviceNs),
       [[mtls, 'mtls'], [plain, 'plain'], [reset, 'reset'], [fail, 'failed']].map(([n, cls]) =>
         el('td', { dataset: { kind: cls } }, el('span', { class: n > 0 ? `cell ${cls}` : 'cell none' }, String(n))))));
-  if (shown.length < ordered.length) {
+  if (matrix.groups.length < totals.groups) {
     rows.push(el('tr', {}, el('td', { colspan: '6', class: 'more' },
-      `${shown.length} of ${ordered.length} namespace pairs shown. `,
-      el('button', {
-        type: 'button',
-        onclick: () => {
-          showAllGroups = true;
-          renderGroups(table, matrix);
-        },
-      }, `Show all ${ordered.length} (slow)`))));
+      moreButtons('groups', matrix.groups.length, totals.groups, MATRIX_GROUP_BUDGET, 'namespace pairs'))));
   }
   const caption = el('caption', { class: 'groups' },
-    `${cells.toLocaleString('en')} cells (${matrix.clients.length.toLocaleString('en')} clients × ` +
-    `${matrix.services.length.toLocaleString('en')} Service ports) are too many to draw; ` +
-    `counted per namespace pair, pairs with resets or failures first (${broken.length} of ${ordered.length}).`);
+    `${totals.cells.toLocaleString('en')} cells (${totals.clients.toLocaleString('en')} clients × ` +
+    `${totals.services.toLocaleString('en')} Service ports) are too many to draw; ` +
+    `counted per namespace pair, pairs with resets or failures first (${totals.broken_groups} of ${totals.groups}).`);
   table.replaceChildren(caption, el('thead', {}, head), el('tbody', {}, rows));
 }
 
@@ -483,7 +505,7 @@ async function evaluateNow() {
       again = false;
       const text = input.value;
       const started = performance.now();
-      const result = await evaluateText(text, options());
+      const result = await evaluateText(text, { ...options(), limits: { ...shown } });
       timings.evaluate = Math.round((performance.now() - started) * 10) / 10;
       if (again) continue;
       if (!result) {
