@@ -12,6 +12,8 @@
 //! - [`acm`]: a local store that mimics AWS Certificate Manager private
 //!   certificates, for labs without an AWS account;
 //! - [`secret`]: the Kubernetes Secrets (`cacerts`, `kubernetes.io/tls`) as YAML;
+//! - [`chain`]: which certificates travel together (a TLS Secret's `tls.crt`,
+//!   the chain and root a verification reads from files or a CA folder);
 //! - [`files`]: the careful writer the binary uses (0600 keys, no silent
 //!   overwrite, nothing half-written).
 //!
@@ -19,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acm;
+pub mod chain;
 pub mod files;
 pub mod inspect;
 mod pem;

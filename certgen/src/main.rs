@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use certgen::acm::{self, AcmKeyAlgorithm, Store};
+use certgen::chain::{self, ChainFiles};
 use certgen::files::{write_all, OutFile};
 use certgen::verify::{Options, SpiffeLint};
 use certgen::{inspect, proxy, secret, verify, Ca, KeyAlgorithm};
@@ -445,141 +446,159 @@ fn wrote_text(files: &[OutFile]) -> String {
         .join(", ")
 }
 
+/// One command per function; the library does the work, these print it.
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let json = cli.json;
     match cli.command {
-        Command::Root(a) => {
-            let ca = Ca::new_root(&a.org, &a.cn, a.alg.into(), a.days, a.path_len)?;
-            let files = vec![
-                OutFile::public(a.out.join("root-cert.pem"), ca.cert_pem()),
-                OutFile::private(a.out.join("root-key.pem"), ca.key_pem()),
-            ];
-            write_all(&files, a.force)?;
-            let s = inspect::summarize(ca.cert_der(), OffsetDateTime::now_utc())?;
-            if json {
-                print_json(&json!({"dir": a.out, "files": show(&files), "certificate": s}))?;
-            } else {
-                println!("wrote {}", wrote_text(&files));
-                println!(
-                    "root: {} (valid until {}, {})",
-                    s.subject, s.not_after, s.key
-                );
-            }
-        }
-        Command::Intermediate(a) => {
-            let root = Ca::load_dir(&a.root)?;
-            let ca = root.intermediate(&a.cluster, a.alg.into(), a.days)?;
-            let out = a.out.unwrap_or_else(|| a.root.join(&a.cluster));
-            let mut files = vec![
-                OutFile::public(out.join("ca-cert.pem"), ca.cert_pem()),
-                OutFile::private(out.join("ca-key.pem"), ca.key_pem()),
-                OutFile::public(out.join("root-cert.pem"), ca.root_pem()),
-                OutFile::public(out.join("cert-chain.pem"), ca.chain_pem()),
-            ];
-            if a.secret_yaml {
-                files.push(OutFile::private(
-                    out.join("cacerts.yaml"),
-                    secret::cacerts_yaml(&ca, "istio-system"),
-                ));
-            }
-            write_all(&files, a.force)?;
-            let kubectl = secret::cacerts_kubectl(&out);
-            if json {
-                print_json(
-                    &json!({"dir": out, "files": show(&files), "subject": ca.subject(), "kubectl": kubectl}),
-                )?;
-            } else {
-                println!("wrote {}", wrote_text(&files));
-                println!("intermediate: {}", ca.subject());
-                println!("install it with:\n  kubectl create namespace istio-system\n  {kubectl}");
-            }
-        }
-        Command::Workload(a) => {
-            let id = match a.spiffe_id {
-                Some(id) => id,
-                None => format!(
-                    "spiffe://{}/ns/{}/sa/{}",
-                    a.trust_domain,
-                    a.namespace.unwrap_or_default(),
-                    a.service_account.unwrap_or_default()
-                ),
-            };
-            let validity = match (a.hours, a.days) {
-                (Some(h), _) => Duration::from_secs(h.saturating_mul(3600)),
-                (None, Some(d)) => Duration::from_secs(d.saturating_mul(86_400)),
-                (None, None) => Duration::from_secs(24 * 3600),
-            };
-            let ca = Ca::load_dir(&a.ca)?;
-            let leaf = ca.issue_workload(&id, a.alg.into(), validity)?;
-            let files = vec![
-                OutFile::public(a.out.join("cert.pem"), leaf.cert_pem.clone()),
-                OutFile::private(a.out.join("key.pem"), leaf.key_pem),
-                OutFile::public(a.out.join("chain.pem"), leaf.chain_pem),
-                OutFile::public(a.out.join("root-cert.pem"), ca.root_pem()),
-            ];
-            write_all(&files, a.force)?;
-            let der = inspect::certs_der(leaf.cert_pem.as_bytes(), "new certificate")?;
-            let s = inspect::summarize(&der[0], OffsetDateTime::now_utc())?;
-            if json {
-                print_json(&json!({"dir": a.out, "files": show(&files), "certificate": s}))?;
-            } else {
-                println!("wrote {}", wrote_text(&files));
-                println!("workload: {id} (valid until {}, {})", s.not_after, s.key);
-            }
-        }
-        Command::Server(a) => {
-            let ca = Ca::load_dir(&a.ca)?;
-            let leaf = ca.issue_server(&a.dns, &a.ips, a.alg.into(), a.days)?;
-            let name = a.secret_name.unwrap_or_else(|| {
-                let base = a
-                    .dns
-                    .first()
-                    .map(|d| d.trim_start_matches("*.").replace('.', "-"))
-                    .unwrap_or_else(|| "ingress".into());
-                format!("{base}-credential")
-            });
-            // tls.crt: the leaf and its intermediates, not the root (clients hold that).
-            let chain = inspect::certs_der(leaf.chain_pem.as_bytes(), "chain")?;
-            let mut tls_crt = leaf.cert_pem.clone();
-            for der in &chain[..chain.len().saturating_sub(1)] {
-                tls_crt.push_str(&inspect::cert_pem(der));
-            }
-            let yaml = secret::tls_yaml(
-                &name,
-                &a.secret_namespace,
-                &tls_crt,
-                &leaf.key_pem,
-                Some(&ca.root_pem()),
-            );
-            let files = vec![
-                OutFile::public(a.out.join("cert.pem"), leaf.cert_pem.clone()),
-                OutFile::private(a.out.join("key.pem"), leaf.key_pem.clone()),
-                OutFile::public(a.out.join("chain.pem"), leaf.chain_pem.clone()),
-                OutFile::public(a.out.join("root-cert.pem"), ca.root_pem()),
-                OutFile::private(a.out.join("tls-secret.yaml"), yaml),
-            ];
-            write_all(&files, a.force)?;
-            if json {
-                print_json(&json!({"dir": a.out, "files": show(&files), "secret_name": name}))?;
-            } else {
-                println!("wrote {}", wrote_text(&files));
-                println!(
-                    "apply the Secret with: kubectl apply -f {}",
-                    a.out.join("tls-secret.yaml").display()
-                );
-                println!("and set credentialName: {name} on the Gateway's TLS server");
-            }
-        }
-        Command::Secret(SecretCommand::Cacerts {
+        Command::Root(a) => root(a, json)?,
+        Command::Intermediate(a) => intermediate(a, json)?,
+        Command::Workload(a) => workload(a, json)?,
+        Command::Server(a) => server(a, json)?,
+        Command::Secret(c) => secret(c)?,
+        Command::Acm(a) => return run_acm(a, json),
+        Command::Inspect(a) => inspect(a, json)?,
+        Command::Verify(a) => return verify(a, json),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn root(a: RootArgs, json: bool) -> anyhow::Result<()> {
+    let ca = Ca::new_root(&a.org, &a.cn, a.alg.into(), a.days, a.path_len)?;
+    let files = vec![
+        OutFile::public(a.out.join("root-cert.pem"), ca.cert_pem()),
+        OutFile::private(a.out.join("root-key.pem"), ca.key_pem()),
+    ];
+    write_all(&files, a.force)?;
+    let s = inspect::summarize(ca.cert_der(), OffsetDateTime::now_utc())?;
+    if json {
+        print_json(&json!({"dir": a.out, "files": show(&files), "certificate": s}))?;
+    } else {
+        println!("wrote {}", wrote_text(&files));
+        println!(
+            "root: {} (valid until {}, {})",
+            s.subject, s.not_after, s.key
+        );
+    }
+    Ok(())
+}
+
+fn intermediate(a: IntermediateArgs, json: bool) -> anyhow::Result<()> {
+    let root = Ca::load_dir(&a.root)?;
+    let ca = root.intermediate(&a.cluster, a.alg.into(), a.days)?;
+    let out = a.out.unwrap_or_else(|| a.root.join(&a.cluster));
+    let mut files = vec![
+        OutFile::public(out.join("ca-cert.pem"), ca.cert_pem()),
+        OutFile::private(out.join("ca-key.pem"), ca.key_pem()),
+        OutFile::public(out.join("root-cert.pem"), ca.root_pem()),
+        OutFile::public(out.join("cert-chain.pem"), ca.chain_pem()),
+    ];
+    if a.secret_yaml {
+        files.push(OutFile::private(
+            out.join("cacerts.yaml"),
+            secret::cacerts_yaml(&ca, "istio-system"),
+        ));
+    }
+    write_all(&files, a.force)?;
+    let kubectl = secret::cacerts_kubectl(&out);
+    if json {
+        print_json(
+            &json!({"dir": out, "files": show(&files), "subject": ca.subject(), "kubectl": kubectl}),
+        )?;
+    } else {
+        println!("wrote {}", wrote_text(&files));
+        println!("intermediate: {}", ca.subject());
+        println!("install it with:\n  kubectl create namespace istio-system\n  {kubectl}");
+    }
+    Ok(())
+}
+
+fn workload(a: WorkloadArgs, json: bool) -> anyhow::Result<()> {
+    let id = match a.spiffe_id {
+        Some(id) => id,
+        None => format!(
+            "spiffe://{}/ns/{}/sa/{}",
+            a.trust_domain,
+            a.namespace.unwrap_or_default(),
+            a.service_account.unwrap_or_default()
+        ),
+    };
+    let validity = match (a.hours, a.days) {
+        (Some(h), _) => Duration::from_secs(h.saturating_mul(3600)),
+        (None, Some(d)) => Duration::from_secs(d.saturating_mul(86_400)),
+        (None, None) => Duration::from_secs(24 * 3600),
+    };
+    let ca = Ca::load_dir(&a.ca)?;
+    let leaf = ca.issue_workload(&id, a.alg.into(), validity)?;
+    let files = vec![
+        OutFile::public(a.out.join("cert.pem"), leaf.cert_pem.clone()),
+        OutFile::private(a.out.join("key.pem"), leaf.key_pem),
+        OutFile::public(a.out.join("chain.pem"), leaf.chain_pem),
+        OutFile::public(a.out.join("root-cert.pem"), ca.root_pem()),
+    ];
+    write_all(&files, a.force)?;
+    let der = inspect::certs_der(leaf.cert_pem.as_bytes(), "new certificate")?;
+    let first = der.first().context("the new certificate does not parse")?;
+    let s = inspect::summarize(first, OffsetDateTime::now_utc())?;
+    if json {
+        print_json(&json!({"dir": a.out, "files": show(&files), "certificate": s}))?;
+    } else {
+        println!("wrote {}", wrote_text(&files));
+        println!("workload: {id} (valid until {}, {})", s.not_after, s.key);
+    }
+    Ok(())
+}
+
+fn server(a: ServerArgs, json: bool) -> anyhow::Result<()> {
+    let ca = Ca::load_dir(&a.ca)?;
+    let leaf = ca.issue_server(&a.dns, &a.ips, a.alg.into(), a.days)?;
+    let name = a.secret_name.unwrap_or_else(|| {
+        let base = a
+            .dns
+            .first()
+            .map(|d| d.trim_start_matches("*.").replace('.', "-"))
+            .unwrap_or_else(|| "ingress".into());
+        format!("{base}-credential")
+    });
+    let yaml = secret::tls_yaml(
+        &name,
+        &a.secret_namespace,
+        &chain::tls_crt(&leaf)?,
+        &leaf.key_pem,
+        Some(&ca.root_pem()),
+    );
+    let files = vec![
+        OutFile::public(a.out.join("cert.pem"), leaf.cert_pem.clone()),
+        OutFile::private(a.out.join("key.pem"), leaf.key_pem.clone()),
+        OutFile::public(a.out.join("chain.pem"), leaf.chain_pem.clone()),
+        OutFile::public(a.out.join("root-cert.pem"), ca.root_pem()),
+        OutFile::private(a.out.join("tls-secret.yaml"), yaml),
+    ];
+    write_all(&files, a.force)?;
+    if json {
+        print_json(&json!({"dir": a.out, "files": show(&files), "secret_name": name}))?;
+    } else {
+        println!("wrote {}", wrote_text(&files));
+        println!(
+            "apply the Secret with: kubectl apply -f {}",
+            a.out.join("tls-secret.yaml").display()
+        );
+        println!("and set credentialName: {name} on the Gateway's TLS server");
+    }
+    Ok(())
+}
+
+fn secret(command: SecretCommand) -> anyhow::Result<()> {
+    match command {
+        SecretCommand::Cacerts {
             ca,
             namespace,
             out,
             force,
-        }) => {
+        } => {
             let loaded = Ca::load_dir(&ca)?;
-            emit_yaml(secret::cacerts_yaml(&loaded, &namespace), out, force)?;
+            emit_yaml(secret::cacerts_yaml(&loaded, &namespace), out, force)
         }
-        Command::Secret(SecretCommand::Tls {
+        SecretCommand::Tls {
             name,
             namespace,
             cert,
@@ -587,7 +606,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ca_cert,
             out,
             force,
-        }) => {
+        } => {
             let read = |p: &Path| {
                 std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
             };
@@ -605,168 +624,113 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 secret::tls_yaml(&name, &namespace, &cert_text, &key_text, ca_text.as_deref()),
                 out,
                 force,
-            )?;
-        }
-        Command::Acm(a) => return run_acm(a, json),
-        Command::Inspect(a) => {
-            let now = a.at.unwrap_or_else(OffsetDateTime::now_utc);
-            let mut all = Vec::new();
-            for f in &a.files {
-                let input = proxy::read_file(f)?;
-                let entries = inspect::inspect_input(&input, now)?;
-                all.extend(entries.into_iter().map(|e| (f.clone(), e)));
-            }
-            if json {
-                let v: Vec<_> = all.iter().map(|(_, e)| e).collect();
-                print_json(&v)?;
-            } else {
-                for (i, (f, e)) in all.iter().enumerate() {
-                    if i > 0 {
-                        println!();
-                    }
-                    match &e.source {
-                        Some(src) => println!(
-                            "== {} [{}] {}",
-                            f.display(),
-                            i + 1,
-                            inspect::source_text(src)
-                        ),
-                        None => println!("== {} [{}]", f.display(), i + 1),
-                    }
-                    print!("{}", inspect::render(&e.summary));
-                }
-            }
-        }
-        Command::Verify(a) => {
-            let at = a.at;
-            let spiffe = match a.spiffe {
-                LintArg::Auto => SpiffeLint::Auto,
-                LintArg::Always => SpiffeLint::Always,
-                LintArg::Never => SpiffeLint::Never,
-            };
-            let opts = Options { at, spiffe };
-            let expect = a
-                .expect_identity
-                .as_deref()
-                .map(verify::ExpectedIdentity::parse)
-                .transpose()?;
-            let verdict = |ok: bool| {
-                Ok(if ok {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                })
-            };
-            if !a.same_root.is_empty() {
-                let mut inputs = Vec::new();
-                for f in &a.same_root {
-                    inputs.push((f.display().to_string(), proxy::read_file(f)?));
-                }
-                let report = verify::same_root(&inputs, opts);
-                if json {
-                    print_json(&report)?;
-                } else {
-                    print!("{}", verify::render_same_root(&report));
-                }
-                return verdict(report.ok);
-            }
-            if let Some(leaf) = a.leaf.as_ref().filter(|_| a.cacerts.is_none()) {
-                let input = proxy::read_file(leaf)?;
-                if input.format.is_proxy() {
-                    let read_certs = |p: &Path| -> anyhow::Result<Vec<Vec<u8>>> {
-                        let bytes = std::fs::read(p)
-                            .with_context(|| format!("cannot read {}", p.display()))?;
-                        Ok(inspect::certs_der(&bytes, &p.display().to_string())?)
-                    };
-                    let (chain, root) = match &a.ca {
-                        Some(dir) if !dir.is_dir() => {
-                            return Err(certgen::Error::CaDirMissing(dir.clone()).into())
-                        }
-                        Some(dir) if !dir.join("root-cert.pem").is_file() => {
-                            return Err(certgen::Error::CaFileMissing {
-                                dir: dir.clone(),
-                                file: "root-cert.pem",
-                            }
-                            .into())
-                        }
-                        Some(dir) => (
-                            Some(dir.join("cert-chain.pem")).filter(|p| p.is_file()),
-                            Some(dir.join("root-cert.pem")),
-                        ),
-                        None => (a.chain.clone(), a.root.clone()),
-                    };
-                    let roots = root
-                        .map(|r| -> anyhow::Result<_> {
-                            Ok(verify::RootOverride {
-                                certs: read_certs(&r)?,
-                                from: format!("--root {}", r.display()),
-                            })
-                        })
-                        .transpose()?;
-                    let extra = chain
-                        .map(|c| read_certs(&c))
-                        .transpose()?
-                        .unwrap_or_default();
-                    let report = verify::verify_proxy(
-                        &input,
-                        &leaf.display().to_string(),
-                        roots.as_ref(),
-                        &extra,
-                        expect.as_ref(),
-                        opts,
-                    )?;
-                    if json {
-                        print_json(&report)?;
-                    } else {
-                        print!("{}", verify::render_proxy(&report));
-                    }
-                    return verdict(report.ok);
-                }
-            }
-            let report = if let Some(dir) = a.cacerts {
-                verify::verify_ca_dir(&dir, at)?
-            } else {
-                let leaf = a.leaf.context("pass the leaf certificate file")?;
-                let (chain, root) = match a.ca {
-                    Some(dir) => {
-                        let root = dir.join("root-cert.pem");
-                        if !root.is_file() {
-                            return Err(certgen::Error::CaFileMissing {
-                                dir,
-                                file: "root-cert.pem",
-                            }
-                            .into());
-                        }
-                        let chain = dir.join("cert-chain.pem");
-                        (chain.is_file().then_some(chain), root)
-                    }
-                    None => (
-                        a.chain,
-                        a.root.context(
-                            "pass --root or --ca: a certificate file carries no trust anchor (a proxy dump does)",
-                        )?,
-                    ),
-                };
-                let mut report = verify::verify_files(&leaf, chain.as_deref(), &root, opts)?;
-                if let Some(e) = &expect {
-                    let certs = inspect::certs_der(&std::fs::read(&leaf)?, "leaf")?;
-                    report.check_identity(&certs[0], e);
-                }
-                report
-            };
-            if json {
-                print_json(&report)?;
-            } else {
-                print!("{}", verify::render(&report));
-            }
-            return Ok(if report.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            });
+            )
         }
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(a: InspectArgs, json: bool) -> anyhow::Result<()> {
+    let now = a.at.unwrap_or_else(OffsetDateTime::now_utc);
+    let mut all = Vec::new();
+    for f in &a.files {
+        let input = proxy::read_file(f)?;
+        let entries = inspect::inspect_input(&input, now)?;
+        all.extend(entries.into_iter().map(|e| (f.clone(), e)));
+    }
+    if json {
+        let v: Vec<_> = all.iter().map(|(_, e)| e).collect();
+        return print_json(&v);
+    }
+    for (i, (f, e)) in all.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        match &e.source {
+            Some(src) => println!(
+                "== {} [{}] {}",
+                f.display(),
+                i + 1,
+                inspect::source_text(src)
+            ),
+            None => println!("== {} [{}]", f.display(), i + 1),
+        }
+        print!("{}", inspect::render(&e.summary));
+    }
+    Ok(())
+}
+
+/// Exit 0 when every check passes, 1 when one fails.
+fn verdict(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn verify(a: VerifyArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let at = a.at;
+    let spiffe = match a.spiffe {
+        LintArg::Auto => SpiffeLint::Auto,
+        LintArg::Always => SpiffeLint::Always,
+        LintArg::Never => SpiffeLint::Never,
+    };
+    let opts = Options { at, spiffe };
+    let expect = a
+        .expect_identity
+        .as_deref()
+        .map(verify::ExpectedIdentity::parse)
+        .transpose()?;
+    if !a.same_root.is_empty() {
+        let mut inputs = Vec::new();
+        for f in &a.same_root {
+            inputs.push((f.display().to_string(), proxy::read_file(f)?));
+        }
+        let report = verify::same_root(&inputs, opts);
+        if json {
+            print_json(&report)?;
+        } else {
+            print!("{}", verify::render_same_root(&report));
+        }
+        return Ok(verdict(report.ok));
+    }
+    if let Some(dir) = a.cacerts {
+        return print_report(verify::verify_ca_dir(&dir, at)?, json);
+    }
+    let leaf = a.leaf.context("pass the leaf certificate file")?;
+    let input = proxy::read_file(&leaf)?;
+    let files = match &a.ca {
+        Some(dir) => ChainFiles::from_ca_dir(dir)?,
+        None => ChainFiles {
+            chain: a.chain,
+            root: a.root,
+        },
+    };
+    if input.format.is_proxy() {
+        let what = leaf.display().to_string();
+        let report = chain::verify_proxy_with(&input, &what, &files, expect.as_ref(), opts)?;
+        if json {
+            print_json(&report)?;
+        } else {
+            print!("{}", verify::render_proxy(&report));
+        }
+        return Ok(verdict(report.ok));
+    }
+    let root = files.root.context(
+        "pass --root or --ca: a certificate file carries no trust anchor (a proxy dump does)",
+    )?;
+    let report =
+        chain::verify_leaf_file(&leaf, files.chain.as_deref(), &root, expect.as_ref(), opts)?;
+    print_report(report, json)
+}
+
+fn print_report(report: verify::Report, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        print_json(&report)?;
+    } else {
+        print!("{}", verify::render(&report));
+    }
+    Ok(verdict(report.ok))
 }
 
 fn emit_yaml(yaml: String, out: Option<PathBuf>, force: bool) -> anyhow::Result<()> {
