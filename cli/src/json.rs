@@ -197,8 +197,77 @@ pub struct MatrixDocument {
     pub clients: Vec<String>,
     /// Service ports (columns), `namespace/name:port`, sorted.
     pub services: Vec<String>,
+    /// Every workload of the input with its data plane, sorted by namespace
+    /// and name (clients and servers alike; filters do not apply).
+    pub data_planes: Vec<WorkloadDataPlane>,
     /// One per client × service port, in row then column order.
-    pub cells: Vec<Cell>,
+    pub cells: Vec<MatrixCell>,
+}
+
+/// A workload's data plane, as the matrix computed its calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadDataPlane {
+    pub namespace: String,
+    pub name: String,
+    /// `sidecar` (an injected Envoy), `ambient` (captured by ztunnel) or
+    /// `none` (outside the mesh).
+    pub data_plane: policy::ambient::DataPlane,
+    /// The waypoint its traffic goes through (`istio.io/use-waypoint` of the
+    /// pod, else of its namespace; `namespace/name` when the waypoint is in
+    /// another namespace), `null` without one.
+    pub waypoint: Option<String>,
+}
+
+/// One cell of `matrix --json` and `--json-lines`: the [`Cell`] keys, then
+/// what carries the call and, for a Service whose endpoints answer
+/// differently, one that does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatrixCell {
+    #[serde(flatten)]
+    pub cell: Cell,
+    /// What carries the connection into the server's pod. `mtls` is true
+    /// for a request that succeeds over `istio-mtls` (XFCC reaches the app)
+    /// or over `hbone` (ztunnel knows the peer; no XFCC).
+    pub transport: Transport,
+    /// An endpoint of the Service that answers this client differently
+    /// (absent when all answer alike). The cell itself is the worst answer:
+    /// a failure, else success without mTLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_endpoint: Option<EndpointCell>,
+}
+
+impl std::ops::Deref for MatrixCell {
+    type Target = Cell;
+
+    fn deref(&self) -> &Cell {
+        &self.cell
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// Istio mTLS into the server's sidecar.
+    IstioMtls,
+    /// HBONE (mTLS to port 15008) into ztunnel or an HBONE-listening sidecar.
+    Hbone,
+    /// TLS that is not Istio's (DestinationRule SIMPLE/MUTUAL), straight to the pod.
+    Tls,
+    Plaintext,
+}
+
+/// An endpoint that answers a cell's call differently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointCell {
+    pub namespace: String,
+    pub name: String,
+    pub data_plane: policy::ambient::DataPlane,
+    pub target_port: u32,
+    pub server_mode: MtlsMode,
+    pub client_tls: ClientTls,
+    pub outcome: Outcome,
+    pub mtls: bool,
+    pub transport: Transport,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,7 +279,9 @@ pub struct Cell {
     /// The server's resolved mode on the target port.
     pub server_mode: MtlsMode,
     pub outcome: Outcome,
-    /// Istio mTLS end to end (XFCC reaches the app).
+    /// The request succeeds over a mutually authenticated Istio connection:
+    /// Istio mTLS into a sidecar (XFCC reaches the app) or HBONE into
+    /// ztunnel (no XFCC); [`MatrixCell::transport`] says which.
     pub mtls: bool,
     pub explanation: String,
 }

@@ -130,6 +130,7 @@ pub fn run(
                 .iter()
                 .map(|(s, port)| format!("{}/{}:{port}", s.namespace, s.name))
                 .collect(),
+            data_planes: data_planes(&mesh.workloads),
             cells: Cells {
                 reach: &reach,
                 select: &select,
@@ -182,7 +183,82 @@ struct Document<'a> {
     diagnostics: Vec<json::Diagnostic>,
     clients: Vec<String>,
     services: Vec<String>,
+    data_planes: Vec<json::WorkloadDataPlane>,
     cells: Cells<'a>,
+}
+
+/// [`json::MatrixDocument::data_planes`]: every workload, sorted.
+fn data_planes(workloads: &[Workload]) -> Vec<json::WorkloadDataPlane> {
+    let mut out: Vec<json::WorkloadDataPlane> = workloads
+        .iter()
+        .map(|w| json::WorkloadDataPlane {
+            namespace: w.namespace.clone(),
+            name: w.name.clone(),
+            data_plane: w.data_plane(),
+            waypoint: w.use_waypoint.clone(),
+        })
+        .collect();
+    policy::order::sort_by(&mut out, |a, b| {
+        (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+    });
+    out
+}
+
+/// A [`json::MatrixCell`] borrowing from the mesh: the contract's cell,
+/// then what carries it and a differing endpoint.
+#[derive(Serialize)]
+struct CellOut<'a> {
+    #[serde(flatten)]
+    cell: convert::CellRef<'a>,
+    transport: json::Transport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    other_endpoint: Option<json::EndpointCell>,
+}
+
+fn transport(t: policy::reach::Transport) -> json::Transport {
+    use policy::reach::Transport as T;
+    match t {
+        T::IstioMtls => json::Transport::IstioMtls,
+        T::Hbone => json::Transport::Hbone,
+        T::Tls => json::Transport::Tls,
+        T::Plaintext => json::Transport::Plaintext,
+    }
+}
+
+fn other_endpoint(call: &Call<'_>) -> Option<json::EndpointCell> {
+    use policy::reach::{ClientTls, Outcome as O};
+    call.other.as_ref().map(|o| json::EndpointCell {
+        namespace: o.server.namespace.clone(),
+        name: o.server.name.clone(),
+        data_plane: o.server.data_plane(),
+        target_port: o.target_port,
+        server_mode: o.server_mode,
+        client_tls: match o.client_tls {
+            ClientTls::Plaintext => json::ClientTls::Plaintext,
+            ClientTls::IstioMutual => json::ClientTls::IstioMutual,
+            ClientTls::OtherTls => json::ClientTls::OtherTls,
+        },
+        outcome: match o.outcome {
+            O::Allowed => json::Outcome::Allowed,
+            O::Reset => json::Outcome::Reset,
+            O::Failed => json::Outcome::Failed,
+        },
+        mtls: o.mtls,
+        transport: transport(o.transport),
+    })
+}
+
+/// The keys [`CellOut`] adds to a cell, as compact JSON after a comma
+/// (`"transport":"hbone"`, then `"other_endpoint":{…}` when there is one).
+fn push_extra_keys(line: &mut Vec<u8>, call: &Call<'_>) {
+    line.extend_from_slice(b",\"transport\":\"");
+    line.extend_from_slice(call.transport.as_str().as_bytes());
+    line.push(b'"');
+    if let Some(other) = other_endpoint(call) {
+        line.extend_from_slice(b",\"other_endpoint\":");
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *line, &other);
+    }
 }
 
 struct Cells<'a> {
@@ -198,7 +274,12 @@ impl Serialize for Cells<'_> {
         self.reach.calls_while(self.select, &mut |call| {
             explanation.clear();
             call.explain_into(&mut explanation);
-            match seq.serialize_element(&convert::call(&call, &explanation)) {
+            let cell = CellOut {
+                cell: convert::call(&call, &explanation),
+                transport: transport(call.transport),
+                other_endpoint: other_endpoint(&call),
+            };
+            match seq.serialize_element(&cell) {
                 Ok(()) => true,
                 Err(e) => {
                     failed = Some(e);
@@ -213,7 +294,7 @@ impl Serialize for Cells<'_> {
     }
 }
 
-/// `--json-lines`: one [`json::Cell`] per line. Returns the cells written, counted.
+/// `--json-lines`: one [`json::MatrixCell`] per line. Returns the cells written, counted.
 fn json_lines(out: &mut dyn Write, reach: &Reach<'_>, select: &Select<'_>) -> io::Result<Counts> {
     let mut failed = None;
     let mut shown = Counts::default();
@@ -225,6 +306,12 @@ fn json_lines(out: &mut dyn Write, reach: &Reach<'_>, select: &Select<'_>) -> io
         call.explain_into(&mut explanation);
         line.clear();
         convert::write_call_line(&mut line, &call, &explanation);
+        // The contract's cell ends the line with `}\n`: the matrix's keys go before it.
+        if line.ends_with(b"}\n") {
+            line.truncate(line.len() - 2);
+            push_extra_keys(&mut line, &call);
+            line.extend_from_slice(b"}\n");
+        }
         match out.write_all(&line) {
             Ok(()) => true,
             Err(e) => {

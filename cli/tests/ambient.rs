@@ -8,7 +8,10 @@
 mod common;
 
 use common::{json, peerauth};
-use peerauth_cli::json::{ClientReason, DescribeDocument, MatrixDocument, Outcome};
+use peerauth_cli::json::{
+    ClientReason, DescribeDocument, MatrixDocument, Outcome, Transport, WorkloadDataPlane,
+};
+use policy::ambient::DataPlane;
 use policy::MtlsMode;
 
 const DIR: &str = "manifests/lab/ambient";
@@ -59,11 +62,80 @@ fn matrix_gives_hbone_inside_the_mesh_and_resets_plaintext_to_strict() {
             .clone()
     };
     let c = cell("foo/sleep", "bar/httpbin");
-    assert_eq!((c.outcome, c.mtls), (Outcome::Allowed, true));
+    assert_eq!(
+        (c.outcome, c.mtls, c.transport),
+        (Outcome::Allowed, true, Transport::Hbone)
+    );
     assert_eq!(c.client_reason, ClientReason::Ztunnel);
-    assert_eq!(cell("legacy/sleep", "foo/httpbin").outcome, Outcome::Reset);
+    let c = cell("legacy/sleep", "foo/httpbin");
+    assert_eq!(
+        (c.outcome, c.transport),
+        (Outcome::Reset, Transport::Plaintext)
+    );
     let c = cell("legacy/sleep", "bar/httpbin");
     assert_eq!((c.outcome, c.mtls), (Outcome::Allowed, false));
+}
+
+#[test]
+fn matrix_json_lists_every_workloads_data_plane_and_waypoint() {
+    let (_, doc): (i32, MatrixDocument) = json(&["matrix", "-f", DIR]);
+    let plane = |ns: &str, name: &str, data_plane| WorkloadDataPlane {
+        namespace: ns.into(),
+        name: name.into(),
+        data_plane,
+        waypoint: None,
+    };
+    assert_eq!(
+        doc.data_planes,
+        [
+            plane("bar", "httpbin", DataPlane::Ambient),
+            plane("bar", "sleep", DataPlane::Ambient),
+            plane("foo", "httpbin", DataPlane::Ambient),
+            plane("foo", "sleep", DataPlane::Ambient),
+            plane("legacy", "httpbin", DataPlane::None),
+            plane("legacy", "sleep", DataPlane::None),
+        ]
+    );
+    // A namespace's waypoint is each of its pods' unless the pod names its
+    // own; a client filter leaves the list whole.
+    let yaml = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: amb, labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: wp}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: amb, labels: {app: a}}
+spec: {containers: [{name: c, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: amb, labels: {app: b, istio.io/use-waypoint: other, istio.io/use-waypoint-namespace: infra}}
+spec: {containers: [{name: c}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: a, namespace: amb}
+spec: {selector: {app: a}, ports: [{port: 80}]}
+";
+    let out = common::peerauth_with_stdin(
+        &["matrix", "-f", "-", "--client-label", "app=a", "--json"],
+        yaml,
+    );
+    let doc: MatrixDocument = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc.clients, ["amb/a"]);
+    let waypoints: Vec<(&str, DataPlane, Option<&str>)> = doc
+        .data_planes
+        .iter()
+        .map(|p| (p.name.as_str(), p.data_plane, p.waypoint.as_deref()))
+        .collect();
+    assert_eq!(
+        waypoints,
+        [
+            ("a", DataPlane::Ambient, Some("wp")),
+            ("b", DataPlane::Ambient, Some("infra/other"))
+        ]
+    );
 }
 
 #[test]

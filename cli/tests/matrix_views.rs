@@ -7,7 +7,7 @@
 mod common;
 
 use common::{peerauth, scratch, step_files};
-use peerauth_cli::json::{Cell, MatrixDocument, Outcome};
+use peerauth_cli::json::{Cell, MatrixCell, MatrixDocument, Outcome};
 use std::collections::BTreeMap;
 
 /// Input sets: every seed-lab step, and a generated mesh of 200 workloads.
@@ -25,9 +25,68 @@ fn inputs() -> Vec<Vec<String>> {
     .collect();
     let dir = scratch("views");
     let path = dir.join("mesh-200.yaml");
-    std::fs::write(&path, peerauth_cli::generate::mesh_text(200)).unwrap();
+    write_whole(&path, &peerauth_cli::generate::mesh_text(200));
     sets.push(vec!["-f".into(), path.display().to_string()]);
+    // Ambient callers and servers (HBONE cells).
+    sets.push(vec!["-f".into(), "manifests/lab/ambient".into()]);
+    // A half-migrated Service: bar's httpbin plus a Deployment without a
+    // sidecar behind the same Service, bar STRICT (cells with other_endpoint).
+    let path = dir.join("migration.yaml");
+    write_whole(&path, MIGRATION);
+    let mut set = step_files("1-no-policy");
+    set.extend(["-f".into(), path.display().to_string()]);
+    sets.push(set);
     sets
+}
+
+/// Write `text` to `path` so that a test reading it in parallel sees the old
+/// file or the new one, never a truncated one (every test writes the inputs).
+fn write_whole(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension(format!("{:?}.tmp", std::thread::current().id()));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+const MIGRATION: &str = "
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: httpbin-v2, namespace: bar}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  template:
+    metadata: {labels: {app: httpbin, version: v2, sidecar.istio.io/inject: 'false'}}
+    spec: {containers: [{name: httpbin, image: httpbin, ports: [{containerPort: 80}]}]}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: bar}
+spec: {mtls: {mode: STRICT}}
+";
+
+#[test]
+fn a_half_migrated_service_names_the_endpoint_that_answers_otherwise_in_every_json_view() {
+    let files = inputs().pop().unwrap();
+    let full = document(&files, &[]);
+    let c = full
+        .cells
+        .iter()
+        .find(|c| {
+            (c.client.namespace.as_str(), c.client.name.as_str()) == ("legacy", "sleep")
+                && (c.service.namespace.as_str(), c.service.name.as_str()) == ("bar", "httpbin")
+        })
+        .unwrap();
+    // The sidecar endpoint (STRICT) resets the plaintext caller; httpbin-v2 serves it.
+    assert_eq!(c.outcome, Outcome::Reset, "{}", c.explanation);
+    let other = c.other_endpoint.as_ref().unwrap();
+    assert_eq!(
+        (other.name.as_str(), other.outcome),
+        ("httpbin-v2", Outcome::Allowed)
+    );
+    assert!(
+        c.explanation.contains("httpbin-v2.bar (outside the mesh)"),
+        "{}",
+        c.explanation
+    );
 }
 
 fn run(files: &[String], extra: &[&str]) -> common::Output {
@@ -59,7 +118,7 @@ fn json_lines_stream_exactly_the_cells_of_the_json_document() {
         let full = document(&files, &[]);
         assert!(!full.cells.is_empty(), "{files:?}");
         let out = run(&files, &["--json-lines"]);
-        let lines: Vec<Cell> = out
+        let lines: Vec<MatrixCell> = out
             .stdout
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -88,7 +147,7 @@ fn only_keeps_exactly_the_cells_of_those_kinds_in_every_output() {
         let full = document(&files, &[]);
         for only in ["reset,fail", "plaintext", "mtls,reset", "fail"] {
             let kinds: Vec<&str> = only.split(',').collect();
-            let want: Vec<Cell> = full
+            let want: Vec<MatrixCell> = full
                 .cells
                 .iter()
                 .filter(|c| kinds.contains(&kind(c)))
@@ -100,7 +159,7 @@ fn only_keeps_exactly_the_cells_of_those_kinds_in_every_output() {
             let broken = want.iter().any(|c| c.outcome != Outcome::Allowed);
             assert_eq!(doc.exit_code, u8::from(broken), "{only} {files:?}");
             let lines = run(&files, &["--only", only, "--json-lines"]);
-            let streamed: Vec<Cell> = lines
+            let streamed: Vec<MatrixCell> = lines
                 .stdout
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap())
@@ -146,7 +205,7 @@ fn label_filters_pick_the_same_cells_as_filtering_the_full_matrix() {
                 &format!("app={server}"),
             ],
         );
-        let want: Vec<Cell> = full
+        let want: Vec<MatrixCell> = full
             .cells
             .iter()
             .filter(|c| c.client.name == client && c.service.name == server)

@@ -1583,9 +1583,11 @@ impl<'m> Call<'m> {
                 &o.server.name,
                 ".",
                 &o.server.namespace,
-                " (",
-                o.server.data_plane().as_str(),
-                ") ",
+                match o.server.data_plane() {
+                    DataPlane::Sidecar => " (sidecar) ",
+                    DataPlane::Ambient => " (ambient) ",
+                    DataPlane::None => " (outside the mesh) ",
+                },
             ] {
                 s.push_str(part);
             }
