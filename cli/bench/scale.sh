@@ -19,8 +19,10 @@ STREAM_MAX=${STREAM_MAX:-5000}
 OUT=${OUT:-target/scale}
 mkdir -p "$OUT"
 cargo build --release -q -p peerauth-cli --bin peerauth --example mesh_gen
-BIN=target/release/peerauth
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo); load average $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD)"
+# Where cargo put them (each session builds in its own CARGO_TARGET_DIR).
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET/release/peerauth
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo); load average $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%Y-%m-%d %H:%M UTC'); commit ${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 echo
 echo "| workloads | command | wall | max RSS | output |"
 echo "|---:|---|---:|---:|---:|"
@@ -39,7 +41,7 @@ run() {
 
 for n in $SIZES; do
     mesh="$OUT/mesh-$n.yaml"
-    target/release/examples/mesh_gen "$n" > "$mesh"
+    "$TARGET/release/examples/mesh_gen" "$n" > "$mesh"
     run "$n" "check" check "$mesh"
     run "$n" "check --json" check --json "$mesh"
     run "$n" "describe ns-00001/app-1" describe ns-00001/app-1 -f "$mesh"
