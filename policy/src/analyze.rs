@@ -314,34 +314,52 @@ fn waypoints_missing(mesh: &Mesh, out: &mut Vec<Finding>) {
             .iter()
             .any(|g| g.namespace == ns && g.name == name)
     };
-    let mut report = |kind: &str, ns: &str, name: &str, wanted: &str, at: &Location| {
-        let diag = d::WAYPOINT_MISSING
+    let mut report = |kind: &str, ns: &str, name: &str, wanted: &str, at: Option<&Location>| {
+        let what = if kind == "Namespace" {
+            format!("Namespace {name}")
+        } else {
+            format!("{kind} {ns}/{name}")
+        };
+        let mut diag = d::WAYPOINT_MISSING
             .diagnostic(
                 format!(
-                    "{kind} {ns}/{name} uses waypoint {wanted} (istio.io/use-waypoint), but no Gateway of class istio-waypoint named so is in the input: its traffic is not sent through a waypoint"
+                    "{what} uses waypoint {wanted} (istio.io/use-waypoint), but no Gateway of class istio-waypoint named so is in the input: its traffic is not sent through a waypoint"
                 ),
                 "create the waypoint (istioctl waypoint apply, or a Gateway with gatewayClassName: istio-waypoint) or fix the label; give its file to peerauth too",
             )
-            .on(kind, ns, name)
-            .at(at.clone());
+            .on(kind, ns, name);
+        if let Some(at) = at {
+            diag = diag.at(at.clone());
+        }
         out.push(Finding {
             diag,
             path: Some("/metadata/labels".to_string()),
         });
     };
-    // A namespace's label is reported on its workloads (the Namespace's own
-    // location is not kept); a pod's own label likewise.
+    // A namespace's label is reported on the workloads that inherit it (the
+    // Namespace's own location is not kept), and on the Namespace itself
+    // when none does: an empty namespace is where the next pods will land.
+    for (ns, wanted) in &mesh.namespace_waypoints {
+        let inherited = mesh.workloads.iter().any(|w| {
+            w.namespace == *ns
+                && !w.labels.contains_key(crate::ambient::USE_WAYPOINT)
+                && w.use_waypoint.as_ref() == Some(wanted)
+        });
+        if !inherited && !exists(ns, wanted) {
+            report("Namespace", ns, ns, wanted, None);
+        }
+    }
     for w in &mesh.workloads {
         if let Some(wanted) = &w.use_waypoint {
             if !exists(&w.namespace, wanted) {
-                report("Workload", &w.namespace, &w.name, wanted, &w.location);
+                report("Workload", &w.namespace, &w.name, wanted, Some(&w.location));
             }
         }
     }
     for s in &mesh.services {
         if let Some(wanted) = &s.use_waypoint {
             if !exists(&s.namespace, wanted) {
-                report("Service", &s.namespace, &s.name, wanted, &s.location);
+                report("Service", &s.namespace, &s.name, wanted, Some(&s.location));
             }
         }
     }

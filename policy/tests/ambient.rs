@@ -501,7 +501,10 @@ fn the_namespace_summary_counts_ambient_callers_as_the_matrix_does() {
     let mut summed: BTreeMap<(String, String), Counts> = BTreeMap::new();
     reach.summary(&Select::all(), &mut |p| {
         summed.insert(
-            (p.client_namespace.to_string(), p.service_namespace.to_string()),
+            (
+                p.client_namespace.to_string(),
+                p.service_namespace.to_string(),
+            ),
             p.counts,
         );
     });
@@ -510,4 +513,53 @@ fn the_namespace_summary_counts_ambient_callers_as_the_matrix_does() {
     let foo_to_bar = summed[&("foo".to_string(), "bar".to_string())];
     assert_eq!(foo_to_bar.reset + foo_to_bar.failed, 0);
     assert!(foo_to_bar.mtls > 0);
+}
+
+const EMPTY_NAMESPACE: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: amb, labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: wp}}
+";
+
+const WAYPOINT_WP: &str = "
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: wp, namespace: amb}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+";
+
+fn waypoint_findings(yaml: &str) -> Vec<(String, String)> {
+    check(&[("in.yaml", yaml)], MeshConfig::default())
+        .diagnostics
+        .into_iter()
+        .filter(|d| d.code == "waypoint-missing")
+        .map(|d| {
+            let r = d.resource.unwrap();
+            (r.kind, r.name)
+        })
+        .collect()
+}
+
+#[test]
+fn a_namespace_without_workloads_asking_for_a_missing_waypoint_is_reported() {
+    assert_eq!(
+        waypoint_findings(EMPTY_NAMESPACE),
+        [("Namespace".to_string(), "amb".to_string())]
+    );
+}
+
+#[test]
+fn a_namespace_asking_for_a_waypoint_that_exists_is_not_reported_with_or_without_workloads() {
+    assert!(waypoint_findings(&format!("{EMPTY_NAMESPACE}{WAYPOINT_WP}")).is_empty());
+    let pod = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: amb, labels: {app: p}}\nspec: {containers: [{name: c}]}\n";
+    assert!(waypoint_findings(&format!("{EMPTY_NAMESPACE}{WAYPOINT_WP}{pod}")).is_empty());
+    // Without the Gateway the namespace's label is reported once, on the pod
+    // that inherits it (where a file and line are known), not twice.
+    assert_eq!(
+        waypoint_findings(&format!("{EMPTY_NAMESPACE}{pod}")),
+        [("Workload".to_string(), "p".to_string())]
+    );
 }
