@@ -37,6 +37,11 @@
 //!                     [--upstream direct|app] [--rate R] [--variants a,b,...]
 //!                     [--perf SECS]
 //!
+//! `--callgrind N` runs no wall-clock rounds: each variant's server Envoy runs
+//! under valgrind's callgrind, one at a time, and the report gives instructions
+//! per request over exactly N requests (two batches), by object and by calls
+//! between Envoy and generated code (`tests/bench/callgrind.rs`).
+//!
 //! `--perf SECS` adds, after the rounds, one saturated run of SECS per variant
 //! under `perf record` of the server Envoy, and prints where its CPU went by
 //! object (the Envoy binary is stripped, so symbols inside it are not named).
@@ -46,6 +51,8 @@
 //! `target/wasm32-wasip1/wasm/`). Run through `tests/bench/filter_bench.sh`,
 //! which builds all three first.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod callgrind;
 
 use peerauth_tests::app::EchoApp;
 use peerauth_tests::envoy::{
@@ -60,12 +67,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const USAGE: &str = "usage: filter_bench [--rounds N] [--duration SECS] [--connections C] \
-[--wrk-cpu CPU] [--upstream direct|app] [--rate R] [--variants none,bare,noop,peerauth,lua,rbac] \
-[--perf SECS]";
+[--wrk-cpu CPU] [--upstream direct|app] [--rate R] \
+[--variants none,bare,noop,peerauth,peerauth-fast,lua,rbac] [--perf SECS] [--callgrind N]";
 
 /// The peerauth configuration every checking variant enforces.
 const PEERAUTH_CONFIG: &str =
     r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"]}"#;
+
+/// The same rule on the XFCC fast path: the server's connection manager is
+/// `APPEND_FORWARD` with `uri: true`, as Istio's sidecar inbound is, so the
+/// filter may take the peer from Envoy's own element.
+const PEERAUTH_FAST_CONFIG: &str = r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"],"forwardClientCertDetails":"APPEND_FORWARD"}"#;
 
 /// The same rule as a Lua script: no downstream TLS, no client certificate, or a
 /// URI SAN outside `spiffe://cluster.local/` is refused with 403. A SPIFFE
@@ -142,16 +154,18 @@ enum Kind {
     Bare,
     Noop,
     Peerauth,
+    PeerauthFast,
     Lua,
     Rbac,
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Kind::None,
         Kind::Bare,
         Kind::Noop,
         Kind::Peerauth,
+        Kind::PeerauthFast,
         Kind::Lua,
         Kind::Rbac,
     ];
@@ -162,6 +176,7 @@ impl Kind {
             Kind::Bare => "bare",
             Kind::Noop => "noop",
             Kind::Peerauth => "peerauth",
+            Kind::PeerauthFast => "peerauth-fast",
             Kind::Lua => "lua",
             Kind::Rbac => "rbac",
         }
@@ -173,6 +188,7 @@ impl Kind {
             Kind::Bare => "`peerauth-bench-bare` (the floor)",
             Kind::Noop => "`peerauth-bench-noop` (SDK, no logic)",
             Kind::Peerauth => "peerauth",
+            Kind::PeerauthFast => "peerauth, `forwardClientCertDetails: APPEND_FORWARD`",
             Kind::Lua => "Lua filter",
             Kind::Rbac => "RBAC filter (Istio's rule)",
         }
@@ -180,7 +196,10 @@ impl Kind {
 
     /// Whether the variant refuses plaintext and foreign-trust-domain peers.
     fn checks_peer(self) -> bool {
-        matches!(self, Kind::Peerauth | Kind::Lua | Kind::Rbac)
+        matches!(
+            self,
+            Kind::Peerauth | Kind::PeerauthFast | Kind::Lua | Kind::Rbac
+        )
     }
 }
 
@@ -193,6 +212,7 @@ struct Args {
     rate: Option<f64>,
     variants: Vec<Kind>,
     perf: u32,
+    callgrind: u32,
 }
 
 fn args() -> Args {
@@ -205,6 +225,7 @@ fn args() -> Args {
         rate: None,
         variants: Kind::ALL.to_vec(),
         perf: 0,
+        callgrind: 0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -223,6 +244,7 @@ fn args() -> Args {
             "--wrk-cpu" => a.wrk_cpu = Some(v.clone()),
             "--rate" => a.rate = Some(v.parse().unwrap()),
             "--perf" => a.perf = v.parse().unwrap(),
+            "--callgrind" => a.callgrind = v.parse().unwrap(),
             "--upstream" => {
                 a.app = match v.as_str() {
                     "app" => true,
@@ -479,6 +501,26 @@ struct Pair {
 }
 
 fn main() {
+    // `filter_bench --split-dump <callgrind dump> <requests>`: one kept dump's
+    // split by object and crossings, as `--callgrind` prints it.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--split-dump") {
+        let text = std::fs::read_to_string(&argv[2]).unwrap();
+        let n: u32 = argv[3].parse().unwrap();
+        let p = callgrind::parse(&text);
+        println!("total {:.0} per request", p.total as f64 / f64::from(n));
+        for (o, c) in &p.by_object {
+            println!("{o}: {:.0}", *c as f64 / f64::from(n));
+        }
+        for ((f, t), (calls, c)) in &p.crossings {
+            println!(
+                "{f} -> {t}: {:.2} calls, {:.0}",
+                *calls as f64 / f64::from(n),
+                *c as f64 / f64::from(n)
+            );
+        }
+        return;
+    }
     let a = args();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -489,7 +531,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("peerauth-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let modules = Modules {
-        peerauth: needs(Kind::Peerauth).then(|| {
+        peerauth: (needs(Kind::Peerauth) || needs(Kind::PeerauthFast)).then(|| {
             snapshot(
                 "PEERAUTH_FILTER_WASM",
                 root.join("out/peerauth_filter.wasm"),
@@ -521,13 +563,16 @@ fn main() {
         None => Upstream::Direct,
     };
 
-    let start = |kind: Kind| -> Pair {
+    // `valgrind`: the script that runs the server Envoy under callgrind
+    // (`--callgrind`); the client sidecar always runs natively.
+    let start = |kind: Kind, valgrind: Option<&Path>| -> Pair {
         let server_port = free_port().unwrap();
         let module = match kind {
             Kind::Bare => modules.bare.as_ref().map(|m| (m, "")),
             // The noop module reads its pluginConfig as host calls to make: none.
             Kind::Noop => modules.noop.as_ref().map(|m| (m, "")),
             Kind::Peerauth => modules.peerauth.as_ref().map(|m| (m, PEERAUTH_CONFIG)),
+            Kind::PeerauthFast => modules.peerauth.as_ref().map(|m| (m, PEERAUTH_FAST_CONFIG)),
             Kind::None | Kind::Lua | Kind::Rbac => None,
         };
         // Both chains, as for PERMISSIVE: a plaintext request reaches the HTTP
@@ -544,13 +589,25 @@ fn main() {
             Kind::Rbac => insert_http_filter(&mut bootstrap, &istio_rbac_filter()),
             _ => {}
         }
-        let server = Envoy::start(
-            &format!("httpbin.foo-{}", kind.name()),
-            &dir,
-            &bootstrap,
-            admin,
-            &[server_port],
-        )
+        let name = format!("httpbin.foo-{}", kind.name());
+        let server = match valgrind {
+            None => Envoy::start(&name, &dir, &bootstrap, admin, &[server_port]),
+            Some(script) => {
+                // Envoy::spawn runs `$ENVOY_BIN`; only this one process gets the wrapper.
+                let before = std::env::var_os("ENVOY_BIN");
+                std::env::set_var("ENVOY_BIN", script);
+                let spawned = Envoy::spawn(&name, &dir, &bootstrap, admin, "info");
+                match before {
+                    Some(v) => std::env::set_var("ENVOY_BIN", v),
+                    None => std::env::remove_var("ENVOY_BIN"),
+                }
+                // Uninstrumented until measured, but still valgrind's JIT: slow to start.
+                spawned.and_then(|mut e| {
+                    e.wait_ready(&[server_port], std::time::Duration::from_secs(600))
+                        .map(|()| e)
+                })
+            }
+        }
         .unwrap_or_else(|e| panic!("variant {}: {e}", kind.name()));
         let listen = free_port().unwrap();
         let client = ClientSidecar {
@@ -573,7 +630,23 @@ fn main() {
             samples: Vec::new(),
         }
     };
-    let mut pairs: Vec<Pair> = a.variants.iter().map(|k| start(*k)).collect();
+    if a.callgrind > 0 {
+        let script = callgrind::wrapper(&dir);
+        let mut rows = Vec::new();
+        // One variant at a time: each Envoy under valgrind takes a core and
+        // several hundred MB, and instruction counts need no interleaving.
+        for k in &a.variants {
+            let p = start(*k, Some(&script));
+            check(&p, &pki.root, client_id, foreign_id);
+            rows.push(callgrind::measure(&p, &dir, a.callgrind, a.connections));
+        }
+        callgrind::report(&rows, a.callgrind);
+        // The dumps stay for callgrind_annotate.
+        println!("\ncallgrind dumps: {}/callgrind.<pid>.<n>", dir.display());
+        return;
+    }
+
+    let mut pairs: Vec<Pair> = a.variants.iter().map(|k| start(*k, None)).collect();
 
     for p in &pairs {
         check(p, &pki.root, client_id, foreign_id);
