@@ -613,8 +613,17 @@ fn destination_rules(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
                         let Some(target) = target_port(server, &sp.target_port) else {
                             continue;
                         };
+                        // An app serving TLS itself on the port reads SIMPLE/MUTUAL
+                        // origination that a PERMISSIVE or DISABLE sidecar passes through.
+                        let tls_app = crate::reach::serves_tls(sp);
                         if let Some(diag) =
                             dr_against_server(ctx, dr, service, sp.port, mode, server, target)
+                                .filter(|_| {
+                                    !(tls_app
+                                        && matches!(mode, TlsMode::Simple | TlsMode::Mutual)
+                                        && ctx.resolve_port(server, target).mode
+                                            != MtlsMode::Strict)
+                                })
                         {
                             let path = if dr.port_tls.contains_key(&u32::from(sp.port)) {
                                 "/spec/trafficPolicy/portLevelSettings"

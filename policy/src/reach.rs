@@ -2428,8 +2428,31 @@ spec: {selector: {app: nothing}, ports: [{port: 80}]}
             cell.explanation
         );
         let strict = "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: bar}\nspec: {mtls: {mode: STRICT}}\n";
-        let mesh = lab_with(&(svc + strict), true);
+        let mesh = lab_with(&(svc.clone() + strict), true);
         assert_eq!(secure_cell(&mesh, "foo").outcome, Outcome::Reset);
+        // check agrees: no "non-Istio TLS to a sidecar fails" finding for the
+        // TLS port while PERMISSIVE, the finding once STRICT resets it.
+        let codes = |extra: &str| -> Vec<String> {
+            check(
+                &[("lab.yaml", LAB), ("extra.yaml", extra)],
+                MeshConfig::default(),
+            )
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.code.starts_with("dr-") && d.message.contains("secure.bar:8443"))
+            .map(|d| d.code)
+            .collect()
+        };
+        assert_eq!(codes(&svc), Vec::<String>::new());
+        assert_eq!(
+            codes(&(svc.clone() + strict)),
+            ["dr-non-istio-tls-to-sidecar"]
+        );
+        // A port not named for TLS is still reported while PERMISSIVE.
+        assert_eq!(
+            codes(&svc.replace("name: https", "name: web")),
+            ["dr-non-istio-tls-to-sidecar"]
+        );
     }
 
     /// istiod's DestinationRule choice written out directly from the mesh's
