@@ -151,11 +151,38 @@ pub fn cert_valid(data: &[u8]) {
     );
 }
 
-/// One key for every generated certificate: generating one per input would
-/// spend most of each run in key generation, which is not under test.
-fn key() -> &'static rcgen::KeyPair {
-    static KEY: std::sync::OnceLock<rcgen::KeyPair> = std::sync::OnceLock::new();
-    KEY.get_or_init(|| rcgen::KeyPair::generate().unwrap())
+/// The key every generated certificate carries, with one signature made once
+/// and reused: neither the filter's reader nor x509-parser checks signatures,
+/// so signing each input would only spend the target's time in ECDSA. The
+/// certificates stay well-formed (a real P-256 key, a real ECDSA signature
+/// value); only the signature does not cover their own contents.
+struct PresignedKey {
+    key: rcgen::KeyPair,
+    signature: Vec<u8>,
+}
+
+impl rcgen::PublicKeyData for PresignedKey {
+    fn der_bytes(&self) -> &[u8] {
+        self.key.der_bytes()
+    }
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.key.algorithm()
+    }
+}
+
+impl rcgen::SigningKey for PresignedKey {
+    fn sign(&self, _msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        Ok(self.signature.clone())
+    }
+}
+
+fn key() -> &'static PresignedKey {
+    static KEY: std::sync::OnceLock<PresignedKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let signature = rcgen::SigningKey::sign(&key, b"peerauth cert_valid").unwrap();
+        PresignedKey { key, signature }
+    })
 }
 
 /// pluginConfigs the decision target runs under, one per kind of expectation.
