@@ -11,5 +11,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ -f "${PEERAUTH_FILTER_WASM:-out/peerauth_filter.wasm}" ] || filter/build.sh
-cargo build -q --release -p peerauth-tests --example soak
-exec target/release/examples/soak "$@"
+# cargo run, not target/release/...: the binary is wherever CARGO_TARGET_DIR puts it.
+exec cargo run -q --release -p peerauth-tests --example soak -- "$@"
