@@ -211,3 +211,40 @@ fn a_bare_namespace_describes_each_of_its_workloads_in_name_order() {
         ]
     );
 }
+
+#[test]
+fn a_port_level_key_no_port_declares_is_applied_as_istiod_does_and_exits_0() {
+    // Step 5 keyed by the Service port (8000) instead of the container port (80).
+    let dir = common::scratch("describe-undeclared");
+    let wrong = std::fs::read_to_string(
+        common::root().join("manifests/steps/5-port-level-disable/peer-authentication.yaml"),
+    )
+    .unwrap()
+    .replace("    80:\n", "    8000:\n");
+    let path = dir.join("peer-authentication.yaml");
+    std::fs::write(&path, wrong).unwrap();
+    let files: Vec<String> = vec![
+        "-f".into(),
+        "manifests/workloads".into(),
+        "-f".into(),
+        path.display().to_string(),
+    ];
+    let (code, doc) = describe("bar/httpbin", &[], &files);
+    // istiod builds a passthrough chain for 8000 with DISABLE
+    // (authentication.go ForPassthrough): nothing is ignored.
+    assert_eq!(code, 0);
+    let w = &doc.workloads[0];
+    assert!(w.ignored.is_empty(), "{:#?}", w.ignored);
+    let ports: Vec<(u32, MtlsMode, Level)> = w
+        .ports
+        .iter()
+        .map(|p| (p.port, p.resolution.mode, p.resolution.decided_at))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (80, MtlsMode::Strict, Level::Workload),
+            (8000, MtlsMode::Disable, Level::Port)
+        ]
+    );
+}

@@ -37,7 +37,10 @@ pub enum IgnoreReason {
     SelectorInRootNamespace,
     /// `portLevelMtls` on a mesh or namespace policy is never read.
     PortLevelOnNonWorkloadPolicy,
-    /// A port-level entry keyed by a port the workload does not listen on (often a Service port).
+    /// Not produced any more: istiod does apply a `portLevelMtls` key no
+    /// port declares, on a passthrough chain of its own (see
+    /// [`WorkloadReport::undeclared_ports`]). Kept so that documents which
+    /// carry it still read.
     PortNotAContainerPort { port: u32 },
 }
 
@@ -360,20 +363,21 @@ impl<'p> Resolver<'p> {
     ) -> WorkloadReport {
         let picked = self.pick(&workload.namespace, &workload.labels);
         let base = compose(&picked);
-        let mut resolution = base.clone();
+        let resolution = base.clone();
         let mut ports: BTreeSet<u32> = served.clone();
+        // A key no container port or Service target port declares is not
+        // ignored: istiod adds a passthrough filter chain for each such
+        // port with its own mode (istio/istio @86c9f01f
+        // pilot/pkg/networking/plugin/authn/authentication.go ForPassthrough,
+        // needPerPortPassthroughFilterChain; listener_inbound.go
+        // buildInboundPassthroughChains), so traffic sent to the pod's IP on
+        // that port gets it. `check` warns when the key looks like a
+        // Service port (pa-port-is-service-port, pa-port-not-targeted).
+        let mut undeclared = BTreeSet::new();
         if let Some(p) = picked.workload {
             for &port in p.port_level.keys() {
-                ports.insert(port);
-                if !served.contains(&port) {
-                    resolution.ignored.push(Ignored {
-                        policy: PolicyRef::to(p),
-                        reason: IgnoreReason::PortNotAContainerPort { port },
-                        message: format!(
-                            "portLevelMtls port {port} is not a container port of {}; portLevelMtls is keyed by the container (target) port",
-                            workload.name
-                        ),
-                    });
+                if ports.insert(port) {
+                    undeclared.insert(port);
                 }
             }
         }
@@ -390,6 +394,7 @@ impl<'p> Resolver<'p> {
             name: workload.name.clone(),
             sidecar: workload.sidecar,
             ports,
+            undeclared_ports: undeclared,
             workload: resolution,
             ambient,
         }
@@ -524,6 +529,12 @@ pub struct WorkloadReport {
     pub workload: Resolution,
     /// Container port → resolution.
     pub ports: BTreeMap<u32, Resolution>,
+    /// Keys of the workload policy's `portLevelMtls` (in `ports`) that no
+    /// container port or Service target port declares. istiod still applies
+    /// them, on a passthrough filter chain of their own: they decide traffic
+    /// sent to the pod's IP on that port, and nothing a Service routes.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub undeclared_ports: BTreeSet<u32>,
     /// For a workload captured by ztunnel: what ztunnel enforces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ambient: Option<AmbientReport>,
@@ -550,9 +561,9 @@ impl Mesh {
     /// of every port it serves (its container ports, the numeric target ports
     /// of Services selecting it, and the keys of its workload policy's
     /// `portLevelMtls`). Port keys that are neither container ports nor
-    /// Service target ports are listed in `workload.ignored` as
-    /// `PortNotAContainerPort` (istiod still builds a chain for them, but
-    /// nothing a Service routes reaches it).
+    /// Service target ports are in `ports` and `undeclared_ports`: istiod
+    /// builds a passthrough chain with their mode, which only traffic to the
+    /// pod's IP on that port reaches.
     ///
     /// Indexes the policies on every call: to describe many workloads, use
     /// [`Mesh::reach`] (or a [`Resolver`]) once.

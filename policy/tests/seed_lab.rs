@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use policy::reach::{Cell, Outcome};
-use policy::resolve::{IgnoreReason, Level};
+use policy::resolve::Level;
 use policy::{check, MeshConfig, MtlsMode, Report, Severity};
 
 const FOO: &str = include_str!("../../manifests/workloads/foo.yaml");
@@ -288,11 +288,14 @@ fn keying_step_5_by_the_service_port_is_flagged_and_changes_nothing() {
         .unwrap();
     let d = report.mesh.describe(httpbin);
     assert_eq!(d.ports[&80].mode, MtlsMode::Strict);
-    assert!(d
-        .workload
-        .ignored
-        .iter()
-        .any(|i| i.reason == IgnoreReason::PortNotAContainerPort { port: 8000 }));
+    // istiod does not ignore the 8000 key: it builds a passthrough chain for
+    // container port 8000 with DISABLE (authentication.go ForPassthrough),
+    // which only traffic to the pod's IP on 8000 would reach. So describe
+    // lists it as an undeclared port with its mode, not as ignored.
+    assert_eq!(d.undeclared_ports.iter().copied().collect::<Vec<_>>(), [8000]);
+    assert_eq!(d.ports[&8000].mode, MtlsMode::Disable);
+    assert_eq!(d.ports[&8000].decided_at, Level::Port);
+    assert!(d.workload.ignored.is_empty(), "{:#?}", d.workload.ignored);
     // Sidecar clients now send plaintext (DR DISABLE on 8000) into a STRICT port 80.
     assert!(report
         .diagnostics
