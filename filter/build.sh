@@ -17,7 +17,7 @@ features="--enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-i
 keep="memory _initialize proxy_abi_version_0_2_1 proxy_on_memory_allocate
       proxy_on_vm_start proxy_on_configure proxy_on_context_create
       proxy_on_tick proxy_on_request_headers proxy_on_downstream_data
-      proxy_on_upstream_data proxy_on_delete"
+      proxy_on_upstream_data proxy_on_downstream_connection_close"
 if command -v wasm-opt >/dev/null 2>&1 && command -v wasm-metadce >/dev/null 2>&1; then
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT

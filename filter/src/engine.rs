@@ -20,6 +20,10 @@ pub const XFCC: &str = "x-forwarded-client-cert";
 /// How often a TCP connection held for its handshake is looked at again.
 pub const HANDSHAKE_POLL_MS: u64 = 10;
 
+/// How often the root's timer refreshes [`metrics::VM_MEMORY`] while no TCP
+/// connection is held: an entry into the VM every 10 s, none per request.
+pub const GAUGE_PERIOD_MS: u64 = 10_000;
+
 /// Log levels the filter uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -51,6 +55,10 @@ pub trait Proxy: Host {
     fn now_unix(&self) -> Option<i64>;
     fn define_counter(&self, name: &str) -> Option<u32>;
     fn increment_counter(&self, id: u32);
+    fn define_gauge(&self, name: &str) -> Option<u32>;
+    fn set_gauge(&self, id: u32, value: u64);
+    /// The size of the VM's linear memory, in bytes.
+    fn vm_memory_bytes(&self) -> u64;
     fn log(&self, level: Level, message: &str);
 }
 
@@ -144,6 +152,8 @@ struct State {
     /// oldest first, at most [`HEADER_SLOTS`].
     by_header: Vec<(Option<u32>, Option<String>, Rc<Decision>)>,
     tcp: Vec<(u32, Tcp)>,
+    /// The timer runs at [`HANDSHAKE_POLL_MS`] (connections are held), not at
+    /// [`GAUGE_PERIOD_MS`].
     ticking: bool,
 }
 
@@ -152,6 +162,8 @@ struct State {
 pub struct Engine {
     config: Option<Config>,
     state: RefCell<State>,
+    /// [`metrics::VM_MEMORY`], when the host defined it.
+    memory_gauge: Option<u32>,
 }
 
 impl Engine {
@@ -171,10 +183,15 @@ impl Engine {
                 for w in c.warnings() {
                     proxy.log(Level::Warn, &format!("peerauth: pluginConfig: {w}"));
                 }
-                Ok(Engine {
+                let engine = Engine {
                     config: Some(c),
                     state: RefCell::default(),
-                })
+                    memory_gauge: proxy.define_gauge(metrics::VM_MEMORY),
+                };
+                engine.refresh_gauge(proxy);
+                // A failed timer only leaves the gauge at its configure-time value.
+                let _ = proxy.set_tick_period_ms(GAUGE_PERIOD_MS);
+                Ok(engine)
             }
             Err(e) => {
                 proxy.log(
@@ -191,6 +208,7 @@ impl Engine {
         Engine {
             config: None,
             state: RefCell::default(),
+            memory_gauge: None,
         }
     }
 
@@ -321,6 +339,7 @@ impl Engine {
     /// `connection.tls_version` is safe to read before the handshake ends).
     /// A held connection that never shows one is decided by its first data.
     pub fn on_tick(&self, proxy: &dyn Proxy) {
+        self.refresh_gauge(proxy);
         let held: Vec<u32> = match self.state.try_borrow() {
             Ok(s) => s
                 .tcp
@@ -345,13 +364,20 @@ impl Engine {
         }
         if let Ok(mut state) = self.state.try_borrow_mut() {
             if state.ticking && !state.tcp.iter().any(|(_, t)| *t == Tcp::Held) {
-                state.ticking = !proxy.set_tick_period_ms(0);
+                state.ticking = !proxy.set_tick_period_ms(GAUGE_PERIOD_MS);
             }
         }
     }
 
-    /// A TCP context went away: forget it.
-    pub fn on_connection_deleted(&self, context_id: u32) {
+    /// Set [`metrics::VM_MEMORY`] to the VM's linear memory now.
+    fn refresh_gauge(&self, proxy: &dyn Proxy) {
+        if let Some(id) = self.memory_gauge {
+            proxy.set_gauge(id, proxy.vm_memory_bytes());
+        }
+    }
+
+    /// A TCP connection closed: forget it.
+    pub fn on_connection_closed(&self, context_id: u32) {
         if let Ok(mut state) = self.state.try_borrow_mut() {
             state.tcp.retain(|(id, _)| *id != context_id);
         }
@@ -480,24 +506,22 @@ impl State {
         } else {
             destination_port(proxy)
         };
-        let has_cert = xfcc
-            .as_deref()
-            .is_some_and(|h| xfcc::may_contain(h, Key::Cert));
-        if !has_cert {
-            let seen = self
-                .by_header
-                .iter()
-                .find(|(p, h, _)| *p == port && *h == xfcc)
-                .map(|(_, _, d)| Rc::clone(d));
-            if let Some(d) = seen {
-                return d;
-            }
+        // Only values without `Cert=` are kept, so a value found here needs no
+        // scan for one (the scan costs more than the lookup: measured, BENCHMARKS.md).
+        let seen = self
+            .by_header
+            .iter()
+            .find(|(p, h, _)| *p == port && *h == xfcc)
+            .map(|(_, _, d)| Rc::clone(d));
+        if let Some(d) = seen {
+            return d;
         }
         let conn = Conn::new(ConnectionFacts::from_envoy_xfcc(xfcc.as_deref(), port));
         let d = self.decide(config, proxy, &conn, xfcc);
-        // `decide` kept the value with its decision unless it is too long to keep.
+        // `decide` kept the value with its decision unless it is too long to
+        // keep or carries `Cert=`.
         let kept = conn.last.try_borrow_mut().ok().and_then(|mut l| l.take());
-        if let (false, Some((value, _))) = (has_cert, kept) {
+        if let Some((value, _)) = kept {
             if self.by_header.len() >= HEADER_SLOTS {
                 self.by_header.remove(0);
             }
@@ -508,7 +532,8 @@ impl State {
 
     /// The decision for `xfcc` on `conn`: the connection's last one when the
     /// header is the same and carries no `Cert=` (whose validity depends on
-    /// the time), else a new one.
+    /// the time), else a new one. Only a decision for a value without `Cert=`
+    /// is kept, so an equal value needs no scan for one.
     fn decide(
         &mut self,
         config: &Config,
@@ -516,25 +541,26 @@ impl State {
         conn: &Conn,
         xfcc: Option<String>,
     ) -> Rc<Decision> {
-        // The same case rule as the parser, so no `Cert=` it reads goes unchecked.
-        let has_cert = xfcc
-            .as_deref()
-            .is_some_and(|h| xfcc::may_contain(h, Key::Cert));
         let reused = match conn.last.try_borrow().ok().as_deref() {
-            Some(Some((seen, d))) if !has_cert && *seen == xfcc => Some(Rc::clone(d)),
+            Some(Some((seen, d))) if *seen == xfcc => Some(Rc::clone(d)),
             _ => None,
         };
         if let Some(d) = reused {
             return d;
         }
+        // The same case rule as the parser, so no `Cert=` it reads goes unchecked.
+        let has_cert = xfcc
+            .as_deref()
+            .is_some_and(|h| xfcc::may_contain(h, Key::Cert));
         let now = if has_cert { proxy.now_unix() } else { None };
         let facts = Facts::new(&conn.facts, xfcc, now);
         let rules = config.port_rules(facts.destination_port);
         let d = Rc::new(decide_with(config, &facts, rules));
-        let keep = facts
-            .xfcc
-            .as_ref()
-            .is_none_or(|x| x.len() <= MAX_REUSED_XFCC);
+        let keep = !has_cert
+            && facts
+                .xfcc
+                .as_ref()
+                .is_none_or(|x| x.len() <= MAX_REUSED_XFCC);
         if let Ok(mut last) = conn.last.try_borrow_mut() {
             *last = keep.then(|| (facts.xfcc, Rc::clone(&d)));
         }
@@ -705,6 +731,15 @@ mod tests {
         fn increment_counter(&self, id: u32) {
             *self.counts.borrow_mut().entry(id).or_default() += 1;
         }
+        fn define_gauge(&self, name: &str) -> Option<u32> {
+            self.define_counter(name)
+        }
+        fn set_gauge(&self, id: u32, value: u64) {
+            self.counts.borrow_mut().insert(id, value);
+        }
+        fn vm_memory_bytes(&self) -> u64 {
+            17 * 65536
+        }
         fn log(&self, _level: Level, message: &str) {
             self.logs.borrow_mut().push(message.into());
         }
@@ -758,10 +793,11 @@ mod tests {
         assert_eq!(proxy.count("outcome=.=allowed;.;reason=.=ok"), 3);
         assert_eq!(proxy.count("reason=.=xfcc_smuggled"), 2);
         assert_eq!(proxy.count("form=.=smuggled;.;handling=.=rejected"), 2);
-        // One counter per label set, defined once however often it counts.
+        // One counter per label set, defined once however often it counts
+        // (and the memory gauge, defined at configure time).
         assert_eq!(
             proxy.defined.borrow().len(),
-            3,
+            4,
             "{:?}",
             proxy.defined.borrow()
         );
@@ -984,7 +1020,11 @@ mod tests {
         proxy.mtls(3, FOO, 3);
         e.on_tick(&proxy);
         assert_eq!(proxy.closed.borrow().as_slice(), [1, 2]);
-        assert_eq!(proxy.tick_ms.get(), 0, "the timer stops with nothing held");
+        assert_eq!(
+            proxy.tick_ms.get(),
+            GAUGE_PERIOD_MS,
+            "the timer slows down to the gauge's period with nothing held"
+        );
         proxy.set_effective_context(3);
         assert_eq!(
             e.on_upstream_data(&proxy, 3, &mut known[3]),
@@ -1008,7 +1048,22 @@ mod tests {
             ]
         );
         assert_eq!(e.held_count(), 0, "final states moved to their connections");
-        e.on_connection_deleted(3);
+        e.on_connection_closed(3);
+    }
+
+    #[test]
+    fn the_vm_memory_gauge_is_set_at_configure_time_and_on_every_tick_with_no_request_cost() {
+        let proxy = FakeProxy::default();
+        let e = engine(&proxy, "{}");
+        assert_eq!(proxy.count(metrics::VM_MEMORY), 17 * 65536);
+        assert_eq!(proxy.tick_ms.get(), GAUGE_PERIOD_MS);
+        proxy.counts.borrow_mut().clear();
+        proxy.mtls(0, FOO, 7);
+        proxy.headers.borrow_mut().insert(XFCC.into(), element(FOO));
+        assert_eq!(e.on_request_headers(&proxy), Verdict::Continue);
+        assert_eq!(proxy.count(metrics::VM_MEMORY), 0, "not set per request");
+        e.on_tick(&proxy);
+        assert_eq!(proxy.count(metrics::VM_MEMORY), 17 * 65536);
     }
 
     #[test]

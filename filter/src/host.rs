@@ -66,6 +66,7 @@ mod abi {
             id: *mut u32,
         ) -> u32;
         pub fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+        pub fn proxy_record_metric(id: u32, value: u64) -> u32;
         pub fn proxy_get_buffer_bytes(
             buffer: u32,
             start: usize,
@@ -84,6 +85,7 @@ const OK: u32 = 0;
 const REQUEST_HEADERS: u32 = 0;
 const PLUGIN_CONFIGURATION: u32 = 7;
 const COUNTER: u32 = 0;
+const GAUGE: u32 = 1;
 /// `StreamType::Downstream`: the client's connection.
 const DOWNSTREAM: u32 = 2;
 
@@ -130,13 +132,24 @@ fn status_ok(s: u32) -> bool {
     s == OK
 }
 
+/// Longest attribute path the filter reads, joined (`connection.uri_san_local_certificate`).
+const MAX_PATH: usize = 64;
+
 impl Host for Envoy {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        let joined = path.join("\0");
+        // The ABI's path is the segments joined by NUL; joined on the stack, as
+        // this runs per request (`connection.id`) and needs no allocation.
+        let mut joined = [0u8; MAX_PATH];
+        let mut len = 0;
+        for (i, part) in path.iter().enumerate() {
+            let start = len + usize::from(i > 0);
+            let end = start + part.len();
+            joined.get_mut(start..end)?.copy_from_slice(part.as_bytes());
+            len = end;
+        }
         let (mut data, mut size) = (null_mut(), 0);
         // SAFETY: the path is live for the call; the host writes `data`/`size`.
-        let s =
-            unsafe { abi::proxy_get_property(joined.as_ptr(), joined.len(), &mut data, &mut size) };
+        let s = unsafe { abi::proxy_get_property(joined.as_ptr(), len, &mut data, &mut size) };
         // SAFETY: on `Ok` the value is in memory the host got from us.
         status_ok(s).then(|| unsafe { take(data, size) }).flatten()
     }
@@ -256,6 +269,26 @@ impl Proxy for Envoy {
         let _ = unsafe { abi::proxy_increment_metric(id, 1) };
     }
 
+    fn define_gauge(&self, name: &str) -> Option<u32> {
+        let mut id = 0u32;
+        // SAFETY: as in `define_counter`.
+        let s = unsafe { abi::proxy_define_metric(GAUGE, name.as_ptr(), name.len(), &mut id) };
+        status_ok(s).then_some(id)
+    }
+
+    fn set_gauge(&self, id: u32, value: u64) {
+        // SAFETY: plain integer arguments. A lost sample is not a decision.
+        let _ = unsafe { abi::proxy_record_metric(id, value) };
+    }
+
+    fn vm_memory_bytes(&self) -> u64 {
+        #[cfg(target_arch = "wasm32")]
+        let pages = core::arch::wasm32::memory_size(0);
+        #[cfg(not(target_arch = "wasm32"))]
+        let pages = 0usize;
+        (pages as u64) * 65536
+    }
+
     fn log(&self, level: Level, message: &str) {
         let level = match level {
             Level::Info => 2,
@@ -274,13 +307,57 @@ struct Stream {
     known: Option<Tcp>,
 }
 
+/// A root context: one per plugin sharing this VM (usually one), and the
+/// roots a newer configuration of the same plugin replaced.
+struct Root {
+    id: u32,
+    /// The `plugin_name` attribute, read at configure time.
+    plugin: Option<Vec<u8>>,
+    /// Replaced by a newer root of the same plugin, whose engine it now uses.
+    retired: bool,
+    engine: Rc<Engine>,
+}
+
+/// Replaced roots kept per plugin: their streams (still draining on an old
+/// listener) are served by the plugin's newest engine; a stream of a root
+/// forgotten beyond this is served by the only engine, or rejected when
+/// several plugins share the VM.
+const RETIRED: usize = 16;
+
+/// Slots remembering an HTTP stream's root, by `context_id % STREAM_SLOTS`,
+/// kept only while several engines share the VM. A stream's request headers
+/// follow its creation at once, so a slot is overwritten only long after
+/// its stream was decided.
+const STREAM_SLOTS: usize = 1024;
+
+/// Why no `proxy_on_delete`: Envoy calls every callback a module exports, so
+/// exporting it costs an entry into the VM per HTTP request (~1,900
+/// instructions, BENCHMARKS.md), and HTTP streams leave nothing behind here.
+/// TCP connections are forgotten when they close
+/// (`proxy_on_downstream_connection_close`), and a root replaced by a newer
+/// configuration of its plugin is retired when the new one is configured.
 #[derive(Default)]
 struct Vm {
-    /// One per plugin sharing this VM (usually one).
-    roots: Vec<(u32, Rc<Engine>)>,
-    /// TCP connection contexts, and HTTP stream contexts only while several
-    /// plugins share the VM (with one, every stream belongs to it).
+    roots: Vec<Root>,
+    /// TCP connection contexts.
     streams: Vec<Stream>,
+    /// `(stream, root)` per slot, empty while one engine serves every stream.
+    http: Vec<(u32, u32)>,
+}
+
+impl Vm {
+    fn root(&self, id: u32) -> Option<&Rc<Engine>> {
+        self.roots.iter().find(|r| r.id == id).map(|r| &r.engine)
+    }
+
+    /// The engine when every root uses the same one (the usual single plugin).
+    fn only_engine(&self) -> Option<&Rc<Engine>> {
+        let first = &self.roots.first()?.engine;
+        self.roots
+            .iter()
+            .all(|r| Rc::ptr_eq(&r.engine, first))
+            .then_some(first)
+    }
 }
 
 thread_local! {
@@ -295,15 +372,11 @@ fn engine_for(vm: &Vm, context_id: u32) -> Rc<Engine> {
         .iter()
         .find(|s| s.id == context_id)
         .map(|s| &s.engine)
+        .or_else(|| vm.root(context_id))
+        .or_else(|| vm.only_engine())
         .or_else(|| {
-            vm.roots
-                .iter()
-                .find(|(id, _)| *id == context_id)
-                .map(|(_, e)| e)
-        })
-        .or(match vm.roots.as_slice() {
-            [(_, only)] => Some(only),
-            _ => None,
+            let slot = vm.http.get(context_id as usize % STREAM_SLOTS)?;
+            (slot.0 == context_id).then(|| vm.root(slot.1)).flatten()
         });
     found.map_or_else(|| Rc::new(Engine::unconfigured()), Rc::clone)
 }
@@ -330,23 +403,30 @@ pub extern "C" fn proxy_on_vm_start(_root_id: u32, _vm_configuration_size: usize
 pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
     let _ = with_vm(|vm| {
         if parent_id == 0 {
-            vm.roots.push((context_id, Rc::new(Engine::unconfigured())));
+            vm.roots.push(Root {
+                id: context_id,
+                plugin: None,
+                retired: false,
+                engine: Rc::new(Engine::unconfigured()),
+            });
             return;
         }
-        let Some(engine) = vm
-            .roots
-            .iter()
-            .find(|(id, _)| *id == parent_id)
-            .map(|(_, e)| Rc::clone(e))
-        else {
+        let Some(engine) = vm.root(parent_id).map(Rc::clone) else {
             return;
         };
-        if engine.protocol() == Some(Protocol::Tcp) || vm.roots.len() > 1 {
+        if engine.protocol() == Some(Protocol::Tcp) {
             vm.streams.push(Stream {
                 id: context_id,
                 engine,
                 known: None,
             });
+        } else if vm.only_engine().is_none() {
+            if vm.http.is_empty() {
+                vm.http.resize(STREAM_SLOTS, (0, 0));
+            }
+            if let Some(slot) = vm.http.get_mut(context_id as usize % STREAM_SLOTS) {
+                *slot = (context_id, parent_id);
+            }
         }
     });
 }
@@ -369,12 +449,51 @@ pub extern "C" fn proxy_on_configure(root_id: u32, size: usize) -> u32 {
         Err(_) => (Engine::unconfigured(), false),
     };
     let engine = Rc::new(engine);
-    let _ = with_vm(
-        |vm| match vm.roots.iter_mut().find(|(id, _)| *id == root_id) {
-            Some(root) => root.1 = engine,
-            None => vm.roots.push((root_id, engine)),
-        },
-    );
+    let plugin = Envoy.property(&["plugin_name"]).filter(|n| !n.is_empty());
+    let _ = with_vm(|vm| {
+        match vm.roots.iter_mut().find(|r| r.id == root_id) {
+            Some(root) => {
+                root.engine = Rc::clone(&engine);
+                root.plugin.clone_from(&plugin);
+            }
+            None => vm.roots.push(Root {
+                id: root_id,
+                plugin: plugin.clone(),
+                retired: false,
+                engine: Rc::clone(&engine),
+            }),
+        }
+        // Envoy configures a new root for a plugin's new configuration and
+        // would tell the old one it is gone only through `proxy_on_delete`:
+        // the old root's streams move to the new engine, and its own (with
+        // its caches) is dropped once no TCP connection holds it.
+        if plugin.is_some() {
+            for r in vm.roots.iter_mut() {
+                if r.id != root_id && r.plugin == plugin {
+                    r.retired = true;
+                    r.engine = Rc::clone(&engine);
+                }
+            }
+            while vm
+                .roots
+                .iter()
+                .filter(|r| r.retired && r.plugin == plugin)
+                .count()
+                > RETIRED
+            {
+                match vm
+                    .roots
+                    .iter()
+                    .position(|r| r.retired && r.plugin == plugin)
+                {
+                    Some(at) => {
+                        vm.roots.remove(at);
+                    }
+                    None => break,
+                }
+            }
+        }
+    });
     u32::from(ok)
 }
 
@@ -429,15 +548,16 @@ pub extern "C" fn proxy_on_upstream_data(context_id: u32, _size: usize, _end: u3
     })
 }
 
+/// A TCP connection closed (either side; Envoy's network filter reports
+/// every close of the downstream connection): forget its context.
 #[no_mangle]
-pub extern "C" fn proxy_on_delete(context_id: u32) {
+pub extern "C" fn proxy_on_downstream_connection_close(context_id: u32, _peer: u32) {
     let gone = with_vm(|vm| {
-        vm.roots.retain(|(id, _)| *id != context_id);
         let at = vm.streams.iter().position(|s| s.id == context_id)?;
         Some(vm.streams.swap_remove(at).engine)
     })
     .flatten();
     if let Some(engine) = gone {
-        engine.on_connection_deleted(context_id);
+        engine.on_connection_closed(context_id);
     }
 }

@@ -14,6 +14,8 @@ pub const REQUESTS: &str = "peerauth_requests_total";
 pub const CONNECTIONS: &str = "peerauth_connections_total";
 /// Forged or smuggled `x-forwarded-client-cert` headers.
 pub const XFCC_FORGED: &str = "peerauth_xfcc_forged_total";
+/// Gauge: the wasm VM's linear memory in bytes (Envoy reports none for a VM).
+pub const VM_MEMORY: &str = "peerauth_vm_memory_bytes";
 
 /// Every label the filter emits, in emission order.
 pub const TAGS: [&str; 7] = [

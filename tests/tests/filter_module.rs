@@ -77,7 +77,7 @@ fn the_module_exports_exactly_the_callbacks_host_rs_implements() {
         "proxy_on_memory_allocate",
         "proxy_on_vm_start",
         "proxy_on_context_create",
-        "proxy_on_delete",
+        "proxy_on_downstream_connection_close",
         "proxy_on_configure",
         "proxy_on_request_headers",
         "proxy_on_downstream_data",
