@@ -497,7 +497,37 @@ struct Pair {
     server_port: u16,
     module: Option<Module>,
     rss_mib: f64,
+    /// The admin `/memory` figures after warm-up (bytes): tcmalloc's live
+    /// allocations, its heap, and the freed memory it keeps.
+    memory: Option<HeapStats>,
     samples: Vec<Sample>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct HeapStats {
+    allocated: f64,
+    heap_size: f64,
+    pageheap_free: f64,
+    thread_cache: f64,
+}
+
+fn heap_stats(server: &Envoy) -> Option<HeapStats> {
+    let (_, body) = http_get(server.admin, "/memory").ok()?;
+    // The answer may come chunked; the object is one short chunk.
+    let json = body.get(body.find('{')?..=body.rfind('}')?)?;
+    let v: Value = serde_json::from_str(json).ok()?;
+    // uint64 fields are JSON strings in Envoy's protobuf JSON.
+    let n = |k: &str| {
+        v[k].as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .or_else(|| v[k].as_f64())
+    };
+    Some(HeapStats {
+        allocated: n("allocated")?,
+        heap_size: n("heap_size")?,
+        pageheap_free: n("pageheap_free")?,
+        thread_cache: n("total_thread_cache")?,
+    })
 }
 
 fn main() {
@@ -627,6 +657,7 @@ fn main() {
             server_port,
             module: module.map(|(m, _)| m.clone()),
             rss_mib: 0.0,
+            memory: None,
             samples: Vec::new(),
         }
     };
@@ -664,6 +695,7 @@ fn main() {
     for p in &mut pairs {
         wrk(p.listen, p.server.pid(), &warm, warm.duration);
         p.rss_mib = p.server.rss_kib().unwrap_or(0) as f64 / 1024.0;
+        p.memory = heap_stats(&p.server);
     }
 
     let n = pairs.len();
@@ -903,6 +935,29 @@ fn report(a: &Args, pairs: &[Pair]) {
                 verdict(added_cpu < lua_cpu)
             );
         }
+        if let (Some(f), Some(b)) = (m(Kind::PeerauthFast), bare) {
+            let (b_cpu, b_rss) = (b.cpu - none.cpu, b.rss - none.rss);
+            let (f_cpu, f_rss) = (f.cpu - none.cpu, f.rss - none.rss);
+            println!(
+                "| fast path: added server CPU per request ≤ 1.25× the bare module's | {f_cpu:+.1} µs vs {:.1} µs ({}) | {} |",
+                1.25 * b_cpu,
+                multiple(f_cpu, b_cpu),
+                verdict(f_cpu <= 1.25 * b_cpu)
+            );
+            println!(
+                "| fast path: added server RSS ≤ 1.25× the bare module's | {f_rss:+.1} MiB vs {:.1} MiB ({}) | {} |",
+                1.25 * b_rss,
+                multiple(f_rss, b_rss),
+                verdict(f_rss <= 1.25 * b_rss)
+            );
+            if let Some(l) = m(Kind::Lua) {
+                let lua_cpu = l.cpu - none.cpu;
+                println!(
+                    "| fast path: added server CPU per request below the Lua filter's | {f_cpu:+.1} µs vs {lua_cpu:+.1} µs | {} |",
+                    verdict(f_cpu < lua_cpu)
+                );
+            }
+        }
         let size = get(Kind::Peerauth)
             .and_then(|p| p.module.as_ref())
             .map(|m| m.bytes)
@@ -951,6 +1006,24 @@ fn report(a: &Args, pairs: &[Pair]) {
                     verdict(p50 <= 1.05 && rps >= 0.95)
                 );
             }
+        }
+    }
+
+    println!("\nServer Envoy memory after the warm-up (admin `/memory`, MiB; RSS as above):\n");
+    println!("| variant | RSS | `allocated` (live) | `heap_size` | `pageheap_free` (freed, kept) | thread caches |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mib = |b: f64| b / 1048576.0;
+    for p in pairs {
+        if let Some(m) = p.memory {
+            println!(
+                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                p.kind.label(),
+                p.rss_mib,
+                mib(m.allocated),
+                mib(m.heap_size),
+                mib(m.pageheap_free),
+                mib(m.thread_cache)
+            );
         }
     }
 
