@@ -134,15 +134,9 @@ pub struct Resolution {
     pub ignored: Vec<Ignored>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Level {
-    Default,
-    Mesh,
-    Namespace,
-    Workload,
-    Port,
-}
+/// `default`, `mesh`, `namespace`, `workload`, `port`: policy's own type,
+/// whose serialized form is this contract's.
+pub use policy::resolve::Level;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PolicyRef {
@@ -244,31 +238,14 @@ impl std::ops::Deref for MatrixCell {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Transport {
-    /// Istio mTLS into the server's sidecar.
-    IstioMtls,
-    /// HBONE (mTLS to port 15008) into ztunnel or an HBONE-listening sidecar.
-    Hbone,
-    /// TLS that is not Istio's (DestinationRule SIMPLE/MUTUAL), straight to the pod.
-    Tls,
-    Plaintext,
-}
-
-/// An endpoint that answers a cell's call differently.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EndpointCell {
-    pub namespace: String,
-    pub name: String,
-    pub data_plane: policy::ambient::DataPlane,
-    pub target_port: u32,
-    pub server_mode: MtlsMode,
-    pub client_tls: ClientTls,
-    pub outcome: Outcome,
-    pub mtls: bool,
-    pub transport: Transport,
-}
+/// What carries a call into the server's pod: `istio-mtls` (Istio mTLS into
+/// its sidecar), `hbone` (HBONE into ztunnel or an HBONE-listening sidecar),
+/// `tls` (non-Istio TLS straight to the pod), `plaintext`. An endpoint that
+/// answers a cell's call differently is policy's [`EndpointCell`]
+/// (`namespace`, `name`, `data_plane`, `target_port`, `server_mode`,
+/// `client_tls`, `outcome`, `mtls`, `transport`). Both are policy's own
+/// types, whose serialized forms are this contract's.
+pub use policy::reach::{EndpointCell, Transport};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cell {
@@ -302,13 +279,9 @@ pub struct ServicePortRef {
     pub target_port: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClientTls {
-    Plaintext,
-    IstioMutual,
-    OtherTls,
-}
+/// `plaintext`, `istio-mutual`, `other-tls`: policy's own type, whose
+/// serialized form is this contract's.
+pub use policy::reach::ClientTls;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -325,13 +298,7 @@ pub enum ClientReason {
     Ztunnel,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// HTTP 200 in the seed lab.
-    Allowed,
-    /// Connection reset (plaintext to STRICT).
-    Reset,
-    /// TLS bytes reach a plaintext app (mTLS to DISABLE, or non-Istio TLS).
-    Failed,
-}
+/// `allowed` (HTTP 200 in the seed lab), `reset` (plaintext to STRICT),
+/// `failed` (TLS bytes reach a plaintext app): policy's own type, whose
+/// serialized form is this contract's.
+pub use policy::reach::Outcome;

@@ -215,46 +215,13 @@ struct CellOut<'a> {
     other_endpoint: Option<json::EndpointCell>,
 }
 
-fn transport(t: policy::reach::Transport) -> json::Transport {
-    use policy::reach::Transport as T;
-    match t {
-        T::IstioMtls => json::Transport::IstioMtls,
-        T::Hbone => json::Transport::Hbone,
-        T::Tls => json::Transport::Tls,
-        T::Plaintext => json::Transport::Plaintext,
-    }
-}
-
-fn other_endpoint(call: &Call<'_>) -> Option<json::EndpointCell> {
-    use policy::reach::{ClientTls, Outcome as O};
-    call.other.as_ref().map(|o| json::EndpointCell {
-        namespace: o.server.namespace.clone(),
-        name: o.server.name.clone(),
-        data_plane: o.server.data_plane(),
-        target_port: o.target_port,
-        server_mode: o.server_mode,
-        client_tls: match o.client_tls {
-            ClientTls::Plaintext => json::ClientTls::Plaintext,
-            ClientTls::IstioMutual => json::ClientTls::IstioMutual,
-            ClientTls::OtherTls => json::ClientTls::OtherTls,
-        },
-        outcome: match o.outcome {
-            O::Allowed => json::Outcome::Allowed,
-            O::Reset => json::Outcome::Reset,
-            O::Failed => json::Outcome::Failed,
-        },
-        mtls: o.mtls,
-        transport: transport(o.transport),
-    })
-}
-
 /// The keys [`CellOut`] adds to a cell, as compact JSON after a comma
 /// (`"transport":"hbone"`, then `"other_endpoint":{…}` when there is one).
 fn push_extra_keys(line: &mut Vec<u8>, call: &Call<'_>) {
     line.extend_from_slice(b",\"transport\":\"");
     line.extend_from_slice(call.transport.as_str().as_bytes());
     line.push(b'"');
-    if let Some(other) = other_endpoint(call) {
+    if let Some(other) = call.other.as_ref().map(|o| o.cell()) {
         line.extend_from_slice(b",\"other_endpoint\":");
         // Writing to a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *line, &other);
@@ -276,8 +243,8 @@ impl Serialize for Cells<'_> {
             call.explain_into(&mut explanation);
             let cell = CellOut {
                 cell: convert::call(&call, &explanation),
-                transport: transport(call.transport),
-                other_endpoint: other_endpoint(&call),
+                transport: call.transport,
+                other_endpoint: call.other.as_ref().map(|o| o.cell()),
             };
             match seq.serialize_element(&cell) {
                 Ok(()) => true,
@@ -563,20 +530,9 @@ fn pad_right(line: &mut String, s: &str, width: usize) {
 }
 
 /// `n` right-aligned in `width` characters (as `{:>width$}`).
-fn pad_number(line: &mut String, mut n: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        if let Some(d) = digits.get_mut(start) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || start == 0 {
-            break;
-        }
-    }
-    let text = digits.get(start..).unwrap_or(&[]);
-    line.extend(std::iter::repeat_n(' ', width.saturating_sub(text.len())));
-    line.extend(text.iter().map(|&b| char::from(b)));
+fn pad_number(line: &mut String, n: u64, width: usize) {
+    let start = line.len();
+    policy::reach::push_number(line, n);
+    let pad = width.saturating_sub(line.len() - start);
+    line.insert_str(start, &" ".repeat(pad));
 }

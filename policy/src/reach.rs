@@ -1632,8 +1632,9 @@ fn push_server(s: &mut String, call: &Call<'_>, server: &Workload) {
     }
 }
 
-/// `n` in decimal, appended to `s`.
-fn push_number(s: &mut String, mut n: u64) {
+/// `n` in decimal, appended to `s`, without `write!` (the matrix's writers
+/// append millions of numbers).
+pub fn push_number(s: &mut String, mut n: u64) {
     let mut digits = [b'0'; 20];
     let mut start = digits.len();
     loop {
