@@ -22,6 +22,7 @@ pub mod mesh;
 pub mod mode;
 pub mod model;
 pub mod order;
+pub mod ports;
 pub mod reach;
 pub mod resolve;
 pub mod source;
