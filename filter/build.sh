@@ -32,8 +32,14 @@ if command -v wasm-opt >/dev/null 2>&1 && command -v wasm-metadce >/dev/null 2>&
   } > "$work/graph.json"
   # shellcheck disable=SC2086
   wasm-metadce $features -f "$work/graph.json" "$built" -o "$work/dce.wasm" > /dev/null
+  # -ocimfs 100: a function with one caller is inlined only up to 100 bytes
+  # (binaryen's default inlines it whatever its size). Envoy's V8 compiles every
+  # function with TurboFan when the module loads (proxy-wasm-cpp-host turns
+  # Liftoff off), in each VM, and tcmalloc keeps the peak: with the default one
+  # function grew to 28 KB and the server Envoy's RSS was 104.8 MiB, with 100 the
+  # largest is 10.6 KB and the RSS 96.5 MiB, for 711 bytes more (BENCHMARKS.md).
   # shellcheck disable=SC2086
-  wasm-opt -Oz --strip-debug --strip-producers $features \
+  wasm-opt -Oz -ocimfs 100 --strip-debug --strip-producers $features \
     "$work/dce.wasm" -o "$root/out/peerauth_filter.wasm"
 else
   echo "build.sh: wasm-opt/wasm-metadce not found (apt-get install binaryen); copying the cargo build" >&2
