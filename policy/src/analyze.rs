@@ -9,8 +9,9 @@
 use crate::diagnostic::{self as d, Diagnostic, Location, Rule};
 use crate::mesh::{DestinationRule, Mesh, PeerAuthentication, Service, Workload};
 use crate::mode::{MtlsMode, TlsMode};
+use crate::ports::target_port;
 use crate::reach::{Reach, Reason};
-use crate::resolve::{target_port, Level, Resolution};
+use crate::resolve::{Level, Resolution};
 use crate::validate::Lines;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -102,7 +103,7 @@ impl<'m> Ctx<'m> {
 
     /// [`Mesh::served_ports`], looking only at the workload's namespace's Services.
     fn served_ports(&self, workload: &Workload) -> BTreeSet<u32> {
-        crate::resolve::served_ports(workload, self.services_of(workload))
+        crate::ports::served_ports(workload, self.services_of(workload))
     }
 
     fn resolve_port(&self, server: &Workload, port: u32) -> Resolution {
@@ -615,7 +616,7 @@ fn destination_rules(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
                         };
                         // An app serving TLS itself on the port reads SIMPLE/MUTUAL
                         // origination that a PERMISSIVE or DISABLE sidecar passes through.
-                        let tls_app = crate::reach::serves_tls(sp);
+                        let tls_app = crate::ports::serves_tls(sp);
                         if let Some(diag) =
                             dr_against_server(ctx, dr, service, sp.port, mode, server, target)
                                 .filter(|_| {

@@ -4,7 +4,8 @@
 use crate::ambient::DataPlane;
 use crate::mesh::{DestinationRule, Mesh, Service, Workload};
 use crate::mode::{MtlsMode, TlsMode};
-use crate::resolve::{target_port, Resolver, WorkloadReport};
+use crate::ports::{serves_tls, target_port};
+use crate::resolve::{Resolver, WorkloadReport};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -403,7 +404,7 @@ pub struct Call<'m> {
     pub outcome: Outcome,
     pub mtls: bool,
     pub transport: Transport,
-    /// The app serves TLS itself on this port ([`serves_tls`]).
+    /// The app serves TLS itself on this port ([`crate::ports::serves_tls`]).
     pub app_tls: bool,
     /// An endpoint of the same Service that answers this client differently.
     pub other: Option<OtherEndpoint<'m>>,
@@ -643,7 +644,7 @@ impl<'m> Reach<'m> {
             .into_iter()
             .flatten()
             .copied();
-        let served = crate::resolve::served_ports(workload, services);
+        let served = crate::ports::served_ports(workload, services);
         self.resolver.describe_serving(workload, served)
     }
 
@@ -1681,18 +1682,6 @@ fn host_match_rank(pattern: &str, host: &str) -> Option<usize> {
     } else {
         None
     }
-}
-
-/// Whether the app behind Service port `port` serves TLS itself, as Istio's
-/// explicit protocol selection reads the port's name: `https` or `tls`,
-/// alone or before a `-suffix` (istio/istio `pkg/config/kube/conversion.go`
-/// `ConvertProtocol`; istio.io "Protocol Selection"). Only such a port makes
-/// a DestinationRule SIMPLE/MUTUAL origination reach an app that can read it.
-pub fn serves_tls(port: &crate::model::ServicePort) -> bool {
-    port.name.as_deref().is_some_and(|name| {
-        let protocol = name.split('-').next().unwrap_or(name);
-        protocol.eq_ignore_ascii_case("https") || protocol.eq_ignore_ascii_case("tls")
-    })
 }
 
 /// Whether a mesh client reaches `server` over HBONE: a pod captured by

@@ -2,9 +2,8 @@
 //! (`pilot/pkg/security/authn/policy_applier.go`).
 
 use crate::diagnostic::Location;
-use crate::mesh::{Mesh, PeerAuthentication, Service, Workload};
+use crate::mesh::{Mesh, PeerAuthentication, Workload};
 use crate::mode::MtlsMode;
-use crate::model::TargetPort;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -579,43 +578,6 @@ impl Mesh {
     /// The mesh's PeerAuthentications indexed for resolution.
     pub fn resolver(&self) -> Resolver<'_> {
         Resolver::new(&self.peer_authentications, &self.config.root_namespace)
-    }
-
-    /// Container ports plus numeric/named target ports of Services selecting `workload`.
-    pub fn served_ports(&self, workload: &Workload) -> BTreeSet<u32> {
-        served_ports(workload, &self.services)
-    }
-}
-
-/// [`Mesh::served_ports`] among `services` (only those selecting `workload` count).
-pub(crate) fn served_ports<'s>(
-    workload: &Workload,
-    services: impl IntoIterator<Item = &'s Service>,
-) -> BTreeSet<u32> {
-    let mut ports = crate::order::set(workload.ports.iter().map(|p| u32::from(p.port)));
-    for service in services {
-        if !service.selects(workload) {
-            continue;
-        }
-        for sp in &service.ports {
-            if let Some(port) = target_port(workload, &sp.target_port) {
-                ports.insert(port);
-            }
-        }
-    }
-    ports
-}
-
-/// The container port a Service `targetPort` means for `workload`
-/// (`None` for a name the workload does not declare).
-pub fn target_port(workload: &Workload, target: &TargetPort) -> Option<u32> {
-    match target {
-        TargetPort::Number(n) => Some(u32::from(*n)),
-        TargetPort::Name(name) => workload
-            .ports
-            .iter()
-            .find(|p| p.name.as_deref() == Some(name.as_str()))
-            .map(|p| u32::from(p.port)),
     }
 }
 
