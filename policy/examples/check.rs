@@ -34,8 +34,20 @@ fn main() -> ExitCode {
             println!("    hint: {hint}");
         }
     }
+    // The describe answer as data: the CLI (`peerauth describe`) is where it is rendered as text.
     for w in &report.mesh.workloads {
-        print!("{}", report.mesh.describe(w).to_text());
+        let d = report.mesh.describe(w);
+        println!(
+            "{}.{}: workload {} ({:?}), ports {:?}",
+            d.name,
+            d.namespace,
+            d.workload.mode,
+            d.workload.decided_at,
+            d.ports
+                .iter()
+                .map(|(p, r)| (*p, r.mode.as_str()))
+                .collect::<Vec<_>>()
+        );
     }
     for cell in report.mesh.matrix().cells {
         println!("{:?} mtls={} {}", cell.outcome, cell.mtls, cell.explanation);

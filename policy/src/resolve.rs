@@ -599,6 +599,11 @@ impl Resolution {
 
 impl WorkloadReport {
     /// Text in the shape of `istioctl x describe pod`, plus the policies istiod ignores and why.
+    ///
+    /// Not the renderer users see: `peerauth describe` renders with the
+    /// CLI's `human.rs`. Its last caller is the fuzz target
+    /// (`fuzz/src/policy_checks.rs`); once that exercises the report
+    /// another way, this goes.
     pub fn to_text(&self) -> String {
         use std::fmt::Write as _;
         let mut s = String::new();
