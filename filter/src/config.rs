@@ -354,6 +354,7 @@ const FIELDS: [&str; 12] = [
     "allowedIdentities",
 ];
 
+#[inline(never)]
 fn raw_config(json: &[u8]) -> Result<RawConfig, ConfigError> {
     if json.iter().all(u8::is_ascii_whitespace) {
         return Ok(RawConfig::default());
@@ -405,6 +406,7 @@ fn raw_config(json: &[u8]) -> Result<RawConfig, ConfigError> {
     })
 }
 
+#[inline(never)]
 fn parse_mode(field: &str, raw: Option<&RawMtls>) -> Result<MtlsMode, ConfigError> {
     match raw.and_then(|m| m.mode.as_deref()) {
         None => Ok(MtlsMode::Unset),
@@ -439,6 +441,7 @@ fn choice<T: Copy, const N: usize>(
         })
 }
 
+#[inline(never)]
 fn parse_port(field: &str, key: &str) -> Result<u32, ConfigError> {
     policy::validate::parse_port(key).ok_or_else(|| ConfigError::Port {
         field: field.to_string(),
@@ -446,6 +449,7 @@ fn parse_port(field: &str, key: &str) -> Result<u32, ConfigError> {
     })
 }
 
+#[inline(never)]
 fn parse_pattern(field: &str, value: &str) -> Result<SpiffePattern, ConfigError> {
     SpiffePattern::parse(value).map_err(|e| ConfigError::Pattern {
         field: field.to_string(),
