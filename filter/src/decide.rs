@@ -673,6 +673,29 @@ mod tests {
         assert_eq!(d.reason, Reason::XfccMismatch);
     }
 
+    /// `Hash=` names the connection's certificate, `Cert=` carries another one
+    /// (valid, in its dates): only the digest of `Cert=` itself tells them apart.
+    #[test]
+    fn a_cert_element_with_the_connections_hash_but_another_certificate_is_a_mismatch() {
+        let (not_before, not_after) = (1_700_000_000, 1_800_000_000);
+        let (der, _) = crate::cert::testing::generate(not_before, not_after);
+        let (other_der, other_pem) = crate::cert::testing::generate(not_before, not_after);
+        assert_ne!(der, other_der);
+        let own = hex(&Sha256::digest(&der));
+        let mut f = mtls(80, FOO);
+        f.conn.to_mut().peer_sha256 = Some(own.clone());
+        f.xfcc = Some(format!(
+            "By=spiffe://cluster.local/ns/foo/sa/httpbin;Hash={own};Cert=\"{}\";Subject=\"\";URI={FOO}",
+            xfcc::percent_encode(&other_pem)
+        ));
+        f.now_unix = Some(1_750_000_000);
+        let d = decide(&cfg("{}"), &f);
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Rejected, Reason::XfccMismatch)
+        );
+    }
+
     #[test]
     fn sha256_hex_is_lowercase_and_complete() {
         assert_eq!(
