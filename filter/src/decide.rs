@@ -368,9 +368,11 @@ fn check_cert(pem: &str, digest: Option<&str>, now_unix: Option<i64>) -> Option<
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
+    // A nibble is below 16, so `get` always finds its digit.
+    let digit = |n: u8| char::from(DIGITS.get(usize::from(n)).copied().unwrap_or(b'0'));
     for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        s.push(digit(b >> 4));
+        s.push(digit(b & 0x0f));
     }
     s
 }

@@ -6,6 +6,10 @@
 //! only forwards Envoy's callbacks to the [`engine::Engine`] and implements
 //! [`engine::Proxy`] with host calls.
 
+// An index out of range panics, and the filter must never panic (issue 17):
+// slices are read with `get`. Tests index freely.
+#![cfg_attr(not(test), warn(clippy::indexing_slicing))]
+
 pub mod cert;
 pub mod config;
 pub mod decide;
