@@ -18,6 +18,26 @@
 //!   overwrite, nothing half-written).
 //!
 //! Nothing here prints or exits; the `certgen` binary does that at its edge.
+//!
+//! # Example
+//!
+//! ```
+//! use certgen::{inspect, verify, Ca, KeyAlgorithm};
+//! use std::time::Duration;
+//!
+//! // A root, one cluster's intermediate, and a workload SVID under it.
+//! let root = Ca::new_root("Istio", "Root CA", KeyAlgorithm::EcdsaP256, 3650, None)?;
+//! let cluster = root.intermediate("cluster1", KeyAlgorithm::EcdsaP256, 365)?;
+//! let id = "spiffe://cluster.local/ns/foo/sa/sleep";
+//! let leaf = cluster.issue_workload(id, KeyAlgorithm::EcdsaP256, Duration::from_secs(3600))?;
+//!
+//! let cert = inspect::certs_der(leaf.cert_pem.as_bytes(), "cert.pem")?;
+//! let chain = inspect::certs_der(leaf.chain_pem.as_bytes(), "chain.pem")?;
+//! let roots = [root.cert_der().to_vec()];
+//! let report = verify::verify(&cert[0], &chain, &roots, verify::Options::default());
+//! assert!(report.ok, "{}", verify::render(&report));
+//! # Ok::<(), certgen::Error>(())
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod acm;

@@ -6,7 +6,29 @@
 //! as one JSON document per run (types in [`json`]).
 //!
 //! Exit codes ([`EXIT_OK`], [`EXIT_FINDINGS`], [`EXIT_INPUT`]) are documented in
-//! `cli/README.md`.
+//! `cli/README.md`; which diagnostics are bad input is declared by their rules
+//! (`policy`'s, and the CLI's own in [`rules`]).
+//!
+//! # Example
+//!
+//! ```
+//! use clap::Parser;
+//! use peerauth_cli::{cli::Cli, run, EXIT_INPUT};
+//!
+//! // `peerauth check -` on a policy with a misspelt mode, read from stdin.
+//! let cli = Cli::try_parse_from(["peerauth", "check", "-"]).expect("valid arguments");
+//! let yaml = "\
+//! apiVersion: security.istio.io/v1
+//! kind: PeerAuthentication
+//! metadata: {name: default, namespace: foo}
+//! spec: {mtls: {mode: STRIKT}}
+//! ";
+//! let (mut out, mut err) = (Vec::new(), Vec::new());
+//! let code = run(&cli, &mut yaml.as_bytes(), &mut out, &mut err).expect("writes to memory");
+//! // The API server refuses an unknown enum value: bad input, exit 2.
+//! assert_eq!(code, EXIT_INPUT);
+//! assert!(String::from_utf8_lossy(&out).contains("pa-unknown-mode"));
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod cli;

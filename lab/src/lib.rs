@@ -13,6 +13,40 @@
 //!   tests make them and their results as a user sees them; [`stats`]: the filter's counters;
 //! - [`load`]: manifests to the mesh istiod would see (policy's loader) and the raw
 //!   documents the topology reads; [`yaml`]: YAML to JSON as kubectl converts it.
+//!
+//! # Example
+//!
+//! What the lab predicts for a call, natively (running the lab needs root and
+//! Envoy): the seed's sleep without a sidecar calling httpbin in `bar` after a
+//! mesh-wide STRICT policy is reset, as curl in its pod would show.
+//!
+//! ```
+//! use peerauth_lab::call::ServiceCall;
+//! use peerauth_lab::{load, predict, topology::Topology};
+//!
+//! let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests");
+//! let sources: Vec<(String, String)> = [
+//!     "workloads/foo.yaml",
+//!     "workloads/bar.yaml",
+//!     "workloads/legacy.yaml",
+//!     "steps/2-mesh-strict/peer-authentication.yaml",
+//! ]
+//! .iter()
+//! .map(|f| {
+//!     let path = format!("{root}/{f}");
+//!     let text = std::fs::read_to_string(&path).expect("the seed manifests");
+//!     (path, text)
+//! })
+//! .collect();
+//! let mesh = load::mesh_of(&sources).expect("the seed loads cleanly");
+//! let topology = Topology::from_mesh(&mesh, &load::documents(&sources).expect("YAML"))
+//!     .expect("a topology");
+//! assert!(topology.pod("sleep", "legacy").is_some());
+//!
+//! let call = ServiceCall { client: "sleep.legacy".into(), service: "httpbin.bar".into(), port: 8000 };
+//! let prediction = predict::predict(&mesh, &call).expect("both ends exist");
+//! assert_eq!((prediction.result.code.as_str(), prediction.result.curl_exit), ("000", 56));
+//! ```
 
 pub mod app;
 pub mod call;

@@ -1,15 +1,45 @@
-//! `policy`: the pure core of peerauth.
+//! `policy`: the pure core of peerauth — every Istio rule it knows, once.
 //!
 //! Everything here is a function over plain data — no I/O, no host calls — so the
 //! same rules run in the CLI, in the proxy-wasm filter and in the browser.
 //!
-//! * [`source`] reads multi-document YAML / JSON into located [`model`] resources.
-//! * [`mesh`] turns resources into a [`mesh::Mesh`] (policies, destination rules, workloads).
+//! * [`source`] reads multi-document YAML / JSON into located [`model`] resources
+//!   (which kinds become which resources is the private `kinds` module).
+//! * [`mesh`] turns resources into a [`mesh::Mesh`] (policies, destination rules,
+//!   workloads) under the mesh-wide [`config::MeshConfig`]; [`timestamp`] orders
+//!   policies by age as istiod does.
 //! * [`diagnostic`] + [`validate`] + [`analyze`] produce Istio's admission errors and
-//!   the `istioctl analyze` / Kiali style mTLS findings.
+//!   the `istioctl analyze` / Kiali style mTLS findings; each rule declares there
+//!   whether it is bad input or a finding ([`diagnostic::Class`]).
 //! * [`resolve`] computes the effective inbound mode per workload and port, like istiod.
-//! * [`reach`] computes the client side and the client × server matrix.
+//! * [`reach`] computes the client side and the client × server matrix; [`ambient`]
+//!   what ztunnel and waypoints do.
 //! * [`xfcc`] and [`spiffe`] parse Envoy's `x-forwarded-client-cert` header and SPIFFE IDs.
+//!
+//! # Example
+//!
+//! ```
+//! use policy::{check, MeshConfig, Severity};
+//!
+//! // portLevelMtls without a workload selector: Istio's webhook refuses it.
+//! let yaml = "\
+//! apiVersion: security.istio.io/v1
+//! kind: PeerAuthentication
+//! metadata: {name: default, namespace: foo}
+//! spec:
+//!   mtls: {mode: STRICT}
+//!   portLevelMtls:
+//!     8080: {mode: DISABLE}
+//! ";
+//! let report = check(&[("pa.yaml", yaml)], MeshConfig::default());
+//! let d = &report.diagnostics[0];
+//! assert_eq!(d.code, "pa-port-level-without-selector");
+//! assert_eq!(d.severity, Severity::Error);
+//! assert_eq!(d.location.as_ref().map(|l| l.line), Some(6));
+//! // A finding about a resource the API server accepts, not bad input.
+//! let rule = policy::diagnostic::Rule::find(&d.code).expect("a documented rule");
+//! assert!(!rule.is_input());
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod ambient;
