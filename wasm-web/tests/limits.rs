@@ -85,6 +85,20 @@ fn limited_answers_are_the_first_rows_of_the_full_answer_on_the_seed_lab_and_a_p
         // The counts the page shows beside a cut list stay those of the whole.
         assert_eq!(full["summary"]["workloads"], workloads, "text {i}");
         assert_eq!(full["matrix"]["totals"]["groups"], groups, "text {i}");
+        let totals = &full["matrix"]["totals"];
+        if full["matrix"]["omitted"] == false {
+            let clients = full["matrix"]["clients"].as_array().unwrap().len();
+            let services = full["matrix"]["services"].as_array().unwrap().len();
+            assert_eq!(totals["clients"], clients, "text {i}");
+            assert_eq!(totals["services"], services, "text {i}");
+            assert_eq!(totals["cells"], clients * services, "text {i}");
+        } else {
+            assert_eq!(
+                (&totals["clients"], &totals["services"]),
+                (&json!(600), &json!(1200))
+            );
+            assert_eq!(totals["cells"], 600 * 1200, "text {i}");
+        }
         let mut evaluator = Evaluator::default();
         for (w, g) in [
             (Some(0), Some(0)),
