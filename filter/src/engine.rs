@@ -1051,6 +1051,36 @@ mod tests {
         e.on_connection_closed(3);
     }
 
+    /// Envoy reports every close of a TCP connection (host.rs exports
+    /// `proxy_on_downstream_connection_close`, not `proxy_on_delete`): a
+    /// connection closed while held leaves nothing behind.
+    #[test]
+    fn a_connection_closed_while_held_is_forgotten() {
+        let proxy = FakeProxy::default();
+        let e = engine(&proxy, r#"{"protocol":"tcp","mtls":{"mode":"STRICT"}}"#);
+        for id in [5, 6] {
+            proxy.set(id, "connection.mtls", &[0]);
+            proxy.set(
+                id,
+                "connection.uri_san_local_certificate",
+                b"spiffe://cluster.local/ns/foo/sa/httpbin",
+            );
+            proxy.set_effective_context(id);
+            assert_eq!(e.on_upstream_data(&proxy, id, &mut None), Verdict::Pause);
+        }
+        assert_eq!(e.held_count(), 2);
+        e.on_connection_closed(5);
+        assert_eq!(e.held_count(), 1);
+        e.on_connection_closed(6);
+        assert_eq!(e.held_count(), 0);
+        e.on_tick(&proxy);
+        assert_eq!(
+            proxy.tick_ms.get(),
+            GAUGE_PERIOD_MS,
+            "nothing left to poll for"
+        );
+    }
+
     #[test]
     fn the_vm_memory_gauge_is_set_at_configure_time_and_on_every_tick_with_no_request_cost() {
         let proxy = FakeProxy::default();
