@@ -57,7 +57,9 @@ pub fn parse_filter_counters(stats: &str) -> Vec<FilterCounter> {
                 labels.push((k.to_string(), v.to_string()));
                 rest = tail;
             }
-            rest.starts_with("peerauth_").then(|| FilterCounter {
+            // Counters only (all end in `_total`): the filter's gauge
+            // `peerauth_vm_memory_bytes` carries no labels and is not a count.
+            (rest.starts_with("peerauth_") && rest.ends_with("_total")).then(|| FilterCounter {
                 name: rest.to_string(),
                 labels,
                 value,
@@ -102,7 +104,8 @@ mod tests {
     fn filter_counters_are_decoded_from_envoy_stat_names() {
         let stats = "cluster.app.upstream_cx_total: 3\n\
             wasmcustom.port=.=80;.;mode=.=STRICT;.;security=.=plaintext;.;outcome=.=would_reject;.;reason=.=plaintext_on_strict;.;peerauth_requests_total: 2\n\
-            wasmcustom.port=.=80;.;form=.=smuggled;.;handling=.=rejected;.;peerauth_xfcc_forged_total: 1\n";
+            wasmcustom.port=.=80;.;form=.=smuggled;.;handling=.=rejected;.;peerauth_xfcc_forged_total: 1\n\
+            wasmcustom.peerauth_vm_memory_bytes: 1114112\n";
         let counters = parse_filter_counters(stats);
         assert_eq!(counters.len(), 2);
         assert_eq!(counters[0].name, "peerauth_requests_total");
