@@ -28,8 +28,11 @@
 //! the filter's), except that each client dropping after complete headers may
 //! add one rejection (whether Envoy hands the filter those headers before it
 //! sees the close is Envoy's race); the server Envoy's RSS grows less than
-//! 4 MiB per million requests after warm-up (runs of 500,000 or more). Reports
-//! the RSS slope and the throughput.
+//! 4 MiB per million requests after warm-up (runs of 500,000 or more), and so
+//! does the wasm VM's linear memory as the filter's `peerauth_vm_memory_bytes`
+//! gauge reports it (Envoy itself reports no VM memory; every VM of the
+//! Envoy sets the same gauge, so it is the last writer's value). Reports both
+//! slopes and the throughput.
 //!
 //! Usage: soak [--requests N] [--rounds R]   (defaults 1,000,000 and 20)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -162,6 +165,28 @@ fn filter_counts(envoy: &Envoy) -> BTreeMap<(String, String), u64> {
     out
 }
 
+/// The filter's `peerauth_vm_memory_bytes` gauge (a VM's linear memory, set
+/// at configure time and on the filter's timer), by label set, from
+/// `/stats/prometheus`; empty when the filter module defines no such gauge.
+fn vm_memory(envoy: &Envoy) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for line in envoy.prometheus().unwrap().lines() {
+        let Some(rest) = line.strip_prefix(VM_MEMORY) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        let (labels, value) = rest.rsplit_once(' ').unwrap();
+        if let Ok(v) = value.parse() {
+            out.insert(labels.trim().to_string(), v);
+        }
+    }
+    out
+}
+
+const VM_MEMORY: &str = "peerauth_vm_memory_bytes";
+
 fn stat(envoy: &Envoy, name: &str) -> Option<u64> {
     envoy.stats().unwrap().lines().find_map(|l| {
         l.strip_prefix(name)
@@ -287,6 +312,8 @@ fn main() {
     let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut answered = 0u64;
     let mut rss = Vec::new();
+    // One series per label set of the VM memory gauge: (seconds, bytes).
+    let mut vm_mem: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     let start = Instant::now();
     for round in 0..rounds {
         let t = std::thread::scope(|s| {
@@ -410,8 +437,12 @@ fn main() {
             .entry((permissive.to_string(), "rejected".into()))
             .or_default() += pe.s4xx;
         answered += mtls.done + st.done + pe.done + sm.done + ma.done + n_oversized;
+        let now = start.elapsed().as_secs_f64();
         if let Some(kib) = server.rss_kib() {
-            rss.push((start.elapsed().as_secs_f64(), kib as f64));
+            rss.push((now, kib as f64));
+        }
+        for (labels, bytes) in vm_memory(&server) {
+            vm_mem.entry(labels).or_default().push((now, bytes as f64));
         }
         println!(
             "round {}/{rounds}: {answered} answered, {:.0} req/s, server RSS {} KiB; this round: mtls {}x2xx/{}x4xx, strict {}x4xx, permissive {}x2xx, smuggled {}x2xx/{}x4xx, malformed {}x2xx/{}x4xx",
@@ -438,6 +469,26 @@ fn main() {
         answered as f64 / secs
     );
     println!("server RSS after warm-up: {:.0} -> {:.0} KiB, slope {kib_per_min:.1} KiB/min ({per_million:.0} KiB per million requests)", rss[warm].1, rss.last().unwrap().1);
+    // The gauge is refreshed on the filter's 10 s timer, so each sample is
+    // up to 10 s old; linear memory only grows, so any rise after warm-up is
+    // memory the filter kept.
+    let mut vm_growth_per_million = None;
+    for (labels, points) in &vm_mem {
+        let warm = points.len() / 5;
+        let (first, last) = (points[warm].1, points[points.len() - 1].1);
+        let per_million = (last - first) / 1024.0 / answered.max(1) as f64 * 1e6;
+        vm_growth_per_million =
+            Some(vm_growth_per_million.map_or(per_million, |g: f64| g.max(per_million)));
+        println!(
+            "wasm VM memory {VM_MEMORY}{labels} after warm-up: {:.0} -> {:.0} KiB, slope {:.1} KiB/min ({per_million:.0} KiB per million requests)",
+            first / 1024.0,
+            last / 1024.0,
+            slope(&points[warm..]) * 60.0 / 1024.0
+        );
+    }
+    if vm_mem.is_empty() {
+        println!("wasm VM memory: the filter module reports no {VM_MEMORY} gauge");
+    }
     println!("wasm VMs created: {vms_at_start:?} at start, {vms_at_end:?} at end");
     println!("filter counters (port, outcome): {counted:?}");
     println!("expected from the clients:       {expected:?}");
@@ -473,6 +524,10 @@ fn main() {
     // warm-up, so only runs of 500,000 requests or more are held to it.
     if answered >= 500_000 && per_million > 4096.0 {
         println!("FAIL: the server Envoy's RSS grows {per_million:.0} KiB per million requests");
+        ok = false;
+    }
+    if answered >= 500_000 && vm_growth_per_million.is_some_and(|g| g > 4096.0) {
+        println!("FAIL: the wasm VM's linear memory grows {vm_growth_per_million:?} KiB per million requests");
         ok = false;
     }
     if !server_alive(&server) {
