@@ -17,9 +17,9 @@
 //! "limits": {"workloads": null, "groups": null}}`. An empty string means all
 //! defaults. [`Limits`] sends only the first rows of `workloads` and of the
 //! matrix's `groups` (`null`: all; the page asks for 500 and 1,000); the
-//! counts of the whole stay in `summary` and `matrix.totals`. Unknown fields or wrong types become a
-//! `web-invalid-options` error diagnostic and the defaults are used, so the page
-//! still shows something.
+//! counts of the whole stay in `summary` and `matrix.totals`. Unknown fields
+//! or wrong types become a `web-invalid-options` error diagnostic and the
+//! defaults are used, so the page still shows something.
 //!
 //! Output: `{version, contract, options, summary, diagnostics, workloads, matrix,
 //! skipped}` where `diagnostics` are [`policy::Diagnostic`]s, `workloads` are
