@@ -35,16 +35,25 @@ for a in "$@"; do
 done
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
 
+# Stores the seed on stdin under its SHA-1, the name libFuzzer gives every
+# input, so a seed already in the (minimised) corpus is not added again.
+put() {
+  local tmp name
+  tmp=$(mktemp)
+  cat >"$tmp"
+  name=$(sha1sum <"$tmp" | cut -c1-40)
+  if [ -e "corpus/$1/$name" ]; then rm "$tmp"; else mv "$tmp" "corpus/$1/$name"; chmod 644 "corpus/$1/$name"; fi
+}
+
 seed() {
   mkdir -p corpus/{xfcc,manifest,spiffe,plugin_config,filter_json}
-  local i=0 f
+  local f line
   for f in ../manifests/workloads/*.yaml ../manifests/steps/*/*.yaml ../manifests/wasmplugin/*.yaml \
            ../manifests/lab/scenarios/*/*.yaml; do
-    i=$((i + 1)); [ -e "corpus/manifest/seed-$i" ] || cp "$f" "corpus/manifest/seed-$i"
+    put manifest <"$f"
   done
-  i=0
   while IFS= read -r line; do
-    i=$((i + 1)); [ -e "corpus/spiffe/seed-$i" ] || printf '%b' "$line" > "corpus/spiffe/seed-$i"
+    printf '%b' "$line" | put spiffe
   done <<'IDS'
 spiffe://cluster.local/ns/bar/sa/sleep
 spiffe://cluster.local/ns/*/sa/istio-ingressgateway-service-account
@@ -52,11 +61,9 @@ spiffe://*/ns/istio-system/sa/*
 spiffe://example.org/ns/foo/**
 spiffe://cluster.local/ns/foo/sa/sleep\nspiffe://cluster.local/ns/foo/sa/sleep
 IDS
-  i=0
   while IFS= read -r line; do
-    i=$((i + 1))
-    [ -e "corpus/plugin_config/seed-$i" ] || printf '%s' "$line" > "corpus/plugin_config/seed-$i"
-    [ -e "corpus/filter_json/seed-$i" ] || printf '%s' "$line" > "corpus/filter_json/seed-$i"
+    printf '%s' "$line" | put plugin_config
+    printf '%s' "$line" | put filter_json
   done <<'CONFIGS'
 {"mtls":{"mode":"STRICT"}}
 {"mtls":{"mode":"PERMISSIVE"},"portLevelMtls":{"8080":{"mode":"STRICT"},"9090":{"mode":"DISABLE"}},"action":"audit","xfcc":"strip","protocol":"http"}
