@@ -503,12 +503,15 @@ impl Answer<'_> {
 #[derive(Debug, Clone, Copy)]
 struct Plan<'m> {
     target: usize,
-    port: usize,
+    /// The Service port and what it is on the deciding server (kept here so
+    /// that writing a cell reads no per-port list).
+    service_port: u16,
+    at: PortAt,
     /// Index into the target's servers of the one that decides.
     server: usize,
     answer: Answer<'m>,
-    /// A server (index) that answers differently, with its answer.
-    other: Option<(usize, Answer<'m>)>,
+    /// A server (index) that answers differently, with its port and answer.
+    other: Option<(usize, PortAt, Answer<'m>)>,
 }
 
 impl Plan<'_> {
@@ -820,7 +823,8 @@ impl<'m> Reach<'m> {
             .zip(at)
             .enumerate()
             .filter_map(|(i, (server, at))| {
-                Some((i, self.answer(plane, rule, *port, server, (*at)?)))
+                let at = (*at)?;
+                Some((i, at, self.answer(plane, rule, *port, server, at)))
             });
         let first = answers.next()?;
         let (mut decided, mut other) = (first, None);
@@ -831,20 +835,21 @@ impl<'m> Reach<'m> {
             (Outcome::Allowed, false) => 1,
             (Outcome::Reset | Outcome::Failed, _) => 2,
         };
-        for (i, a) in answers {
-            if rank(&a) > rank(&decided.1) {
+        for (i, here, a) in answers {
+            if rank(&a) > rank(&decided.2) {
                 other = Some(decided);
-                decided = (i, a);
-            } else if other.is_none() && a.seen() != decided.1.seen() {
-                other = Some((i, a));
+                decided = (i, here, a);
+            } else if other.is_none() && a.seen() != decided.2.seen() {
+                other = Some((i, here, a));
             }
         }
-        let other = other.filter(|(_, a)| a.seen() != decided.1.seen());
+        let other = other.filter(|(_, _, a)| a.seen() != decided.2.seen());
         Some(Plan {
             target: ti,
-            port: pi,
+            service_port: *port,
+            at: decided.1,
             server: decided.0,
-            answer: decided.1,
+            answer: decided.2,
             other,
         })
     }
@@ -1410,11 +1415,9 @@ impl<'m> Reach<'m> {
 
 /// The call `p` plans from `client` to target `t`.
 fn call_of<'m>(client: &'m Workload, t: &Target<'m>, p: &Plan<'m>) -> Option<Call<'m>> {
-    let (service_port, at) = t.ports.get(p.port)?;
     let server = *t.servers.get(p.server)?;
-    let here = (*at.get(p.server)?)?;
-    let other = p.other.and_then(|(i, a)| {
-        let there = (*at.get(i)?)?;
+    let here = p.at;
+    let other = p.other.and_then(|(i, there, a)| {
         Some(OtherEndpoint {
             server: *t.servers.get(i)?,
             target_port: there.target,
@@ -1429,7 +1432,7 @@ fn call_of<'m>(client: &'m Workload, t: &Target<'m>, p: &Plan<'m>) -> Option<Cal
     Some(Call {
         client,
         service: t.service,
-        service_port: *service_port,
+        service_port: p.service_port,
         server,
         target_port: here.target,
         server_mode: here.mode,
