@@ -19,7 +19,11 @@ pub fn sort_by<T>(v: &mut [T], mut cmp: impl FnMut(&T, &T) -> Ordering) {
         return;
     }
     let mut order: Vec<usize> = (0..v.len()).collect();
-    sort_indices(&mut order, &mut |a, b| cmp(&v[a], &v[b]));
+    // The indices are 0..len, so `get` always finds both.
+    sort_indices(&mut order, &mut |a, b| match (v.get(a), v.get(b)) {
+        (Some(x), Some(y)) => cmp(x, y),
+        _ => Ordering::Equal,
+    });
     permute(v, &mut order);
 }
 
@@ -60,9 +64,8 @@ fn sort_indices(order: &mut [usize], cmp: &mut dyn FnMut(usize, usize) -> Orderi
 fn permute<T>(v: &mut [T], order: &mut [usize]) {
     for start in 0..order.len() {
         let mut here = start;
-        loop {
-            let from = order[here];
-            order[here] = here;
+        while let Some(slot) = order.get_mut(here) {
+            let from = std::mem::replace(slot, here);
             if from == start || from == here {
                 break;
             }
