@@ -94,7 +94,9 @@ for t in "${targets[@]}"; do
     # their names, since policy/tests/xfcc.rs asserts what each name says.
     named=$(mktemp -d)
     [ "$t" = xfcc ] && cp corpus/xfcc/ok-* corpus/xfcc/bad-* "$named/" 2>/dev/null
-    cargo $TOOLCHAIN fuzz cmin "${SAN[@]}" "$t" "corpus/$t" >>"artifacts/$t.log" 2>&1
+    # Edges only (-use_counters=0): the committed corpus stays small (manifest:
+    # 1,427 files instead of 6,235 keeping hit-count buckets too).
+    cargo $TOOLCHAIN fuzz cmin "${SAN[@]}" "$t" "corpus/$t" -- -use_counters=0 >>"artifacts/$t.log" 2>&1
     cp -n "$named"/* "corpus/$t/" 2>/dev/null
     rm -rf "$named"
   fi
