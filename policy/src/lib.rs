@@ -41,6 +41,9 @@
 //! assert!(!rule.is_input());
 //! ```
 #![forbid(unsafe_code)]
+// Library code never indexes: a panic in the filter or the page would be a
+// failure the host cannot recover from. Tests may index (a panic is a failure).
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod ambient;
 pub mod analyze;
