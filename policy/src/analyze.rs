@@ -598,7 +598,7 @@ fn level_code(level: Level, mesh_code: &'static str, other: &'static str) -> Opt
 
 /// DestinationRules whose TLS mode contradicts the server: IST0115 (mTLS to
 /// no sidecar), KIA0505/0506 (mTLS to DISABLE), KIA0207/0208 (DISABLE to
-/// STRICT) and SIMPLE/MUTUAL to a sidecar (#14130).
+/// STRICT), SIMPLE/MUTUAL to a sidecar (#14130) and to an ambient workload.
 fn destination_rules(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let mesh = ctx.mesh;
     if !mesh.destination_rules.is_empty() {
@@ -620,10 +620,12 @@ fn destination_rules(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
                         if let Some(diag) =
                             dr_against_server(ctx, dr, service, sp.port, mode, server, target)
                                 .filter(|_| {
+                                    // Inside HBONE even a STRICT ambient port lets it through.
                                     !(tls_app
                                         && matches!(mode, TlsMode::Simple | TlsMode::Mutual)
-                                        && ctx.resolve_port(server, target).mode
-                                            != MtlsMode::Strict)
+                                        && (server.ambient
+                                            || ctx.resolve_port(server, target).mode
+                                                != MtlsMode::Strict))
                                 })
                         {
                             let path = if dr.port_tls.contains_key(&u32::from(sp.port)) {
@@ -651,11 +653,21 @@ fn dr_against_server(
     target: u32,
 ) -> Option<Diagnostic> {
     let dest = format!("{}.{}:{port}", service.name, service.namespace);
-    // A sidecar sends an ambient endpoint HBONE and ztunnel knows no DISABLE:
-    // the sidecar-era conflicts below do not apply (DR-vs-ztunnel conflicts
-    // are not checked yet).
+    // A sidecar sends an ambient endpoint HBONE whatever the rule's mode
+    // (istiod `cluster_tls.go` `applyHBONETransportSocketMatches`), and ztunnel
+    // knows no DISABLE, so the sidecar-era conflicts below do not apply. What
+    // remains is SIMPLE/MUTUAL: the client's own TLS travels inside the tunnel
+    // and ztunnel hands those TLS bytes to an app that serves plaintext.
     if server.ambient {
-        return None;
+        return matches!(mode, TlsMode::Simple | TlsMode::Mutual).then(|| {
+            d::DR_OTHER_TLS_TO_AMBIENT.diagnostic(
+                format!(
+                    "DestinationRule {}/{} sends {mode} TLS (not Istio mTLS) to {dest}, served by ambient workload {}.{}: sidecar clients using it wrap their own TLS in HBONE, ztunnel delivers the TLS bytes to the app and the requests fail",
+                    dr.namespace, dr.name, server.name, server.namespace
+                ),
+                "remove the tls setting (sidecars reach ambient workloads over HBONE mTLS), or name the Service port https/tls if the app serves TLS itself",
+            )
+        });
     }
     if !server.sidecar {
         return (mode == TlsMode::IstioMutual).then(|| {

@@ -120,6 +120,7 @@ rules! {
     DR_MTLS_TO_NO_SIDECAR = "dr-mtls-to-workload-without-sidecar", Error, Finding, Some("IST0115"), "an ISTIO_MUTUAL DestinationRule targets workloads without a sidecar";
     DR_MTLS_TO_DISABLED_PORT = "dr-mtls-to-disabled-port", Error, Finding, Some("KIA0505"), "an ISTIO_MUTUAL DestinationRule targets a port whose policy is DISABLE";
     DR_OTHER_TLS_TO_SIDECAR = "dr-non-istio-tls-to-sidecar", Error, Finding, None, "SIMPLE/MUTUAL TLS to a sidecar: PERMISSIVE passes it through, STRICT resets it";
+    DR_OTHER_TLS_TO_AMBIENT = "dr-non-istio-tls-to-ambient", Error, Finding, None, "SIMPLE/MUTUAL TLS to an ambient workload whose port is not named for TLS: sidecars carry it inside HBONE and the plaintext app gets TLS bytes";
     AMBIENT_DISABLE = "ambient-disable", Warning, Finding, None, "DISABLE (workload or port level) applies to ambient workloads: ztunnel treats it as PERMISSIVE, mesh traffic stays HBONE mTLS";
     AMBIENT_SIDECAR_ONLY_ANNOTATION = "ambient-sidecar-only-annotation", Warning, Finding, None, "an ambient pod carries traffic.sidecar.istio.io/* annotations, which only sidecar traffic redirection reads";
     WASMPLUGIN_SELECTOR_ON_AMBIENT = "wasmplugin-selector-on-ambient", Warning, Finding, None, "a WasmPlugin uses `selector` but the workloads it selects are ambient (no Envoy); waypoints ignore `selector` and need `targetRefs`";

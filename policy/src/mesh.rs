@@ -119,12 +119,35 @@ impl PeerAuthentication {
 pub struct DestinationRule {
     pub name: String,
     pub namespace: String,
+    /// Which of two rules for the same host wins: istiod keeps the oldest
+    /// ([`DestinationRule::age_key`]). Left out of the JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_timestamp: Option<String>,
     pub host: String,
     pub tls: Option<TlsMode>,
     /// Keyed by **Service** port.
     pub port_tls: BTreeMap<u32, TlsMode>,
     pub export_to: Vec<String>,
     pub location: Location,
+}
+
+impl DestinationRule {
+    /// istiod's order between rules for the same host in one namespace: it
+    /// sorts them by creationTimestamp, then name, then namespace, and merges
+    /// them in that order keeping the first top-level traffic policy
+    /// (`pilot/pkg/model/push_context.go` `setDestinationRules` after
+    /// `sortConfigBySelectorAndCreationTime`, `config.go`
+    /// `configCompareByCreationTime`). peerauth takes the oldest rule whole;
+    /// an older rule with no trafficPolicy at all, which the merge would skip,
+    /// is not told apart. A missing or unparsable timestamp sorts as the newest.
+    pub fn age_key(&self) -> (i128, &str, &str) {
+        let t = self
+            .creation_timestamp
+            .as_deref()
+            .and_then(parse_timestamp)
+            .unwrap_or(i128::MAX);
+        (t, self.name.as_str(), self.namespace.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +344,7 @@ impl Mesh {
                     mesh.destination_rules.push(DestinationRule {
                         name: meta.name.clone(),
                         namespace: validate::namespace_of(meta).to_string(),
+                        creation_timestamp: meta.creation_timestamp.clone(),
                         host: spec.host.trim().to_string(),
                         tls: mode(policy.and_then(|p| p.tls.as_ref())),
                         port_tls: crate::order::map(

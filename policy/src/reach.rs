@@ -359,7 +359,8 @@ impl<'m> Rules<'m> {
             .or_else(|| self.best(self.root, fqdn, |dr| exported_to(dr, client)))
     }
 
-    /// The most specific eligible rule of `namespace` for `fqdn` (then the first by name).
+    /// The most specific eligible rule of `namespace` for `fqdn` (then the oldest,
+    /// [`DestinationRule::age_key`]).
     fn best(
         &self,
         namespace: &str,
@@ -371,7 +372,7 @@ impl<'m> Rules<'m> {
             .iter()
             .filter(|(_, dr)| eligible(dr))
             .filter_map(|(host, dr)| host_match_rank(host, fqdn).map(|rank| (rank, *dr)))
-            .min_by(|(ra, a), (rb, b)| ra.cmp(rb).then_with(|| a.name.cmp(&b.name)))
+            .min_by(|(ra, a), (rb, b)| ra.cmp(rb).then_with(|| a.age_key().cmp(&b.age_key())))
             .map(|(_, dr)| dr)
     }
 }
@@ -1852,6 +1853,42 @@ spec: {selector: {app: nothing}, ports: [{port: 80}]}
         )
     }
 
+    /// Two rules for the same host in one namespace: istiod sorts them by
+    /// creationTimestamp before merging and keeps the first one's traffic
+    /// policy (push_context.go `setDestinationRules`: "if two destination
+    /// rule have top level traffic policies we take the first one"), so the
+    /// older rule decides whatever the names say.
+    #[test]
+    fn of_two_destination_rules_for_one_host_the_older_decides_not_the_first_by_name() {
+        let rule = |name: &str, created: &str, mode: &str| {
+            format!(
+                "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}, namespace: foo, creationTimestamp: \"{created}\"}}\nspec:\n  host: httpbin.bar.svc.cluster.local\n  trafficPolicy: {{tls: {{mode: {mode}}}}}\n"
+            )
+        };
+        let older_disable = rule("z-old", "2023-01-01T00:00:00Z", "DISABLE")
+            + &rule("a-new", "2024-06-01T00:00:00Z", "ISTIO_MUTUAL");
+        let cell = call(
+            &mesh_with(&older_disable, MeshConfig::default()),
+            "foo",
+            "bar",
+            8000,
+        );
+        assert_eq!(reason_rule(&cell), Some(("foo", "z-old")));
+        assert_eq!(cell.client_tls, ClientTls::Plaintext);
+        assert!(!cell.mtls);
+
+        let older_mutual = rule("z-old", "2024-06-01T00:00:00Z", "DISABLE")
+            + &rule("a-new", "2023-01-01T00:00:00Z", "ISTIO_MUTUAL");
+        let cell = call(
+            &mesh_with(&older_mutual, MeshConfig::default()),
+            "foo",
+            "bar",
+            8000,
+        );
+        assert_eq!(reason_rule(&cell), Some(("foo", "a-new")));
+        assert!(cell.mtls);
+    }
+
     fn reason_rule(cell: &Cell) -> Option<(&str, &str)> {
         match &cell.client_reason {
             ClientReason::DestinationRule {
@@ -2461,7 +2498,7 @@ spec: {selector: {app: nothing}, ports: [{port: 80}]}
                 .iter()
                 .filter(|d| d.namespace == ns && eligible(d))
                 .filter_map(|d| host_match_rank(&mesh.resolve_host(d), &fqdn).map(|r| (r, d)))
-                .min_by(|(ra, a), (rb, b)| ra.cmp(rb).then_with(|| a.name.cmp(&b.name)))
+                .min_by(|(ra, a), (rb, b)| ra.cmp(rb).then_with(|| a.age_key().cmp(&b.age_key())))
                 .map(|(_, d)| d)
         };
         let exported = |d: &DestinationRule| {
