@@ -315,22 +315,3 @@ fn labels_text(labels: &[(String, String)]) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
-
-/// A diagnostic about no file in particular, of the CLI rule with this code.
-/// A code that is not in [`rules::CLI_RULES`] still becomes an error (and bad
-/// input, see [`rules::is_input`]); `cli/tests/exit_codes.rs` checks that every
-/// code the README documents is a rule.
-fn cli_diagnostic(code: &str, message: String, hint: &str) -> Diagnostic {
-    match rules::CLI_RULES.iter().find(|r| r.code == code) {
-        Some(rule) => rule.diagnostic(message, hint),
-        None => Diagnostic {
-            code: code.into(),
-            severity: Severity::Error,
-            message,
-            hint: Some(hint.into()),
-            istio_code: None,
-            resource: None,
-            location: None,
-        },
-    }
-}

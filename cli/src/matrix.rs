@@ -93,11 +93,12 @@ pub fn run(
                 },
             ),
         };
-        loaded.diagnostics.push(crate::cli_diagnostic(
-            "input-empty-matrix",
-            message,
-            "check the -f paths and the --client-label/--server-label filters",
-        ));
+        loaded
+            .diagnostics
+            .push(crate::rules::INPUT_EMPTY_MATRIX.diagnostic(
+                message,
+                "check the -f paths and the --client-label/--server-label filters",
+            ));
     }
     let summary = crate::summarize(&loaded.diagnostics);
     let code = |shown: &Counts| {

@@ -6,7 +6,8 @@
 
 use crate::cli::{FileArgs, MeshArgs, OutputArgs};
 use crate::json::{self, ClientReason, ClientTls, Outcome, PolicyRef, Resolution};
-use crate::{cli_diagnostic, convert, EXIT_FINDINGS, EXIT_INPUT, EXIT_OK};
+use crate::rules::{INPUT_NO_ENDPOINT, INPUT_NO_SUCH_CALL};
+use crate::{convert, EXIT_FINDINGS, EXIT_INPUT, EXIT_OK};
 use clap::Args;
 use policy::mesh::{Mesh, Service, Workload};
 use policy::{reach, MtlsMode};
@@ -208,8 +209,7 @@ pub fn run(
     let mut checks = Vec::new();
     let mut unserved: Vec<String> = Vec::new();
     match find(mesh, &args.client, &args.server) {
-        Err(message) => loaded.diagnostics.push(cli_diagnostic(
-            "input-no-such-call",
+        Err(message) => loaded.diagnostics.push(INPUT_NO_SUCH_CALL.diagnostic(
             message,
             "name the client as namespace/name and the Service as namespace/name[:port]",
         )),
@@ -259,8 +259,7 @@ pub fn run(
         }
     }
     if !unserved.is_empty() {
-        loaded.diagnostics.push(cli_diagnostic(
-            "input-no-endpoint",
+        loaded.diagnostics.push(INPUT_NO_ENDPOINT.diagnostic(
             format!(
                 "no workload serves {} (the Service selects no pod, or its named targetPort names no container port)",
                 unserved.join(", ")
