@@ -115,6 +115,7 @@ pub fn workload(w: &policy::mesh::Workload, report: &WorkloadReport) -> json::Wo
         .map(|(port, r)| json::PortResolution {
             port: *port,
             resolution: resolution(r),
+            undeclared: report.undeclared_ports.contains(port),
         })
         .collect();
     let all = std::iter::once(&workload).chain(ports.iter().map(|p| &p.resolution));

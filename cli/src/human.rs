@@ -239,10 +239,15 @@ pub fn describe(out: &mut dyn Write, workloads: &[WorkloadDescription]) -> io::R
             for p in &w.ports {
                 writeln!(
                     out,
-                    "      {}: {} ({})",
+                    "      {}: {} ({}){}",
                     p.port,
                     p.resolution.mode,
-                    decided(&p.resolution)
+                    decided(&p.resolution),
+                    if p.undeclared {
+                        "; no container or Service port declares it: istiod's passthrough chain applies it to traffic to the pod IP"
+                    } else {
+                        ""
+                    }
                 )?;
             }
         }

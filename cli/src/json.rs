@@ -120,6 +120,12 @@ pub struct WorkloadDescription {
 pub struct PortResolution {
     pub port: u32,
     pub resolution: Resolution,
+    /// A `portLevelMtls` key no container port or Service target port
+    /// declares: istiod still builds a passthrough filter chain for it, so the
+    /// mode applies to traffic sent to the pod's IP on that port. Left out
+    /// when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undeclared: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

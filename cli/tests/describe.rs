@@ -247,4 +247,23 @@ fn a_port_level_key_no_port_declares_is_applied_as_istiod_does_and_exits_0() {
             (8000, MtlsMode::Disable, Level::Port)
         ]
     );
+    let undeclared: Vec<(u32, bool)> = w.ports.iter().map(|p| (p.port, p.undeclared)).collect();
+    assert_eq!(undeclared, [(80, false), (8000, true)]);
+    let mut args = vec!["describe", "bar/httpbin"];
+    args.extend(files.iter().map(String::as_str));
+    let text = common::peerauth(&args).stdout;
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("8000:"))
+        .unwrap_or_else(|| panic!("no port 8000 line in:\n{text}"));
+    assert!(line.contains("DISABLE"), "{line}");
+    assert!(
+        line.contains("no container or Service port declares it"),
+        "{line}"
+    );
+    let line80 = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("80:"))
+        .unwrap();
+    assert!(!line80.contains("declares"), "{line80}");
 }
