@@ -6,7 +6,7 @@ use crate::mode::{MtlsMode, TlsMode};
 use crate::model::{
     ContainerPort, Located, MtlsSpec, PeerAuthenticationSpec, Resource, ServicePort, TlsSettings,
 };
-use crate::timestamp::parse_timestamp;
+use crate::timestamp::age_key;
 use crate::validate::{self, Lines};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -106,12 +106,11 @@ impl PeerAuthentication {
     /// istiod's ordering key: creationTimestamp (missing or unparsable = newest),
     /// then name, then namespace.
     pub fn age_key(&self) -> (i128, &str, &str) {
-        let t = self
-            .creation_timestamp
-            .as_deref()
-            .and_then(parse_timestamp)
-            .unwrap_or(i128::MAX);
-        (t, self.name.as_str(), self.namespace.as_str())
+        age_key(
+            self.creation_timestamp.as_deref(),
+            &self.name,
+            &self.namespace,
+        )
     }
 }
 
@@ -141,12 +140,11 @@ impl DestinationRule {
     /// an older rule with no trafficPolicy at all, which the merge would skip,
     /// is not told apart. A missing or unparsable timestamp sorts as the newest.
     pub fn age_key(&self) -> (i128, &str, &str) {
-        let t = self
-            .creation_timestamp
-            .as_deref()
-            .and_then(parse_timestamp)
-            .unwrap_or(i128::MAX);
-        (t, self.name.as_str(), self.namespace.as_str())
+        age_key(
+            self.creation_timestamp.as_deref(),
+            &self.name,
+            &self.namespace,
+        )
     }
 }
 

@@ -1,6 +1,20 @@
 //! Kubernetes `creationTimestamp`s as instants: istiod orders competing
 //! policies by age, and validation flags a timestamp it cannot order.
 
+/// istiod's order between competing resources of one kind: creationTimestamp
+/// (missing or unparsable sorts as the newest), then name, then namespace
+/// (`pilot/pkg/model/config.go` `configCompareByCreationTime`).
+pub fn age_key<'a>(
+    creation_timestamp: Option<&str>,
+    name: &'a str,
+    namespace: &'a str,
+) -> (i128, &'a str, &'a str) {
+    let t = creation_timestamp
+        .and_then(parse_timestamp)
+        .unwrap_or(i128::MAX);
+    (t, name, namespace)
+}
+
 /// Parse an RFC 3339 timestamp (`2024-01-02T03:04:05Z`, with optional
 /// fraction and `+hh:mm` offset) to nanoseconds since the Unix epoch.
 /// `None` when it is not one.
