@@ -46,7 +46,9 @@
 //! port: `[client, service, client_tls, client_reason, outcome, mtls]`, the first
 //! two indexing `clients` and `services`; with `"explanations": true` a seventh
 //! element is [`policy::reach::Cell::explanation`]'s sentence (the page writes the
-//! same sentence from the other fields).
+//! same sentence from the other fields). Cells the page cannot word from the
+//! column's server carry it always: another endpoint of the Service answers
+//! differently, the app serves TLS itself, or a sidecar calls an ambient pod.
 //!
 //! `groups` counts the cells per (client namespace, Service namespace) pair:
 //! `[client_namespace, service_namespace, mtls, plaintext, reset, fail]`
@@ -526,7 +528,16 @@ impl MatrixView {
                 client_reason: call.client_reason(),
                 outcome: call.outcome,
                 mtls: call.mtls,
-                explanation: explanations.then(|| call.explain()),
+                // The page words a cell itself from the column's server (app.js
+                // `explain`); where that cannot be right — another endpoint answers
+                // differently, the app serves TLS itself, or a sidecar reaches an
+                // ambient pod, where a DestinationRule's TLS rides inside HBONE —
+                // policy's sentence comes along.
+                explanation: (explanations
+                    || call.other.is_some()
+                    || call.app_tls
+                    || (call.client.sidecar && call.server.ambient))
+                    .then(|| call.explain()),
             });
             at += 1;
         });

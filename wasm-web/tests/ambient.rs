@@ -48,3 +48,54 @@ fn sidecar_only_inputs_get_no_ambient_fields() {
     assert!(!text.contains("\"ambient\""), "{text}");
     assert!(!text.contains("\"waypoint\""), "{text}");
 }
+
+/// The page words a cell from the column's server, which cannot tell that a
+/// sidecar's DestinationRule TLS rides inside HBONE to an ambient pod
+/// (istiod `cluster_tls.go`): for such a cell policy's own sentence comes with
+/// the cell, and a cell the page can word itself stays six elements long.
+#[test]
+fn a_sidecar_calling_an_ambient_pod_carries_policys_sentence_and_others_do_not() {
+    let sidecar = "\
+apiVersion: v1
+kind: Namespace
+metadata: {name: side, labels: {istio-injection: enabled}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: sleep, namespace: side}
+spec: {template: {metadata: {labels: {app: sleep}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: simple, namespace: side}
+spec: {host: httpbin.foo.svc.cluster.local, trafficPolicy: {tls: {mode: SIMPLE}}}
+";
+    let out = run(&[AMBIENT[0], AMBIENT[1], sidecar].join("\n---\n"));
+    let matrix = &out["matrix"];
+    let index = |list: &str, ns: &str, name: &str| {
+        matrix[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|e| e["namespace"] == ns && e["name"] == name)
+            .unwrap()
+    };
+    let cell = |client: usize, service: usize| {
+        matrix["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c[0] == client && c[1] == service)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let foo = index("services", "foo", "httpbin");
+    let from_side = cell(index("clients", "side", "sleep"), foo);
+    assert_eq!(from_side.len(), 7, "{from_side:?}");
+    let sentence = from_side[6].as_str().unwrap();
+    assert!(sentence.contains("HBONE"), "{sentence}");
+    let from_legacy = cell(index("clients", "legacy", "sleep"), foo);
+    assert_eq!(from_legacy.len(), 6, "{from_legacy:?}");
+}
