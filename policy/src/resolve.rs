@@ -597,55 +597,6 @@ impl Resolution {
     }
 }
 
-impl WorkloadReport {
-    /// Text in the shape of `istioctl x describe pod`, plus the policies istiod ignores and why.
-    ///
-    /// Not the renderer users see: `peerauth describe` renders with the
-    /// CLI's `human.rs`. Its last caller is the fuzz target
-    /// (`fuzz/src/policy_checks.rs`); once that exercises the report
-    /// another way, this goes.
-    pub fn to_text(&self) -> String {
-        use std::fmt::Write as _;
-        let mut s = String::new();
-        let _ = writeln!(s, "Workload: {}.{}", self.name, self.namespace);
-        if !self.sidecar {
-            let _ = writeln!(s, "   (no sidecar: PeerAuthentication does not apply; the workload accepts plaintext only)");
-        }
-        let _ = writeln!(s, "Effective PeerAuthentication:");
-        let _ = writeln!(s, "   Workload mTLS mode: {}", self.workload.mode);
-        let overridden: Vec<_> = self
-            .ports
-            .iter()
-            .filter(|(_, r)| {
-                r.decided_at == Level::Port || r.steps.iter().any(|s| s.level == Level::Port)
-            })
-            .collect();
-        if !overridden.is_empty() {
-            let _ = writeln!(s, "   Port Level mTLS mode:");
-            for (port, r) in overridden {
-                let _ = writeln!(s, "      {port}: {}", r.mode);
-            }
-        }
-        let applied: Vec<String> = self
-            .workload
-            .applied()
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
-        if !applied.is_empty() {
-            let _ = writeln!(s, "Applied PeerAuthentication:");
-            let _ = writeln!(s, "   {}", applied.join(", "));
-        }
-        if !self.workload.ignored.is_empty() {
-            let _ = writeln!(s, "Ignored PeerAuthentication:");
-            for i in &self.workload.ignored {
-                let _ = writeln!(s, "   {}: {}", i.policy, i.message);
-            }
-        }
-        s
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! The cases of istiod's `TestComposePeerAuthentication`
