@@ -77,14 +77,9 @@ fn h2load(url: &str, n: u64, clients: u32, streams: u32, h1: bool, header: Optio
     let mut l = Load::default();
     for line in text.lines() {
         let line = line.trim();
+        // requests: 100 total, 100 started, 100 done, 100 succeeded, 0 failed, 0 errored, 0 timeout
         if let Some(rest) = line.strip_prefix("requests:") {
-            // requests: 100 total, 100 started, 100 done, 100 succeeded, 0 failed, 0 errored, 0 timeout
-            for part in rest.split(',') {
-                let mut w = part.split_whitespace();
-                let (Some(v), Some(k)) = (w.next(), w.next()) else {
-                    continue;
-                };
-                let v: u64 = v.parse().unwrap_or(0);
+            for (v, k) in counts(rest) {
                 match k {
                     "done" => l.done = v,
                     "failed" => l.failed = v,
@@ -93,14 +88,9 @@ fn h2load(url: &str, n: u64, clients: u32, streams: u32, h1: bool, header: Optio
                 }
             }
         }
+        // status codes: 100 2xx, 0 3xx, 0 4xx, 0 5xx
         if let Some(rest) = line.strip_prefix("status codes:") {
-            // status codes: 100 2xx, 0 3xx, 0 4xx, 0 5xx
-            for part in rest.split(',') {
-                let mut w = part.split_whitespace();
-                let (Some(v), Some(k)) = (w.next(), w.next()) else {
-                    continue;
-                };
-                let v: u64 = v.parse().unwrap_or(0);
+            for (v, k) in counts(rest) {
                 match k {
                     "2xx" => l.s2xx = v,
                     "4xx" => l.s4xx = v,
@@ -554,4 +544,13 @@ fn filter(wasm: &Path, config: &str) -> Option<WasmFilter> {
 
 fn server_alive(envoy: &Envoy) -> bool {
     Path::new(&format!("/proc/{}", envoy.pid())).exists()
+}
+
+/// The `N word` pairs of an h2load summary line's comma-separated list.
+fn counts(list: &str) -> impl Iterator<Item = (u64, &str)> {
+    list.split(',').filter_map(|part| {
+        let mut w = part.split_whitespace();
+        let (v, k) = (w.next()?, w.next()?);
+        Some((v.parse().unwrap_or(0), k))
+    })
 }
