@@ -19,7 +19,7 @@ BENCH_WASM_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/wasm32-wasip1/wasm
 NOOP_WASM := $(BENCH_WASM_DIR)/peerauth_bench_noop.wasm
 BARE_WASM := $(BENCH_WASM_DIR)/peerauth_bench_bare.wasm
 
-.PHONY: help setup setup-apt setup-rust setup-envoy setup-node build build-native build-filter build-web build-oci \
+.PHONY: setup-bench help setup setup-apt setup-rust setup-envoy setup-node build build-native build-filter build-web build-oci \
         demo test test-rust test-browser test-soak fuzz soak lint fmt bench clean
 
 help:
@@ -128,11 +128,18 @@ lint:
 fmt:
 	cargo fmt --all
 
-bench: setup build
+# valgrind only for the benchmarks' instruction counts (--callgrind), not for `make test`.
+setup-bench:
+	@dpkg -s valgrind >/dev/null 2>&1 || { echo "==> apt-get install valgrind"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends valgrind; }
+
+bench: setup setup-bench build
 	bash certgen/bench/issue_1000.sh
 	bash tests/bench/filter_bench.sh --perf 10
+	bash tests/bench/filter_bench.sh --callgrind 500
 	bash tests/bench/filter_bench.sh --rate 500 --connections 1
 	python3 tests/bench/hostcalls.py --wasm $(NOOP_WASM) --bare-wasm $(BARE_WASM)
+	python3 tests/bench/hostcalls.py --callgrind 1000 --wasm $(NOOP_WASM) --bare-wasm $(BARE_WASM)
 	bash cli/bench/scale.sh
 	cd tests/browser && node bench.mjs
 	cd tests/browser && node bench.mjs --scale
