@@ -479,7 +479,10 @@ fn grouped(
     let mut failed = None;
     let mut total = Counts::default();
     let mut pairs = 0u64;
-    let mut line = String::with_capacity(128);
+    // Tens of millions of lines: written as bytes into one large buffer,
+    // padded by hand, as `format!` and small writes cost more than the
+    // counting.
+    let mut buf: Vec<u8> = Vec::with_capacity(SUMMARY_BUFFER + 256);
     reach.summary(select, &mut |p| {
         if failed.is_some() {
             return;
@@ -487,21 +490,26 @@ fn grouped(
         pairs += 1;
         let c = p.counts;
         total.add_counts(&c);
-        // Millions of lines: padded by hand, as `format!` costs more than the
-        // counting.
-        line.clear();
-        pad_right(&mut line, p.client_namespace, client_w);
-        line.push_str("  ");
-        pad_right(&mut line, p.service_namespace, service_w);
+        pad_right(&mut buf, p.client_namespace, client_w);
+        buf.extend_from_slice(b"  ");
+        pad_right(&mut buf, p.service_namespace, service_w);
         for n in [c.mtls, c.plaintext, c.reset, c.failed] {
-            line.push_str("  ");
-            pad_number(&mut line, n, 9);
+            buf.extend_from_slice(b"  ");
+            pad_number(&mut buf, n, 9);
         }
-        line.push('\n');
-        if let Err(e) = out.write_all(line.as_bytes()) {
-            failed = Some(e);
+        buf.push(b'\n');
+        if buf.len() >= SUMMARY_BUFFER {
+            if let Err(e) = out.write_all(&buf) {
+                failed = Some(e);
+            }
+            buf.clear();
         }
     });
+    if failed.is_none() {
+        if let Err(e) = out.write_all(&buf) {
+            failed = Some(e);
+        }
+    }
     if let Some(e) = failed {
         return Err(e);
     }
@@ -519,21 +527,35 @@ fn grouped(
     Ok(total)
 }
 
+/// Bytes of summary lines gathered before each write.
+const SUMMARY_BUFFER: usize = 1 << 16;
+
 /// `s` left-aligned in `width` characters (as `{:<width$}`).
-fn pad_right(line: &mut String, s: &str, width: usize) {
-    line.push_str(s);
+fn pad_right(line: &mut Vec<u8>, s: &str, width: usize) {
+    line.extend_from_slice(s.as_bytes());
     let len = if s.is_ascii() {
         s.len()
     } else {
         s.chars().count()
     };
-    line.extend(std::iter::repeat_n(' ', width.saturating_sub(len)));
+    line.resize(line.len() + width.saturating_sub(len), b' ');
 }
 
 /// `n` right-aligned in `width` characters (as `{:>width$}`).
-fn pad_number(line: &mut String, n: u64, width: usize) {
-    let start = line.len();
-    policy::reach::push_number(line, n);
-    let pad = width.saturating_sub(line.len() - start);
-    line.insert_str(start, &" ".repeat(pad));
+fn pad_number(line: &mut Vec<u8>, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    while start > 0 {
+        start -= 1;
+        if let Some(d) = digits.get_mut(start) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let digits = digits.get(start..).unwrap_or_default();
+    line.resize(line.len() + width.saturating_sub(digits.len()), b' ');
+    line.extend_from_slice(digits);
 }
