@@ -48,8 +48,10 @@
 //!
 //! Modules: `$PEERAUTH_FILTER_WASM` (default `out/peerauth_filter.wasm`),
 //! `$PEERAUTH_BARE_WASM` and `$PEERAUTH_NOOP_WASM` (default under
-//! `target/wasm32-wasip1/wasm/`). Run through `tests/bench/filter_bench.sh`,
-//! which builds all three first.
+//! `target/wasm32-wasip1/wasm/`); `$PEERAUTH_NOOP_CONFIG` is the noop module's
+//! pluginConfig (default empty: no host calls; `tests/bench/noop` lists the
+//! others). Run through `tests/bench/filter_bench.sh`, which builds all three
+//! first.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod callgrind;
@@ -583,6 +585,7 @@ fn main() {
             )
         }),
     };
+    let noop_config = std::env::var("PEERAUTH_NOOP_CONFIG").unwrap_or_default();
     let pki = MeshPki::generate(&dir.join("pki")).unwrap();
     let server_id = pki.workload("httpbin.foo").unwrap();
     let client_id = pki.workload("sleep.foo").unwrap();
@@ -599,8 +602,10 @@ fn main() {
         let server_port = free_port().unwrap();
         let module = match kind {
             Kind::Bare => modules.bare.as_ref().map(|m| (m, "")),
-            // The noop module reads its pluginConfig as host calls to make: none.
-            Kind::Noop => modules.noop.as_ref().map(|m| (m, "")),
+            // The noop module reads its pluginConfig as host calls to make:
+            // none, unless `$PEERAUTH_NOOP_CONFIG` names some (or an
+            // `expr=<CEL>` to evaluate per request) to price them over mTLS.
+            Kind::Noop => modules.noop.as_ref().map(|m| (m, noop_config.as_str())),
             Kind::Peerauth => modules.peerauth.as_ref().map(|m| (m, PEERAUTH_CONFIG)),
             Kind::PeerauthFast => modules.peerauth.as_ref().map(|m| (m, PEERAUTH_FAST_CONFIG)),
             Kind::None | Kind::Lua | Kind::Rbac => None,

@@ -20,7 +20,9 @@ machine's load, CPU time does). Every request then carries an XFCC header of
 the size Envoy writes for a mesh peer, so the `xfcc` read copies a real value.
 
 A VARIANT is `nofilter`, `bare`, `noop`, or a comma-separated list of calls understood by
-tests/bench/noop/src/lib.rs (e.g. `connection.id,xfcc,metric`).
+tests/bench/noop/src/lib.rs (e.g. `connection.id,xfcc,metric`), or `expr=<CEL>`: one
+`expr_evaluate` of that expression per request, through Envoy's CEL foreign function
+(e.g. `"expr=[connection.id, request.headers[':path']]"`).
 """
 import argparse
 import json

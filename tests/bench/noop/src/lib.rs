@@ -9,6 +9,12 @@
 //! `metric`, `time`, `header` (`:path`), `xfcc`, `connection.id`, `source.port`,
 //! `connection.mtls`. Anything else, including a JSON config meant for the real
 //! filter, means no calls.
+//!
+//! `expr=<CEL>` (the whole config) instead creates the expression once, through
+//! Envoy's `expr_create` foreign function, and evaluates it on every request
+//! with `expr_evaluate` (one host call returning one value); `exprlog=<CEL>` also
+//! logs each result as hex, to read its encoding. A failed `expr_create` is
+//! logged and the module then makes no calls.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -32,6 +38,8 @@ enum Call {
 struct Probe {
     calls: Rc<Vec<Call>>,
     metric: u32,
+    /// The `expr_create` token, and whether to log each result.
+    expr: Option<([u8; 4], bool)>,
 }
 
 impl Context for Probe {}
@@ -43,6 +51,20 @@ impl RootContext for Probe {
             .flatten()
             .unwrap_or_default();
         let config = String::from_utf8_lossy(&config);
+        for (prefix, log) in [("expr=", false), ("exprlog=", true)] {
+            if let Some(expression) = config.strip_prefix(prefix) {
+                match hostcalls::call_foreign_function("expr_create", Some(expression.as_bytes())) {
+                    Ok(Some(token)) if token.len() == 4 => {
+                        self.expr = Some(([token[0], token[1], token[2], token[3]], log));
+                    }
+                    other => {
+                        let message = format!("bench probe: expr_create failed: {other:?}");
+                        let _ = hostcalls::log(LogLevel::Warn, &message);
+                    }
+                }
+                return true;
+            }
+        }
         let calls = if config.trim_start().starts_with('{') {
             Vec::new()
         } else {
@@ -74,6 +96,7 @@ impl RootContext for Probe {
         Some(Box::new(Request {
             calls: Rc::clone(&self.calls),
             metric: self.metric,
+            expr: self.expr,
         }))
     }
 }
@@ -81,12 +104,23 @@ impl RootContext for Probe {
 struct Request {
     calls: Rc<Vec<Call>>,
     metric: u32,
+    expr: Option<([u8; 4], bool)>,
 }
 
 impl Context for Request {}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        if let Some((token, log)) = self.expr {
+            let result = hostcalls::call_foreign_function("expr_evaluate", Some(&token));
+            if log {
+                let text = match result {
+                    Ok(Some(v)) => v.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                    other => format!("{other:?}"),
+                };
+                let _ = hostcalls::log(LogLevel::Warn, &format!("bench probe: expr {text}"));
+            }
+        }
         for call in self.calls.iter() {
             match *call {
                 Call::Metric => {
