@@ -97,7 +97,10 @@ pub struct MatrixArgs {
     pub server_label: Vec<(String, String)>,
     /// List only the cells of these kinds, one line each, instead of a table
     /// (comma-separated): mtls (200 over Istio mTLS), plaintext (200 in
-    /// plaintext), reset, fail. With --json or --json-lines only those cells are written.
+    /// plaintext), reset, fail. Above 1,000,000 cells (or with --grouped) the
+    /// clients are listed once, in groups that send alike, and each Service
+    /// port gets one line per answer it gives them, naming the groups
+    /// (--full: each cell). With --json or --json-lines only those cells are written.
     #[arg(
         long,
         value_enum,
@@ -106,11 +109,13 @@ pub struct MatrixArgs {
         help_heading = "Filters"
     )]
     pub only: Vec<Only>,
-    /// Print the whole client × Service port table, however wide or large.
-    #[arg(long, conflicts_with_all = ["grouped", "only"], help_heading = "Output")]
+    /// Print the whole client × Service port table (with --only: each cell),
+    /// however wide or large.
+    #[arg(long, conflicts_with = "grouped", help_heading = "Output")]
     pub full: bool,
-    /// Print the summary per namespace pair even when the table would fit.
-    #[arg(long, conflicts_with = "only", help_heading = "Output")]
+    /// Print the summary per namespace pair even when the table would fit
+    /// (with --only: the cells by client group).
+    #[arg(long, help_heading = "Output")]
     pub grouped: bool,
     /// The width the table must fit in, else the summary per namespace pair is
     /// printed [default: $COLUMNS; else 80 on a terminal; else no limit].

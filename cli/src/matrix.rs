@@ -2,12 +2,14 @@
 //! cell is computed, and cells are written as they are computed, so memory
 //! does not depend on the number of cells. The text view is the full table,
 //! or, when that would be wider than the terminal, a summary per namespace
-//! pair (counted without visiting the cells).
+//! pair (counted without visiting the cells). `--only` lists cells one per
+//! line, or, above [`MAX_TABLE_CELLS`], per Service port and client group
+//! (computed per group, without visiting the cells either).
 
 use crate::cli::{MatrixArgs, Only};
 use crate::{convert, human, json, Loaded, EXIT_FINDINGS, EXIT_INPUT, EXIT_OK};
 use policy::mesh::{Service, Workload};
-use policy::reach::{Call, Counts, Outcome, Reach, Select};
+use policy::reach::{Call, Counts, Grouped, Outcome, Reach, Select};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
 use std::io::{self, Write};
@@ -144,7 +146,25 @@ pub fn run(
     let shown = if args.json_lines {
         json_lines(out, &reach, &select)?
     } else if !only.is_empty() {
-        list(out, &reach, &select)?
+        if args.full {
+            list(out, &reach, &select)?
+        } else {
+            let groups = reach.groups(&select);
+            let (counts, answered) = answered(&groups);
+            let cells = counts.total();
+            if !args.grouped && cells <= MAX_TABLE_CELLS {
+                list(out, &reach, &select)?
+            } else {
+                let why = if args.grouped {
+                    String::new()
+                } else {
+                    format!(
+                        "Grouped: the listing would have {cells} cells, more than {MAX_TABLE_CELLS}; --full lists each cell.\n"
+                    )
+                };
+                list_grouped(out, &groups, &answered, &why)?
+            }
+        }
     } else {
         let table = Table::new(&clients, &columns);
         let cells = clients.len() as u64 * columns.len() as u64;
@@ -339,6 +359,145 @@ fn list(out: &mut dyn Write, reach: &Reach<'_>, select: &Select<'_>) -> io::Resu
         }
     });
     failed.map_or(Ok(shown), Err)
+}
+
+/// The cells `grouped` stands for, counted, and which of its groups any
+/// kept cell answers.
+fn answered(grouped: &Grouped<'_>) -> (Counts, Vec<bool>) {
+    let mut counts = Counts::default();
+    let mut answered = vec![false; grouped.groups().len()];
+    grouped.calls_while(&mut |g| {
+        counts.add_times(g.call.outcome, g.call.mtls, g.clients);
+        for &i in g.groups {
+            if let Some(a) = answered.get_mut(i) {
+                *a = true;
+            }
+        }
+        true
+    });
+    (counts, answered)
+}
+
+/// `--only` when listing each cell would be too much (or with `--grouped`):
+/// the client groups, each member named once (one line per namespace), then
+/// `reset: httpbin.foo:8000 <- G1 (3 clients): each client sends …`, one
+/// line per Service port and the groups it answers alike. Expanding each
+/// line to its groups' members gives the cells `list` would print, in
+/// Service order instead of client order. Returns the cells, counted.
+fn list_grouped(
+    out: &mut dyn Write,
+    grouped: &Grouped<'_>,
+    answered: &[bool],
+    why: &str,
+) -> io::Result<Counts> {
+    let mut buf: Vec<u8> = Vec::with_capacity(SUMMARY_BUFFER + 1024);
+    buf.extend_from_slice(why.as_bytes());
+    buf.extend_from_slice(
+        b"Client groups (clients that send alike get the same answer from every port):\n",
+    );
+    // Groups without a kept cell are left out; the others are numbered G1, G2, … in order.
+    let mut number = vec![0u64; answered.len()];
+    let mut shown_groups = 0u64;
+    for (n, a) in number.iter_mut().zip(answered) {
+        if *a {
+            shown_groups += 1;
+            *n = shown_groups;
+        }
+    }
+    let mut text = String::with_capacity(256);
+    for (group, &n) in grouped.groups().iter().zip(&number) {
+        if n == 0 {
+            continue;
+        }
+        let namespaces = group
+            .clients
+            .windows(2)
+            .filter(|w| w.first().map(|c| &c.namespace) != w.get(1).map(|c| &c.namespace))
+            .count()
+            + 1;
+        text.clear();
+        text.push_str(&format!(
+            "G{n} ({} client{} in {namespaces} namespace{}): ",
+            group.clients.len(),
+            if group.clients.len() == 1 { "" } else { "s" },
+            if namespaces == 1 { "" } else { "s" }
+        ));
+        group.sends.describe_into(&mut text);
+        buf.extend_from_slice(text.as_bytes());
+        let mut namespace: Option<&str> = None;
+        for c in &group.clients {
+            if namespace == Some(c.namespace.as_str()) {
+                buf.extend_from_slice(b", ");
+            } else {
+                buf.extend_from_slice(b"\n    ");
+                buf.extend_from_slice(c.namespace.as_bytes());
+                buf.extend_from_slice(b": ");
+                namespace = Some(&c.namespace);
+            }
+            buf.extend_from_slice(c.name.as_bytes());
+            if buf.len() >= SUMMARY_BUFFER {
+                out.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+        buf.push(b'\n');
+    }
+    let mut failed = None;
+    let mut shown = Counts::default();
+    let mut lines = 0u64;
+    grouped.calls_while(&mut |g| {
+        lines += 1;
+        shown.add_times(g.call.outcome, g.call.mtls, g.clients);
+        let call = &g.call;
+        text.clear();
+        text.push_str(short(call));
+        text.push_str(": ");
+        for part in [&call.service.name, ".", &call.service.namespace, ":"] {
+            text.push_str(part);
+        }
+        policy::reach::push_number(&mut text, u64::from(call.service_port));
+        text.push_str(" <- ");
+        for (n, group) in g.groups.iter().enumerate() {
+            if n > 0 {
+                text.push_str(", ");
+            }
+            text.push('G');
+            policy::reach::push_number(&mut text, number.get(*group).copied().unwrap_or(0));
+        }
+        text.push_str(" (");
+        policy::reach::push_number(&mut text, g.clients);
+        text.push_str(if g.clients == 1 {
+            " client): "
+        } else {
+            " clients): "
+        });
+        call.explain_group_into(&mut text);
+        text.push('\n');
+        buf.extend_from_slice(text.as_bytes());
+        if buf.len() >= SUMMARY_BUFFER {
+            if let Err(e) = out.write_all(&buf) {
+                failed = Some(e);
+                return false;
+            }
+            buf.clear();
+        }
+        true
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    out.write_all(&buf)?;
+    writeln!(
+        out,
+        "{} cells in {lines} lines of {} client groups (reset {}, fail {}, 200 mTLS {}, 200 plain {}).",
+        shown.total(),
+        shown_groups,
+        shown.reset,
+        shown.failed,
+        shown.mtls,
+        shown.plaintext
+    )?;
+    Ok(shown)
 }
 
 const LEGEND: &str = "(200 mTLS: succeeds over Istio mTLS; 200 plain: succeeds in plaintext; reset: connection reset; fail: TLS reaches a plaintext app)";

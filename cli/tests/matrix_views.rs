@@ -1,7 +1,8 @@
 //! `peerauth matrix`'s views of one matrix agree cell for cell: the streamed
 //! `--json` document is the reference, and `--json-lines`, `--only`, the label
-//! filters and the grouped summary are checked against it on the seed lab's
-//! steps and on a generated mesh (issue 18's shape).
+//! filters, the grouped summary and `--only`'s listing by client group are
+//! checked against it on the seed lab's steps and on a generated mesh (issue
+//! 18's shape).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -33,11 +34,27 @@ fn inputs() -> Vec<Vec<String>> {
     // sidecar behind the same Service, bar STRICT (cells with other_endpoint).
     let path = dir.join("migration.yaml");
     write_whole(&path, MIGRATION);
-    let mut set = step_files("1-no-policy");
+    let mut migration = step_files("1-no-policy");
+    migration.extend(["-f".into(), path.display().to_string()]);
+    // foo's own DestinationRule for bar's httpbin: foo's sidecars send
+    // otherwise than every other namespace's there (a group of their own).
+    let path = dir.join("own-rules.yaml");
+    write_whole(&path, OWN_RULES);
+    let mut set = step_files("4-workload-strict");
     set.extend(["-f".into(), path.display().to_string()]);
     sets.push(set);
+    sets.push(migration);
     sets
 }
+
+const OWN_RULES: &str = "
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: to-bar, namespace: foo}
+spec:
+  host: httpbin.bar.svc.cluster.local
+  trafficPolicy: {tls: {mode: DISABLE}}
+";
 
 /// Write `text` to `path` so that a test reading it in parallel sees the old
 /// file or the new one, never a truncated one (every test writes the inputs).
@@ -333,4 +350,290 @@ fn the_table_is_printed_when_it_fits_the_width_and_the_summary_when_it_does_not(
         String::from_utf8(out.stdout).unwrap(),
         run(&files, &["--width", "40"]).stdout
     );
+}
+
+/// `--only`'s listing by client group, read back: the groups' members
+/// (`namespace/name`, by group number) and one entry per line.
+struct GroupedList {
+    why: Option<String>,
+    groups: BTreeMap<usize, Vec<(String, String)>>,
+    lines: Vec<GroupLine>,
+    total: u64,
+}
+
+struct GroupLine {
+    short: String,
+    service: (String, String),
+    port: u16,
+    groups: Vec<usize>,
+    clients: u64,
+    /// The sentence after `each client`.
+    explanation: String,
+}
+
+fn parse_group_list(text: &str) -> GroupedList {
+    let mut lines = text.lines().peekable();
+    let why = lines
+        .next_if(|l| l.starts_with("Grouped: "))
+        .map(str::to_string);
+    assert_eq!(
+        lines.next(),
+        Some("Client groups (clients that send alike get the same answer from every port):"),
+        "{text}"
+    );
+    let mut groups: BTreeMap<usize, Vec<(String, String)>> = BTreeMap::new();
+    let mut current = 0;
+    while let Some(line) = lines.next_if(|l| l.starts_with('G') || l.starts_with("    ")) {
+        if let Some(member_line) = line.strip_prefix("    ") {
+            let (ns, names) = member_line.split_once(": ").unwrap();
+            for name in names.split(", ") {
+                groups
+                    .get_mut(&current)
+                    .unwrap()
+                    .push((ns.to_string(), name.to_string()));
+            }
+        } else {
+            let (number, _) = line[1..].split_once(' ').unwrap();
+            current = number.parse().unwrap();
+            assert_eq!(current, groups.len() + 1, "{line}");
+            groups.insert(current, Vec::new());
+        }
+    }
+    let mut parsed = Vec::new();
+    let mut total = None;
+    for line in lines {
+        if let Some((n, _)) = line.split_once(" cells in ") {
+            total = Some(n.parse().unwrap());
+            continue;
+        }
+        assert!(total.is_none(), "a line after the totals: {line}");
+        let (short, rest) = line.split_once(": ").unwrap();
+        let (column, rest) = rest.split_once(" <- ").unwrap();
+        let (service, port) = column.rsplit_once(':').unwrap();
+        let (name, namespace) = service.split_once('.').unwrap();
+        let (names, rest) = rest.split_once(" (").unwrap();
+        let (clients, rest) = rest.split_once(' ').unwrap();
+        let (_, explanation) = rest.split_once("): each client").unwrap();
+        parsed.push(GroupLine {
+            short: short.to_string(),
+            service: (namespace.to_string(), name.to_string()),
+            port: port.parse().unwrap(),
+            groups: names
+                .split(", ")
+                .map(|g| g.strip_prefix('G').unwrap().parse().unwrap())
+                .collect(),
+            clients: clients.parse().unwrap(),
+            explanation: explanation.to_string(),
+        });
+    }
+    GroupedList {
+        why,
+        groups,
+        lines: parsed,
+        total: total.unwrap_or_else(|| panic!("no totals line in\n{text}")),
+    }
+}
+
+/// A cell as both views name it: client, Service, port, kind, explanation.
+type Named = (String, String, String, String, u16, &'static str, String);
+
+/// The cells a grouped listing stands for: each line for each member of its groups.
+fn expand(list: &GroupedList) -> Vec<Named> {
+    let mut cells = Vec::new();
+    for line in &list.lines {
+        let kind = match line.short.as_str() {
+            "200 mTLS" => "mtls",
+            "200 plain" | "200 TLS" => "plaintext",
+            "reset" => "reset",
+            "fail" => "fail",
+            other => panic!("unknown cell {other}"),
+        };
+        let mut members = 0;
+        for g in &line.groups {
+            for (ns, name) in &list.groups[g] {
+                members += 1;
+                cells.push((
+                    ns.clone(),
+                    name.clone(),
+                    line.service.0.clone(),
+                    line.service.1.clone(),
+                    line.port,
+                    kind,
+                    format!("{name}.{ns}{}", line.explanation),
+                ));
+            }
+        }
+        assert_eq!(members, line.clients, "{}", line.explanation);
+    }
+    cells.sort();
+    cells
+}
+
+fn named(cells: &[MatrixCell]) -> Vec<Named> {
+    let mut named: Vec<Named> = cells
+        .iter()
+        .map(|c| {
+            (
+                c.client.namespace.clone(),
+                c.client.name.clone(),
+                c.service.namespace.clone(),
+                c.service.name.clone(),
+                c.service.port,
+                kind(c),
+                c.explanation.clone(),
+            )
+        })
+        .collect();
+    named.sort();
+    named
+}
+
+#[test]
+fn the_listing_by_client_group_expands_to_exactly_the_cells_of_only() {
+    for files in inputs() {
+        for only in ["reset,fail", "plaintext", "mtls,reset"] {
+            let doc = document(&files, &["--only", only]);
+            let out = run(&files, &["--only", only, "--grouped"]);
+            let list = parse_group_list(&out.stdout);
+            // Asked for, so no reason is given.
+            assert_eq!(list.why, None);
+            let cells = expand(&list);
+            // Every cell once, its explanation the group's with the client named.
+            assert_eq!(cells, named(&doc.cells), "{only} {files:?}\n{}", out.stdout);
+            assert_eq!(list.total, doc.cells.len() as u64);
+            assert_eq!(out.code, doc.exit_code as i32, "{only} {files:?}");
+            // Each member is in one group, every group listed answers some
+            // line, and its members are rows of the matrix.
+            for g in list.groups.keys() {
+                assert!(list.lines.iter().any(|l| l.groups.contains(g)), "G{g}");
+            }
+            let mut members: Vec<&(String, String)> = list.groups.values().flatten().collect();
+            let all = members.len();
+            members.sort();
+            members.dedup();
+            assert_eq!(members.len(), all, "{files:?}");
+            for (ns, name) in members {
+                assert!(doc.clients.contains(&format!("{ns}/{name}")), "{ns}/{name}");
+            }
+            // Below a million cells the listing is per cell unless asked for.
+            let plain = run(&files, &["--only", only]);
+            assert_eq!(plain.stdout.lines().count(), doc.cells.len());
+            assert_eq!(
+                run(&files, &["--only", only, "--full"]).stdout,
+                plain.stdout
+            );
+        }
+    }
+}
+
+#[test]
+fn a_namespace_whose_own_destination_rule_changes_what_it_sends_is_a_group_of_its_own() {
+    let files = inputs()
+        .into_iter()
+        .find(|set| set.iter().any(|f| f.ends_with("own-rules.yaml")))
+        .unwrap();
+    let out = run(&files, &["--only", "reset,fail", "--grouped"]);
+    let list = parse_group_list(&out.stdout);
+    let foo: Vec<(String, String)> = ["sleep", "httpbin"]
+        .iter()
+        .map(|n| ("foo".to_string(), n.to_string()))
+        .collect();
+    let own = list
+        .groups
+        .iter()
+        .find(|(_, members)| members.iter().all(|(ns, _)| ns == "foo"))
+        .map(|(g, m)| (*g, m.clone()));
+    let (g, mut members) = own.expect("foo's sidecars in a group of their own");
+    members.sort();
+    let mut want = foo;
+    want.sort();
+    assert_eq!(members, want, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("sidecar in foo, whose own DestinationRules change what they send"),
+        "{}",
+        out.stdout
+    );
+    // Its DISABLE towards bar's STRICT httpbin is reset, for it alone.
+    let line = list
+        .lines
+        .iter()
+        .find(|l| l.groups.contains(&g))
+        .expect("a line for foo's group");
+    assert_eq!(line.groups, [g]);
+    assert_eq!(line.service, ("bar".to_string(), "httpbin".to_string()));
+    assert!(
+        line.explanation
+            .contains("because DestinationRule foo/to-bar sets DISABLE"),
+        "{}",
+        line.explanation
+    );
+}
+
+#[test]
+fn with_label_filters_the_groups_hold_only_the_kept_clients() {
+    for files in inputs() {
+        let generated = files.iter().any(|f| f.ends_with("mesh-200.yaml"));
+        let (client, server) = if generated {
+            ("app-1", "app-2")
+        } else {
+            ("sleep", "httpbin")
+        };
+        let filters = [
+            "--client-label",
+            &format!("app={client}"),
+            "--server-label",
+            &format!("app={server}"),
+        ]
+        .map(String::from);
+        let mut args: Vec<&str> = filters.iter().map(String::as_str).collect();
+        args.extend(["--only", "reset,plaintext"]);
+        let doc = document(&files, &args);
+        args.push("--grouped");
+        let out = run(&files, &args);
+        let list = parse_group_list(&out.stdout);
+        assert_eq!(expand(&list), named(&doc.cells), "{files:?}");
+        for (ns, name) in list.groups.values().flatten() {
+            assert_eq!(name, client, "{ns}/{name} is not a kept client");
+        }
+        for line in &list.lines {
+            assert_eq!(line.service.1, server, "{}", line.explanation);
+        }
+    }
+}
+
+#[test]
+fn above_a_million_cells_only_lists_by_client_group_and_says_why() {
+    let dir = scratch("views-large");
+    let path = dir.join("mesh-1000.yaml");
+    write_whole(&path, &peerauth_cli::generate::mesh_text(1000));
+    let files = vec!["-f".to_string(), path.display().to_string()];
+    // 1,000 clients × 2,000 Service ports, nearly all of them succeeding.
+    let (_, total) = parse_grouped(&run(&files, &["--grouped"]).stdout);
+    let succeeding = total[0] + total[1];
+    assert!(succeeding > 1_000_000, "{total:?}");
+    let out = run(&files, &["--only", "mtls,plaintext"]);
+    let list = parse_group_list(&out.stdout);
+    assert_eq!(
+        list.why.as_deref(),
+        Some(
+            format!(
+                "Grouped: the listing would have {succeeding} cells, more than 1000000; --full lists each cell."
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(list.total, succeeding);
+    assert_eq!(
+        list.lines.iter().map(|l| l.clients).sum::<u64>(),
+        succeeding
+    );
+    // Every client is named once: no sidecar (one namespace in five) and sidecar.
+    assert_eq!(list.groups.values().map(Vec::len).sum::<usize>(), 1000);
+    assert_eq!(list.groups.len(), 2, "{}", &out.stdout[..2000]);
+    assert_eq!(out.code, 0);
+    // The cells that fail are fewer: listed one by one.
+    let reset = run(&files, &["--only", "reset,fail"]);
+    assert_eq!(reset.stdout.lines().count() as u64, total[2] + total[3]);
+    assert_eq!(reset.code, 1);
 }

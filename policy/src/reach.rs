@@ -501,7 +501,7 @@ impl Answer<'_> {
 /// client without a sidecar behaves alike, and so does every sidecar client of
 /// one rule-lookup class ([`ClientNs`]), so the matrix is computed per kind of
 /// client and only copied per client.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Plan<'m> {
     target: usize,
     /// The Service port and what it is on the deciding server (kept here so
@@ -563,7 +563,8 @@ impl Counts {
         self.add_times(outcome, mtls, 1);
     }
 
-    fn add_times(&mut self, outcome: Outcome, mtls: bool, n: u64) {
+    /// Count `n` cells of one kind.
+    pub fn add_times(&mut self, outcome: Outcome, mtls: bool, n: u64) {
         let slot = match (outcome, mtls) {
             (Outcome::Allowed, true) => &mut self.mtls,
             (Outcome::Allowed, false) => &mut self.plaintext,
@@ -618,6 +619,193 @@ pub(crate) struct PlainReset<'m> {
     pub target_port: u32,
     /// [`Reason::NoSidecar`] or [`Reason::AutoMtlsOff`].
     pub reason: Reason<'m>,
+}
+
+/// How a selected client sends, which decides the plans it gets: the one
+/// place [`Reach::calls_while`], [`Reach::summary`] and [`Reach::groups`]
+/// sort clients into classes.
+#[derive(Debug, Clone, Copy)]
+enum Sends<'m, 'd> {
+    /// No sidecar and not ambient: it sends what the app sends.
+    Plain,
+    /// Ambient: its ztunnel sends, reading no DestinationRule.
+    Ambient,
+    /// A sidecar with the rules a namespace without rules of its own sees.
+    Other,
+    /// A sidecar in this namespace, whose own rules (or an `exportTo` naming
+    /// it) may change what it sends to these targets ([`Reach::differing`]).
+    Own(&'m str, &'d [usize]),
+}
+
+/// The class of `client` ([`Sends`]); `differing` is [`Reach::differing`]'s.
+fn sends<'m, 'd>(
+    rules: &Rules<'m>,
+    client: &'m Workload,
+    differing: &'d HashMap<&'m str, Vec<usize>>,
+) -> Sends<'m, 'd> {
+    if client.ambient {
+        Sends::Ambient
+    } else if !client.sidecar {
+        Sends::Plain
+    } else {
+        match rules.class(&client.namespace) {
+            ClientNs::Named(ns) => match differing.get(ns) {
+                Some(diff) => Sends::Own(ns, diff),
+                None => Sends::Other,
+            },
+            ClientNs::Other => Sends::Other,
+        }
+    }
+}
+
+/// How the members of a [`ClientGroup`] send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupSends<'m> {
+    /// No sidecar, not ambient.
+    NoSidecar,
+    /// Ambient (ztunnel).
+    Ambient,
+    /// A sidecar, with the DestinationRules a client in a namespace without
+    /// rules of its own sees (namespaces whose own rules change nothing are here too).
+    Sidecar,
+    /// A sidecar in this namespace, whose own DestinationRules (or an
+    /// `exportTo` naming it) change what it sends to some Service port.
+    OwnRules(&'m str),
+}
+
+impl GroupSends<'_> {
+    /// `no sidecar, so …`, `sidecar in ns-1, whose own DestinationRules …`:
+    /// the group's heading, as every view words it.
+    pub fn describe_into(&self, s: &mut String) {
+        match self {
+            GroupSends::NoSidecar => s.push_str("no sidecar, so they send what the app sends"),
+            GroupSends::Ambient => {
+                s.push_str("ambient, so their ztunnel sends (it reads no DestinationRule)")
+            }
+            GroupSends::Sidecar => s.push_str(
+                "sidecar, with the DestinationRules a namespace without rules of its own sees",
+            ),
+            GroupSends::OwnRules(ns) => {
+                s.push_str("sidecar in ");
+                s.push_str(ns);
+                s.push_str(", whose own DestinationRules change what they send to some ports");
+            }
+        }
+    }
+}
+
+/// Clients that send alike ([`Reach::groups`]): every member gets the same
+/// answer from every Service port, so the matrix is one row per group.
+#[derive(Debug, Clone)]
+pub struct ClientGroup<'m> {
+    pub sends: GroupSends<'m>,
+    /// In the matrix's order (namespace, name); never empty.
+    pub clients: Vec<&'m Workload>,
+}
+
+/// One Service port's answer to one or more [`ClientGroup`]s
+/// ([`Grouped::calls_while`]).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCall<'m, 'g> {
+    /// The call from the first member of the first group: each member's
+    /// call is this one with itself as `client`
+    /// ([`Call::explain_group_into`] words it for all of them).
+    pub call: Call<'m>,
+    /// The groups answered so (indexes into [`Grouped::groups`]), in order.
+    pub groups: &'g [usize],
+    /// Their members, counted.
+    pub clients: u64,
+}
+
+/// Where one group's kept plans come from.
+enum GroupPlans<'m> {
+    /// Its own, in the matrix's order.
+    Own(Vec<Plan<'m>>),
+    /// [`Grouped::other`].
+    Other,
+    /// [`Grouped::other`], except at the `diff` targets (sorted), where
+    /// its own, `own` (in order), answer instead.
+    Patched {
+        diff: Vec<usize>,
+        own: Vec<Plan<'m>>,
+    },
+}
+
+/// The part of the matrix a [`Select`] picks, as client groups × Service
+/// ports ([`Reach::groups`]).
+pub struct Grouped<'m> {
+    targets: Vec<Target<'m>>,
+    groups: Vec<ClientGroup<'m>>,
+    /// One per group.
+    plans: Vec<GroupPlans<'m>>,
+    /// The kept plans of a sidecar client of [`ClientNs::Other`].
+    other: Vec<Plan<'m>>,
+}
+
+/// The plans of target `ti` among `plans` (sorted by target).
+fn at_target<'p, 'm>(plans: &'p [Plan<'m>], ti: usize) -> &'p [Plan<'m>] {
+    let from = plans.partition_point(|p| p.target < ti);
+    let to = plans.partition_point(|p| p.target <= ti);
+    plans.get(from..to).unwrap_or_default()
+}
+
+impl<'m> Grouped<'m> {
+    /// The groups, in order: no sidecar, ambient, sidecar, then each
+    /// namespace whose own rules change what its sidecars send. Groups
+    /// without members are left out.
+    pub fn groups(&self) -> &[ClientGroup<'m>] {
+        &self.groups
+    }
+
+    /// The kept plans of group `g` at target `ti`.
+    fn plans_at(&self, g: usize, ti: usize) -> &[Plan<'m>] {
+        match self.plans.get(g) {
+            Some(GroupPlans::Own(plans)) => at_target(plans, ti),
+            Some(GroupPlans::Patched { diff, own }) if diff.binary_search(&ti).is_ok() => {
+                at_target(own, ti)
+            }
+            Some(GroupPlans::Other | GroupPlans::Patched { .. }) => at_target(&self.other, ti),
+            None => &[],
+        }
+    }
+
+    /// Every kept answer, in the matrix's order (Service, port), then in
+    /// group order; the groups a port answers alike share one
+    /// [`GroupCall`]. Stops as soon as `each` returns `false`. Work is
+    /// proportional to the groups × the Service ports.
+    pub fn calls_while(&self, each: &mut dyn FnMut(&GroupCall<'m, '_>) -> bool) {
+        let mut answers: Vec<(&Plan<'m>, Vec<usize>)> = Vec::new();
+        for (ti, t) in self.targets.iter().enumerate() {
+            answers.clear();
+            for g in 0..self.groups.len() {
+                for p in self.plans_at(g, ti) {
+                    match answers.iter_mut().find(|(q, _)| *q == p) {
+                        Some((_, groups)) => groups.push(g),
+                        None => answers.push((p, vec![g])),
+                    }
+                }
+            }
+            // Stable: within a port, in the order of the first group answered.
+            answers.sort_by_key(|(p, _)| p.service_port);
+            for (p, groups) in &answers {
+                let members = || groups.iter().filter_map(|&g| self.groups.get(g));
+                let Some(first) = members().find_map(|g| g.clients.first().copied()) else {
+                    continue;
+                };
+                let Some(call) = call_of(first, t, p) else {
+                    continue;
+                };
+                let clients = members().map(|g| g.clients.len() as u64).sum();
+                if !each(&GroupCall {
+                    call,
+                    groups,
+                    clients,
+                }) {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// The selected clients and targets of a matrix, in its order.
@@ -897,29 +1085,22 @@ impl<'m> Reach<'m> {
         let differing = self.differing(&prepared.targets);
         let mut named: Option<(&str, Vec<Plan<'m>>)> = None;
         for &client in &prepared.clients {
-            let plans: &[Plan<'m>] = if client.ambient {
-                &ambient
-            } else if !client.sidecar {
-                &plain
-            } else {
-                match self.rules.class(&client.namespace) {
-                    ClientNs::Other => &other,
-                    ClientNs::Named(ns) => match differing.get(ns) {
-                        None => &other,
-                        Some(diff) => {
-                            if named.as_ref().is_none_or(|(n, _)| *n != ns) {
-                                let plans = self.patched(
-                                    &prepared.targets,
-                                    &other,
-                                    diff,
-                                    ClientNs::Named(ns),
-                                    &keep,
-                                );
-                                named = Some((ns, plans));
-                            }
-                            named.as_ref().map_or(&[], |(_, p)| p.as_slice())
-                        }
-                    },
+            let plans: &[Plan<'m>] = match sends(&self.rules, client, &differing) {
+                Sends::Ambient => &ambient,
+                Sends::Plain => &plain,
+                Sends::Other => &other,
+                Sends::Own(ns, diff) => {
+                    if named.as_ref().is_none_or(|(n, _)| *n != ns) {
+                        let plans = self.patched(
+                            &prepared.targets,
+                            &other,
+                            diff,
+                            ClientNs::Named(ns),
+                            &keep,
+                        );
+                        named = Some((ns, plans));
+                    }
+                    named.as_ref().map_or(&[], |(_, p)| p.as_slice())
                 }
             };
             for p in plans {
@@ -1060,12 +1241,24 @@ impl<'m> Reach<'m> {
                 .unwrap_or(clients.len());
             let (these, rest) = clients.split_at(end);
             clients = rest;
-            let sidecars = these.iter().filter(|c| c.sidecar).count() as u64;
-            let ambients = these.iter().filter(|c| c.ambient).count() as u64;
-            let bare = these.len() as u64 - sidecars - ambients;
+            let (mut bare, mut ambients, mut sidecars) = (0u64, 0u64, 0u64);
+            // The namespace's sidecar clients all send alike: `Sends::Own`
+            // depends on the namespace only.
+            let mut own_rules = None;
+            for &c in these {
+                match sends(&self.rules, c, &differing) {
+                    Sends::Plain => bare += 1,
+                    Sends::Ambient => ambients += 1,
+                    Sends::Other => sidecars += 1,
+                    Sends::Own(ns, diff) => {
+                        sidecars += 1;
+                        own_rules = Some((ns, diff));
+                    }
+                }
+            }
             let mut patched;
-            let with_sidecar: &[Counts] = match (self.rules.class(ns), differing.get(ns)) {
-                (ClientNs::Named(ns), Some(diff)) if sidecars > 0 => {
+            let with_sidecar: &[Counts] = match own_rules {
+                Some((ns, diff)) => {
                     patched = other.clone();
                     for &ti in diff {
                         let (Some(t), Some(&from), Some(&to)) =
@@ -1087,7 +1280,7 @@ impl<'m> Reach<'m> {
                     }
                     &patched
                 }
-                _ => &other,
+                None => &other,
             };
             for (i, service_namespace) in prepared.groups.iter().enumerate() {
                 let mut counts = Counts::default();
@@ -1108,6 +1301,96 @@ impl<'m> Reach<'m> {
                     });
                 }
             }
+        }
+    }
+
+    /// The part of the matrix `select` picks, as groups of clients that
+    /// send alike ([`ClientGroup`], by the classes the matrix computes
+    /// plans for) and one answer per kept cell of each Service port and
+    /// group ([`Grouped::calls_while`]). Work is proportional to the groups
+    /// × the Service ports plus the clients, not to the cells. A namespace
+    /// whose own DestinationRules leave its sidecars' plans as everywhere
+    /// else joins the sidecar group.
+    pub fn groups(&self, select: &Select<'_>) -> Grouped<'m> {
+        let prepared = self.prepare(select);
+        let keep = |p: &Plan<'m>| (select.cell)(p.outcome(), p.mtls());
+        let kept =
+            |plans: Vec<Plan<'m>>| -> Vec<Plan<'m>> { plans.into_iter().filter(keep).collect() };
+        let differing = self.differing(&prepared.targets);
+        let other = self.plans(&prepared.targets, Some(ClientNs::Other));
+        let (mut plain, mut ambient, mut sidecar) = (Vec::new(), Vec::new(), Vec::new());
+        // Namespaces with their own rules: the index of their group in `own`,
+        // or `None` when their plans are `other`'s.
+        let mut own_index: HashMap<&'m str, Option<usize>> = HashMap::new();
+        let mut own: Vec<(ClientGroup<'m>, GroupPlans<'m>)> = Vec::new();
+        for &client in &prepared.clients {
+            match sends(&self.rules, client, &differing) {
+                Sends::Plain => plain.push(client),
+                Sends::Ambient => ambient.push(client),
+                Sends::Other => sidecar.push(client),
+                Sends::Own(ns, diff) => {
+                    let index = *own_index.entry(ns).or_insert_with(|| {
+                        let mut plans = Vec::new();
+                        let mut same = true;
+                        for &ti in diff {
+                            let Some(t) = prepared.targets.get(ti) else {
+                                continue;
+                            };
+                            let start = plans.len();
+                            self.push_plans(ti, t, Some(ClientNs::Named(ns)), &mut plans);
+                            same &= plans.get(start..) == Some(at_target(&other, ti));
+                        }
+                        if same {
+                            return None;
+                        }
+                        plans.retain(keep);
+                        let group = ClientGroup {
+                            sends: GroupSends::OwnRules(ns),
+                            clients: Vec::new(),
+                        };
+                        let diff = diff.to_vec();
+                        own.push((group, GroupPlans::Patched { diff, own: plans }));
+                        Some(own.len() - 1)
+                    });
+                    match index.and_then(|i| own.get_mut(i)) {
+                        Some((group, _)) => group.clients.push(client),
+                        None => sidecar.push(client),
+                    }
+                }
+            }
+        }
+        let mut groups = Vec::new();
+        let mut plans = Vec::new();
+        if !plain.is_empty() {
+            groups.push(ClientGroup {
+                sends: GroupSends::NoSidecar,
+                clients: plain,
+            });
+            plans.push(GroupPlans::Own(kept(self.plans(&prepared.targets, None))));
+        }
+        if !ambient.is_empty() {
+            groups.push(ClientGroup {
+                sends: GroupSends::Ambient,
+                clients: ambient,
+            });
+            plans.push(GroupPlans::Own(kept(self.ambient_plans(&prepared.targets))));
+        }
+        if !sidecar.is_empty() {
+            groups.push(ClientGroup {
+                sends: GroupSends::Sidecar,
+                clients: sidecar,
+            });
+            plans.push(GroupPlans::Other);
+        }
+        for (group, group_plans) in own {
+            groups.push(group);
+            plans.push(group_plans);
+        }
+        Grouped {
+            targets: prepared.targets,
+            groups,
+            plans,
+            other: kept(other),
         }
     }
 
@@ -1503,6 +1786,23 @@ impl<'m> Call<'m> {
     /// [`Self::explain`], appended to `s` (so a caller writing many cells
     /// reuses one buffer).
     pub fn explain_into(&self, s: &mut String) {
+        for part in [&self.client.name, ".", &self.client.namespace] {
+            s.push_str(part);
+        }
+        self.explain_sending_into(s);
+    }
+
+    /// [`Self::explain_into`] for every member of the groups of a
+    /// [`GroupCall`] at once: `each client sends …`, the rest as each
+    /// member's sentence says it (nothing after the client's name depends
+    /// on which member it is).
+    pub fn explain_group_into(&self, s: &mut String) {
+        s.push_str("each client");
+        self.explain_sending_into(s);
+    }
+
+    /// The sentence after the client's name: ` sends …`.
+    fn explain_sending_into(&self, s: &mut String) {
         // Pieces pushed one by one: the matrix streams millions of these, and
         // `write!` costs more than the rest of a cell.
         let sends = match (self.client_tls, self.transport) {
@@ -1513,9 +1813,6 @@ impl<'m> Call<'m> {
         };
         let (client, service, server) = (self.client, self.service, self.server);
         for part in [
-            &client.name,
-            ".",
-            &client.namespace,
             " sends ",
             sends,
             " to ",
@@ -2653,6 +2950,37 @@ spec: {selector: {app: nothing}, ports: [{port: 80}]}
             }
             let counted: Vec<(String, String, Counts)> = counted.into_iter().map(|((a, b), c)| (a, b, c)).collect();
             proptest::prop_assert_eq!(grouped, counted);
+            // The client groups, each answer expanded to the groups' members,
+            // are the kept cells, each once, and the group's sentence is each
+            // member's without its name.
+            let groups = reach.groups(&select);
+            let mut expanded: Vec<(Cell, String)> = Vec::new();
+            groups.calls_while(&mut |g| {
+                let mut sentence = String::new();
+                g.call.explain_group_into(&mut sentence);
+                for &i in g.groups {
+                    for &client in &groups.groups()[i].clients {
+                        expanded.push((Call { client, ..g.call }.cell(), sentence.clone()));
+                    }
+                }
+                true
+            });
+            for (cell, sentence) in &expanded {
+                let rest = sentence.strip_prefix("each client").unwrap();
+                proptest::prop_assert_eq!(&cell.explanation, &format!("{}.{}{rest}", cell.client, cell.client_namespace));
+            }
+            let key = |c: &Cell| (c.client_namespace.clone(), c.client.clone(), c.service_namespace.clone(), c.service.clone(), c.service_port);
+            let mut expanded: Vec<Cell> = expanded.into_iter().map(|(c, _)| c).collect();
+            expanded.sort_by_key(key);
+            let mut want = want;
+            want.sort_by_key(key);
+            proptest::prop_assert_eq!(expanded, want);
+            // Every selected client is in one group.
+            let mut members: Vec<(&str, &str)> = groups.groups().iter().flat_map(|g| g.clients.iter().map(|c| (c.namespace.as_str(), c.name.as_str()))).collect();
+            members.sort_unstable();
+            let mut selected: Vec<(&str, &str)> = mesh.workloads.iter().filter(|w| client(w)).map(|c| (c.namespace.as_str(), c.name.as_str())).collect();
+            selected.sort_unstable();
+            proptest::prop_assert_eq!(members, selected);
         }
     }
 }
