@@ -489,9 +489,9 @@ fn list_grouped(
     out.write_all(&buf)?;
     writeln!(
         out,
-        "{} cells in {lines} lines of {} client groups (reset {}, fail {}, 200 mTLS {}, 200 plain {}).",
+        "{} cells in {lines} lines of {shown_groups} client group{} (reset {}, fail {}, 200 mTLS {}, 200 plain {}).",
         shown.total(),
-        shown_groups,
+        if shown_groups == 1 { "" } else { "s" },
         shown.reset,
         shown.failed,
         shown.mtls,
