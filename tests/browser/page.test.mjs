@@ -25,6 +25,7 @@ after(async () => {
 // `done()` fails the test if there were any.
 async function openPage(hash = '') {
   const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
   const page = await context.newPage();
   const problems = [];
   page.on('console', (msg) => {
@@ -478,5 +479,130 @@ test('every matrix tooltip is the sentence policy writes for that cell', async (
   assert.ok(compared > 0);
   assert.deepEqual(mismatches, [], 'auto mTLS off');
   assert.ok(await page.locator('#matrix td[title*="because auto mTLS is off and no DestinationRule sets TLS"]').count() > 0);
+  await done();
+});
+
+// What the editor shows at viewport height `y`: the gutter's number there (from
+// the rectangles of the drawn numbers) and the line a click into the textarea
+// at that height puts the caret on (the browser's own geometry).
+async function linesAt(page, y) {
+  const gutter = await page.evaluate((y) => {
+    const pre = document.getElementById('gutter-numbers');
+    const text = pre.firstChild;
+    if (!text) return null;
+    // A number's box is its glyphs' height, less than the line's 20 px: take the
+    // number whose middle is nearest, within half a line.
+    let from = 0;
+    let best = null;
+    for (const number of pre.textContent.split('\n')) {
+      const range = document.createRange();
+      range.setStart(text, from);
+      range.setEnd(text, from + number.length);
+      const box = range.getBoundingClientRect();
+      const off = Math.abs((box.top + box.bottom) / 2 - y);
+      if (number && off < 10 && (!best || off < best.off)) best = { off, number: Number(number) };
+      from += number.length + 1;
+    }
+    return best?.number ?? null;
+  }, y);
+  const box = await page.locator('#input').boundingBox();
+  await page.mouse.click(box.x + box.width / 2, y);
+  const caret = await page.locator('#input').evaluate((t) => t.value.slice(0, t.selectionStart).split('\n').length);
+  return { gutter, caret };
+}
+
+const nextFrame = (page) => page.evaluate(() => new Promise((ok) => requestAnimationFrame(() => setTimeout(ok, 0))));
+
+test('on a long text the gutter draws only the numbers in view, numbers the lines where they are after scrolling, and marks a far line on that line', async () => {
+  const { page, done } = await openPage();
+  const filler = Array.from({ length: 3000 }, (_, i) => `# line ${i + 1} of filler`);
+  const text = [...filler, '---', ...BROKEN, '    mode: STRICTT', ''].join('\n');
+  const errorLine = filler.length + 1 + BROKEN.length + 1;
+  await paste(page, text);
+  const drawn = (await page.locator('#gutter-numbers').textContent()).trim().split('\n');
+  assert.ok(drawn.length < 100, `${drawn.length} numbers drawn for ${errorLine} lines`);
+  assert.equal(drawn[0], '1');
+
+  const editor = await page.locator('#input').boundingBox();
+  for (const scrollTop of [12345, 40000, 0]) {
+    await page.locator('#input').evaluate((t, top) => { t.scrollTop = top; }, scrollTop);
+    await nextFrame(page);
+    for (const y of [editor.y + 30, editor.y + editor.height / 2]) {
+      const { gutter, caret } = await linesAt(page, y);
+      assert.ok(gutter > 0, `a number at y=${y} after scrolling to ${scrollTop}`);
+      assert.equal(gutter, caret, `scrolled to ${scrollTop}, y=${y}: the gutter's number is the line there`);
+    }
+  }
+
+  // Off screen, the far line's mark is not drawn; the finding's button scrolls
+  // there, and the mark sits on that line.
+  assert.equal(await page.locator('#gutter .bad').count(), 0);
+  const error = page.locator('#diagnostics .diag.error').first();
+  assert.equal(await error.getAttribute('data-line'), String(errorLine));
+  await error.click();
+  const mark = page.locator('#gutter .bad');
+  assert.equal(await mark.innerText(), String(errorLine));
+  const box = await mark.boundingBox();
+  const { gutter, caret } = await linesAt(page, box.y + box.height / 2);
+  assert.equal(caret, errorLine, 'a click beside the mark lands on the marked line');
+  assert.equal(gutter, errorLine);
+
+  // Typing a line still numbers it.
+  await page.locator('#input').evaluate((t) => t.setSelectionRange(t.value.length, t.value.length));
+  await page.locator('#input').press('Enter');
+  await page.locator('#input').evaluate((t) => { t.scrollTop = t.scrollHeight; });
+  await nextFrame(page);
+  const last = (await page.locator('#gutter-numbers').textContent()).trim().split('\n').at(-1);
+  assert.equal(Number(last), errorLine + 2);
+  await done();
+});
+
+// A real paste through the clipboard: Ctrl+A, then Ctrl+V.
+async function clipboardPaste(page, text) {
+  await page.evaluate((t) => navigator.clipboard.writeText(t), text);
+  await page.focus('#input');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.press('Control+V');
+}
+
+test('a large paste is inserted by the page and evaluated at once, a small one by the browser, which can undo it', async () => {
+  const { page, done } = await openPage();
+  await loadExample(page, 'seed-2-mesh-strict');
+  const cluster = pastedCluster();
+  assert.ok(cluster.length > 100000, `${cluster.length} characters: over the page's limit`);
+  // Count what the page posts to its worker, and how much of it before the
+  // paste's input event has been handled (this listener runs after the page's).
+  await page.evaluate(() => {
+    window.posted = 0;
+    const post = Worker.prototype.postMessage;
+    Worker.prototype.postMessage = function (message, ...rest) {
+      if (message?.type === 'evaluate') window.posted += 1;
+      return post.call(this, message, ...rest);
+    };
+    window.addEventListener('input', () => { window.postedDuringInput = window.posted; }, { once: true });
+  });
+  let count = await evaluations(page);
+  await clipboardPaste(page, cluster);
+  await waitForEvaluationAfter(page, count);
+  // Evaluated at once, not after the pause that typing waits for.
+  assert.equal(await page.evaluate(() => window.postedDuringInput), 1);
+  assert.equal(await page.inputValue('#input'), cluster);
+  assert.match(await page.locator('#matrix caption').textContent(), /720,000 cells/);
+  const lines = cluster.split('\n').length;
+  await page.locator('#input').evaluate((t) => { t.scrollTop = t.scrollHeight; });
+  await nextFrame(page);
+  assert.equal(Number((await page.locator('#gutter-numbers').textContent()).trim().split('\n').at(-1)), lines);
+
+  // Ctrl+A on the long text selects all of it.
+  await page.keyboard.press('Control+A');
+  assert.deepEqual(await page.locator('#input').evaluate((t) => [t.selectionStart, t.selectionEnd]), [0, cluster.length]);
+
+  const small = BROKEN.join('\n') + '\n    mode: STRICT\n';
+  count = await evaluations(page);
+  await clipboardPaste(page, small);
+  await waitForEvaluationAfter(page, count);
+  assert.equal(await page.inputValue('#input'), small);
+  await page.keyboard.press('Control+Z');
+  assert.equal(await page.inputValue('#input'), cluster, 'Ctrl+Z undoes the small paste');
   await done();
 });

@@ -12,11 +12,9 @@ const MATRIX_CELL_BUDGET = 3000;
 
 const $ = (id) => document.getElementById(id);
 const input = $('input');
-const gutter = $('gutter');
 
 let timer = null;
 let evaluations = 0;
-let lineStarts = [0];
 let showAllClients = false;
 let lastResult = null;
 
@@ -117,36 +115,68 @@ function computeLineStarts(text) {
   return starts;
 }
 
-let gutterLines = 0;
-// Line numbers change only when the line count does; cheap enough to run on every key.
-function renderLineNumbers() {
-  if (lineStarts.length === gutterLines) return;
-  gutterLines = lineStarts.length;
-  let text = '';
-  for (let n = 1; n <= gutterLines; n++) text += `${n}\n`;
-  $('gutter-numbers').textContent = text + '\n';
+function countLines(text) {
+  let n = 1;
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n += 1;
+  return n;
 }
 
-// `marks`: line → 'bad' | 'warn'. Drawn as an overlay so the numbers stay untouched.
-function renderGutter(marks) {
-  renderLineNumbers();
-  const layer = $('gutter-marks');
-  const lineHeight = 20; // --editor-line in style.css
+// The gutter draws only the line numbers in view (and a few more either side):
+// a pasted cluster has 52,624 lines, and laying out that many numbers added
+// ~300 ms to the first paste into a tab. Lines are a fixed height, so the lines
+// in view follow from the textarea's scrollTop.
+const LINE_HEIGHT = 20; // --editor-line in style.css
+const EDITOR_PAD = 8; // the textarea's padding-top
+const GUTTER_OVERSCAN = 5;
+const gutterNumbers = $('gutter-numbers');
+const gutterMarks = $('gutter-marks');
+let lineCount = 1;
+// line → 'bad' | 'warn', from the last evaluation.
+let marks = new Map();
+
+// The top of 1-based `line` in the gutter, which itself never scrolls.
+const lineTop = (line) => EDITOR_PAD + (line - 1) * LINE_HEIGHT - input.scrollTop;
+
+function renderGutterView() {
+  const scrolled = input.scrollTop;
+  const first = Math.max(1, Math.floor((scrolled - EDITOR_PAD) / LINE_HEIGHT) + 1 - GUTTER_OVERSCAN);
+  const last = Math.min(lineCount,
+    Math.floor((scrolled - EDITOR_PAD + input.clientHeight) / LINE_HEIGHT) + 1 + GUTTER_OVERSCAN);
+  let text = '';
+  for (let n = first; n <= last; n++) text += `${n}\n`;
+  gutterNumbers.textContent = text;
+  gutterNumbers.style.transform = `translateY(${lineTop(first)}px)`;
+  // As wide as the longest number in the text, so scrolling does not resize it.
+  gutterNumbers.style.minWidth = `calc(${String(lineCount).length}ch + 14px)`;
   const spans = [];
   for (const [line, kind] of marks) {
-    if (line > gutterLines) continue;
+    if (line < first || line > last) continue;
     const span = document.createElement('span');
     span.className = `mark ${kind}`;
-    span.style.top = `${8 + (line - 1) * lineHeight}px`;
+    span.style.top = `${lineTop(line)}px`;
     span.textContent = String(line);
     spans.push(span);
   }
-  layer.replaceChildren(...spans);
+  gutterMarks.replaceChildren(...spans);
 }
 
-input.addEventListener('scroll', () => {
-  gutter.scrollTop = input.scrollTop;
-});
+// Line numbers change only when the line count does; cheap enough to run on every key.
+function renderLineNumbers(text) {
+  const count = countLines(text);
+  if (count === lineCount) return;
+  lineCount = count;
+  renderGutterView();
+}
+
+// Marks from an evaluation of `text` (the editor may hold newer text by now).
+function renderGutter(newMarks, text) {
+  lineCount = countLines(text);
+  marks = new Map([...newMarks].filter(([line]) => line <= lineCount));
+  renderGutterView();
+}
+
+input.addEventListener('scroll', renderGutterView);
+new ResizeObserver(renderGutterView).observe(input);
 
 // Select the whole of 1-based `line` and scroll it into view.
 function selectLine(line) {
@@ -157,10 +187,33 @@ function selectLine(line) {
   if (end === -1) end = input.value.length;
   input.focus();
   input.setSelectionRange(start, end);
-  const lineHeight = parseFloat(getComputedStyle(input).lineHeight) || 20;
-  input.scrollTop = Math.max(0, (n - 1) * lineHeight - input.clientHeight / 3);
-  gutter.scrollTop = input.scrollTop;
+  input.scrollTop = Math.max(0, (n - 1) * LINE_HEIGHT - input.clientHeight / 3);
+  renderGutterView();
 }
+
+// Chromium's own paste into a textarea grows much faster than the text: 50 KB
+// took 46 ms, 400 KB 1.7 s and the 1.9 MB of a 5,000-workload cluster 39 s
+// before the page saw an input event (tests/browser/bench.mjs --scale). Past
+// this size the page inserts the text itself (setRangeText: ~20 ms for 400 KB);
+// the price is that Ctrl+Z cannot undo such a paste.
+const NATIVE_PASTE_LIMIT = 100000;
+input.addEventListener('paste', (e) => {
+  const text = e.clipboardData?.getData('text/plain') ?? '';
+  if (text.length <= NATIVE_PASTE_LIMIT) return;
+  e.preventDefault();
+  input.setRangeText(text.replace(/\r\n?/g, '\n'), input.selectionStart, input.selectionEnd, 'end');
+  input.dispatchEvent(new InputEvent('input', { bubbles: true, inputType: 'insertFromPaste' }));
+});
+// The same for Ctrl+A on such a text: Chromium's select-all also copies the
+// selection to the system's selection clipboard, 4-7 s for 380 KB in this page;
+// setSelectionRange selects the same characters in ~0.2 s (and leaves that
+// clipboard alone).
+input.addEventListener('keydown', (e) => {
+  if (!(e.ctrlKey || e.metaKey) || e.altKey || e.shiftKey || e.key.toLowerCase() !== 'a') return;
+  if (input.value.length <= NATIVE_PASTE_LIMIT) return;
+  e.preventDefault();
+  input.setSelectionRange(0, input.value.length);
+});
 
 // ---- rendering ----------------------------------------------------------------
 
@@ -458,30 +511,32 @@ function timed(name, fn) {
   return value;
 }
 
-function render(result) {
+function render(result, text) {
   lastResult = result;
   timed('summary', () => renderSummary(result));
   timed('diagnostics', () => renderDiagnostics(result));
   timed('modes', () => renderModes(result));
   timed('matrix', () => renderMatrix(result));
-  timed('gutter', () => renderMarks(result));
+  timed('gutter', () => renderMarks(result, text));
 }
 
-function renderMarks(result) {
-  const marks = new Map();
+function renderMarks(result, text) {
+  const found = new Map();
   for (const d of result.diagnostics) {
     const line = d.location?.line;
     if (!line) continue;
-    if (d.severity === 'error') marks.set(line, 'bad');
-    else if (d.severity === 'warning' && !marks.has(line)) marks.set(line, 'warn');
+    if (d.severity === 'error') found.set(line, 'bad');
+    else if (d.severity === 'warning' && !found.has(line)) found.set(line, 'warn');
   }
-  renderGutter(marks);
+  renderGutter(found, text);
 }
 
 // ---- evaluation loop -------------------------------------------------------------
 
 let inFlight = false;
 let again = false;
+// The text's length at the last input event or evaluation, to tell a paste from a key.
+let editedLength = 0;
 
 // `pending` tells tests and the benchmark that a newer evaluation is still to come.
 function markPending() {
@@ -504,16 +559,16 @@ async function evaluateNow() {
     do {
       again = false;
       const text = input.value;
+      editedLength = text.length;
       const started = performance.now();
       const result = await evaluateText(text, { ...options(), limits: { ...shown } });
       timings.evaluate = Math.round((performance.now() - started) * 10) / 10;
       if (again) continue;
       if (!result) {
-        renderGutter(new Map());
+        renderGutter(new Map(), text);
         break;
       }
-      lineStarts = computeLineStarts(text);
-      render(result);
+      render(result, text);
       clearCrashFault();
       evaluations += 1;
       timings.total = Math.round((performance.now() - started) * 10) / 10;
@@ -542,13 +597,22 @@ function forgetEditedExample() {
 function scheduleEvaluate() {
   clearTimeout(timer);
   forgetEditedExample();
-  lineStarts = computeLineStarts(input.value);
-  renderLineNumbers();
+  renderLineNumbers(input.value);
   timer = setTimeout(evaluateNow, DEBOUNCE_MS);
   markPending();
 }
 
-input.addEventListener('input', scheduleEvaluate);
+// A paste (or any edit of many characters at once) is evaluated at once rather
+// than after the typing pause: the worker then evaluates while this thread lays
+// out the new text in the textarea (~0.5 s for a 5,000-workload cluster).
+const LARGE_EDIT = 1000;
+input.addEventListener('input', (e) => {
+  const large = e.inputType === 'insertFromPaste' || e.inputType === 'insertFromDrop'
+    || Math.abs(input.value.length - editedLength) >= LARGE_EDIT;
+  editedLength = input.value.length;
+  scheduleEvaluate();
+  if (large) evaluateNow();
+});
 $('root-namespace').addEventListener('input', scheduleEvaluate);
 $('auto-mtls').addEventListener('change', evaluateNow);
 
