@@ -134,14 +134,19 @@ let lineCount = 1;
 // line → 'bad' | 'warn', from the last evaluation.
 let marks = new Map();
 
+// The textarea's scrollTop and height as its scroll events and ResizeObserver
+// report them: reading them here would make Chromium lay out a freshly pasted
+// text at once (0.5-0.9 s for a 5,000-workload cluster) instead of in its frame.
+let scrolled = 0;
+let viewHeight = 0;
+
 // The top of 1-based `line` in the gutter, which itself never scrolls.
-const lineTop = (line) => EDITOR_PAD + (line - 1) * LINE_HEIGHT - input.scrollTop;
+const lineTop = (line) => EDITOR_PAD + (line - 1) * LINE_HEIGHT - scrolled;
 
 function renderGutterView() {
-  const scrolled = input.scrollTop;
   const first = Math.max(1, Math.floor((scrolled - EDITOR_PAD) / LINE_HEIGHT) + 1 - GUTTER_OVERSCAN);
   const last = Math.min(lineCount,
-    Math.floor((scrolled - EDITOR_PAD + input.clientHeight) / LINE_HEIGHT) + 1 + GUTTER_OVERSCAN);
+    Math.floor((scrolled - EDITOR_PAD + viewHeight) / LINE_HEIGHT) + 1 + GUTTER_OVERSCAN);
   let text = '';
   for (let n = first; n <= last; n++) text += `${n}\n`;
   gutterNumbers.textContent = text;
@@ -160,23 +165,38 @@ function renderGutterView() {
   gutterMarks.replaceChildren(...spans);
 }
 
+let gutterFrame = 0;
+function scheduleGutter() {
+  if (gutterFrame) return;
+  gutterFrame = requestAnimationFrame(() => {
+    gutterFrame = 0;
+    renderGutterView();
+  });
+}
+
 // Line numbers change only when the line count does; cheap enough to run on every key.
 function renderLineNumbers(text) {
   const count = countLines(text);
   if (count === lineCount) return;
   lineCount = count;
-  renderGutterView();
+  scheduleGutter();
 }
 
 // Marks from an evaluation of `text` (the editor may hold newer text by now).
 function renderGutter(newMarks, text) {
   lineCount = countLines(text);
   marks = new Map([...newMarks].filter(([line]) => line <= lineCount));
-  renderGutterView();
+  scheduleGutter();
 }
 
-input.addEventListener('scroll', renderGutterView);
-new ResizeObserver(renderGutterView).observe(input);
+input.addEventListener('scroll', () => {
+  scrolled = input.scrollTop;
+  renderGutterView();
+});
+new ResizeObserver(([entry]) => {
+  viewHeight = entry.contentRect.height + 2 * EDITOR_PAD;
+  scheduleGutter();
+}).observe(input);
 
 // Select the whole of 1-based `line` and scroll it into view.
 function selectLine(line) {
@@ -187,7 +207,8 @@ function selectLine(line) {
   if (end === -1) end = input.value.length;
   input.focus();
   input.setSelectionRange(start, end);
-  input.scrollTop = Math.max(0, (n - 1) * LINE_HEIGHT - input.clientHeight / 3);
+  input.scrollTop = Math.max(0, (n - 1) * LINE_HEIGHT - viewHeight / 3);
+  scrolled = input.scrollTop;
   renderGutterView();
 }
 
@@ -198,21 +219,16 @@ function selectLine(line) {
 // the price is that Ctrl+Z cannot undo such a paste.
 const NATIVE_PASTE_LIMIT = 100000;
 input.addEventListener('paste', (e) => {
-  const text = e.clipboardData?.getData('text/plain') ?? '';
-  if (text.length <= NATIVE_PASTE_LIMIT) return;
+  const pasted = e.clipboardData?.getData('text/plain') ?? '';
+  if (pasted.length <= NATIVE_PASTE_LIMIT) return;
   e.preventDefault();
-  input.setRangeText(text.replace(/\r\n?/g, '\n'), input.selectionStart, input.selectionEnd, 'end');
+  const text = pasted.replace(/\r\n?/g, '\n');
+  const { selectionStart: from, selectionEnd: to, value } = input;
+  // Moving the caret of a focused textarea makes Chromium read its whole text
+  // again (~0.8 s for the cluster), so the worker gets the new text first.
+  evaluateNow(value.slice(0, from) + text + value.slice(to));
+  input.setRangeText(text, from, to, 'end');
   input.dispatchEvent(new InputEvent('input', { bubbles: true, inputType: 'insertFromPaste' }));
-});
-// The same for Ctrl+A on such a text: Chromium's select-all also copies the
-// selection to the system's selection clipboard, 4-7 s for 380 KB in this page;
-// setSelectionRange selects the same characters in ~0.2 s (and leaves that
-// clipboard alone).
-input.addEventListener('keydown', (e) => {
-  if (!(e.ctrlKey || e.metaKey) || e.altKey || e.shiftKey || e.key.toLowerCase() !== 'a') return;
-  if (input.value.length <= NATIVE_PASTE_LIMIT) return;
-  e.preventDefault();
-  input.setSelectionRange(0, input.value.length);
 });
 
 // ---- rendering ----------------------------------------------------------------
@@ -544,9 +560,11 @@ function markPending() {
   else delete document.body.dataset.pending;
 }
 
-// Evaluate the current text now. While one evaluation runs in the worker, later
-// calls only note that the text changed; the newest text is evaluated next.
-async function evaluateNow() {
+// Evaluate the current text now (or `upcoming`, the text the editor is about
+// to hold). While one evaluation runs in the worker, later calls only note that
+// the text changed; the newest text is evaluated next.
+let asked = null;
+async function evaluateNow(upcoming) {
   clearTimeout(timer);
   timer = null;
   if (inFlight) {
@@ -558,7 +576,9 @@ async function evaluateNow() {
   try {
     do {
       again = false;
-      const text = input.value;
+      const text = upcoming ?? input.value;
+      upcoming = undefined;
+      asked = text;
       editedLength = text.length;
       const started = performance.now();
       const result = await evaluateText(text, { ...options(), limits: { ...shown } });
@@ -598,23 +618,30 @@ function scheduleEvaluate() {
   clearTimeout(timer);
   forgetEditedExample();
   renderLineNumbers(input.value);
-  timer = setTimeout(evaluateNow, DEBOUNCE_MS);
+  timer = setTimeout(() => evaluateNow(), DEBOUNCE_MS);
   markPending();
 }
 
 // A paste (or any edit of many characters at once) is evaluated at once rather
-// than after the typing pause: the worker then evaluates while this thread lays
-// out the new text in the textarea (~0.5 s for a 5,000-workload cluster).
+// than after the typing pause: the text goes to the worker before anything here
+// asks for layout, so the worker evaluates while this thread lays out the new
+// text in the textarea (~0.5-0.9 s for a 5,000-workload cluster).
 const LARGE_EDIT = 1000;
 input.addEventListener('input', (e) => {
   const large = e.inputType === 'insertFromPaste' || e.inputType === 'insertFromDrop'
     || Math.abs(input.value.length - editedLength) >= LARGE_EDIT;
   editedLength = input.value.length;
-  scheduleEvaluate();
-  if (large) evaluateNow();
+  if (!large) {
+    scheduleEvaluate();
+    return;
+  }
+  // A paste the page inserted itself is already with the worker.
+  if (!(inFlight && asked === input.value)) evaluateNow();
+  forgetEditedExample();
+  renderLineNumbers(input.value);
 });
 $('root-namespace').addEventListener('input', scheduleEvaluate);
-$('auto-mtls').addEventListener('change', evaluateNow);
+$('auto-mtls').addEventListener('change', () => evaluateNow());
 
 // ---- examples and files -------------------------------------------------------
 
