@@ -2,8 +2,8 @@
 // on 1,000 PeerAuthentications × 100 workloads, and how big the module is.
 // Run: `bash wasm-web/build.sh && cd tests/browser && node bench.mjs`.
 // Prints a Markdown section for BENCHMARKS.md; `--print-input` prints the generated YAML instead.
-// `--scale`: issue 18's 5,000-workload cluster pasted into the page (first paste into a
-// new tab and later ones apart). `--ab <dir A> <dir B> [--pairs N]`: two builds of the
+// `--scale [--tabs N] [--pastes N]`: issue 18's 5,000-workload cluster pasted into the
+// page (the first paste into a new tab and later ones apart). `--ab <dir A> <dir B> [--pairs N]`: two builds of the
 // page (e.g. one from `PEERAUTH_WEB_OUT=<dir> bash wasm-web/build.sh` in a checkout of an
 // older commit) timed in turn on the 1,000 × 100 input, with the per-pair ratio.
 import { readFileSync } from 'node:fs';
@@ -291,7 +291,11 @@ if (abAt !== -1) {
   process.exit(0);
 }
 if (scale) {
-  await scaleRun();
+  const option = (name, fallback) => {
+    const at = process.argv.indexOf(name);
+    return at === -1 ? fallback : Number(process.argv[at + 1]);
+  };
+  await scaleRun({ tabs: option('--tabs', 3), pastes: option('--pastes', 3) });
   process.exit(0);
 }
 const server = await serve();
