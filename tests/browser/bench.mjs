@@ -136,9 +136,10 @@ async function scaleRun({ tabs = 3, pastes = 3 } = {}) {
   const browser = await launch();
   const runs = [];
   try {
-    const context = await browser.newContext();
-    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
     for (let tab = 1; tab <= tabs; tab++) {
+      // A context of its own: nothing an earlier tab's renderer learnt carries over.
+      const context = await browser.newContext();
+      await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
       const page = await context.newPage();
       await page.goto(server.url);
       await page.waitForFunction(() => document.body.dataset.status === 'ready');
@@ -179,7 +180,7 @@ async function scaleRun({ tabs = 3, pastes = 3 } = {}) {
         }));
         runs.push({ tab, paste, ...r, heap: heap.usedSize, wasmBytes, shown });
       }
-      await page.close();
+      await context.close();
     }
   } finally {
     await browser.close();
