@@ -151,8 +151,10 @@ function renderGutterView() {
   for (let n = first; n <= last; n++) text += `${n}\n`;
   gutterNumbers.textContent = text;
   gutterNumbers.style.transform = `translateY(${lineTop(first)}px)`;
-  // As wide as the longest number in the text, so scrolling does not resize it.
-  gutterNumbers.style.minWidth = `calc(${String(lineCount).length}ch + 14px)`;
+  // style.css makes room for six digits: a gutter that widens narrows the
+  // textarea, which Chromium then lays out again (0.4 s for the pasted cluster).
+  const digits = String(lineCount).length;
+  gutterNumbers.style.minWidth = digits > 6 ? `calc(${digits}ch + 14px)` : '';
   const spans = [];
   for (const [line, kind] of marks) {
     if (line < first || line > last) continue;
