@@ -589,6 +589,14 @@ test('a large paste is inserted by the page and evaluated at once, a small one b
   assert.equal(await page.evaluate(() => window.postedDuringInput), 1);
   assert.equal(await page.inputValue('#input'), cluster);
   assert.match(await page.locator('#matrix caption').textContent(), /720,000 cells/);
+  // The modes and matrix sections, hidden for the frame after a large new result,
+  // are back to being laid out when scrolled to.
+  await nextFrame(page);
+  await nextFrame(page);
+  assert.deepEqual(await page.evaluate(() => ['modes', 'matrix'].map((id) =>
+    document.getElementById(id).closest('section').style.contentVisibility)), ['', '']);
+  await page.locator('#modes').scrollIntoViewIfNeeded();
+  await page.waitForFunction(() => document.getElementById('modes').innerText.includes('500 of 600 workloads shown'));
   const lines = cluster.split('\n').length;
   await page.locator('#input').evaluate((t) => { t.scrollTop = t.scrollHeight; });
   await nextFrame(page);
