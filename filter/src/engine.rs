@@ -662,6 +662,17 @@ mod tests {
             self.set(context, "destination.port", &8080u64.to_le_bytes());
         }
 
+        /// A TCP connection whose TLS handshake has not finished: the local
+        /// certificate is there, `connection.mtls` does not say yes yet.
+        fn mid_handshake(&self, context: u32) {
+            self.set(context, "connection.mtls", &[0]);
+            self.set(
+                context,
+                "connection.uri_san_local_certificate",
+                b"spiffe://cluster.local/ns/foo/sa/httpbin",
+            );
+        }
+
         fn count(&self, needle: &str) -> u64 {
             let defined = self.defined.borrow();
             let counts = self.counts.borrow();
@@ -997,12 +1008,7 @@ mod tests {
 
         // TLS mid-handshake: held, and the timer starts.
         for id in [2, 3] {
-            proxy.set(id, "connection.mtls", &[0]);
-            proxy.set(
-                id,
-                "connection.uri_san_local_certificate",
-                b"spiffe://cluster.local/ns/foo/sa/httpbin",
-            );
+            proxy.mid_handshake(id);
             proxy.set_effective_context(id);
             let k = &mut known[id as usize];
             assert_eq!(e.on_upstream_data(&proxy, id, k), Verdict::Pause);
@@ -1059,12 +1065,7 @@ mod tests {
         let proxy = FakeProxy::default();
         let e = engine(&proxy, r#"{"protocol":"tcp","mtls":{"mode":"STRICT"}}"#);
         for id in [5, 6] {
-            proxy.set(id, "connection.mtls", &[0]);
-            proxy.set(
-                id,
-                "connection.uri_san_local_certificate",
-                b"spiffe://cluster.local/ns/foo/sa/httpbin",
-            );
+            proxy.mid_handshake(id);
             proxy.set_effective_context(id);
             assert_eq!(e.on_upstream_data(&proxy, id, &mut None), Verdict::Pause);
         }
