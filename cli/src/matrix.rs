@@ -701,20 +701,9 @@ fn pad_right(line: &mut Vec<u8>, s: &str, width: usize) {
 }
 
 /// `n` right-aligned in `width` characters (as `{:>width$}`).
-fn pad_number(line: &mut Vec<u8>, mut n: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut start = digits.len();
-    while start > 0 {
-        start -= 1;
-        if let Some(d) = digits.get_mut(start) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let digits = digits.get(start..).unwrap_or_default();
+fn pad_number(line: &mut Vec<u8>, n: u64, width: usize) {
+    let mut buf = [0u8; 20];
+    let digits = policy::reach::digits(n, &mut buf);
     line.resize(line.len() + width.saturating_sub(digits.len()), b' ');
     line.extend_from_slice(digits);
 }

@@ -1936,12 +1936,18 @@ fn push_server(s: &mut String, call: &Call<'_>, server: &Workload) {
 
 /// `n` in decimal, appended to `s`, without `write!` (the matrix's writers
 /// append millions of numbers).
-pub fn push_number(s: &mut String, mut n: u64) {
-    let mut digits = [b'0'; 20];
-    let mut start = digits.len();
+pub fn push_number(s: &mut String, n: u64) {
+    let mut buf = [0u8; 20];
+    s.extend(digits(n, &mut buf).iter().map(|&b| char::from(b)));
+}
+
+/// The decimal digits of `n`, written into the end of `buf` (a `u64` has at
+/// most 20): what [`push_number`] appends, for writers of bytes.
+pub fn digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut start = buf.len();
     loop {
         start -= 1;
-        if let Some(d) = digits.get_mut(start) {
+        if let Some(d) = buf.get_mut(start) {
             *d = b'0' + (n % 10) as u8;
         }
         n /= 10;
@@ -1949,13 +1955,7 @@ pub fn push_number(s: &mut String, mut n: u64) {
             break;
         }
     }
-    s.extend(
-        digits
-            .get(start..)
-            .unwrap_or(&[])
-            .iter()
-            .map(|&b| char::from(b)),
-    );
+    buf.get(start..).unwrap_or_default()
 }
 
 fn exports_nowhere(dr: &DestinationRule) -> bool {
