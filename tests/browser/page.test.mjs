@@ -558,21 +558,69 @@ test('on a long text the gutter draws only the numbers in view, numbers the line
   await done();
 });
 
-// A real paste through the clipboard: Ctrl+A, then Ctrl+V.
+// A real paste through the clipboard into whichever the editor shows (the
+// textarea, or the read-only view of a large text): Ctrl+A, then Ctrl+V.
 async function clipboardPaste(page, text) {
   await page.evaluate((t) => navigator.clipboard.writeText(t), text);
-  await page.focus('#input');
+  await page.focus((await page.locator('#viewer').isVisible()) ? '#viewer' : '#input');
   await page.keyboard.press('Control+A');
   await page.keyboard.press('Control+V');
 }
 
-test('a large paste is inserted by the page and evaluated at once, a small one by the browser, which can undo it', async () => {
+// What the read-only view holds, as a user gets it: Ctrl+A, Ctrl+C, the clipboard.
+async function copiedFromView(page) {
+  await page.evaluate(() => navigator.clipboard.writeText(''));
+  await page.focus('#viewer');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.press('Control+C');
+  return page.evaluate(() => navigator.clipboard.readText());
+}
+
+// The text of the view's line drawn at viewport height `y`, from the browser's
+// rectangles of the drawn lines.
+async function viewLineAt(page, y) {
+  return page.evaluate((y) => {
+    const pre = document.getElementById('viewer-lines');
+    const text = pre.firstChild;
+    let from = 0;
+    for (const line of pre.textContent.split('\n')) {
+      const range = document.createRange();
+      range.setStart(text, from);
+      range.setEnd(text, from + Math.max(line.length, 0));
+      const box = range.getBoundingClientRect();
+      if (line && Math.abs((box.top + box.bottom) / 2 - y) < 10) return line;
+      from += line.length + 1;
+    }
+    return null;
+  }, y);
+}
+
+// The gutter's number drawn at viewport height `y`.
+async function gutterAt(page, y) {
+  return page.evaluate((y) => {
+    const pre = document.getElementById('gutter-numbers');
+    const text = pre.firstChild;
+    let from = 0;
+    for (const number of pre.textContent.split('\n')) {
+      const range = document.createRange();
+      range.setStart(text, from);
+      range.setEnd(text, from + number.length);
+      const box = range.getBoundingClientRect();
+      if (number && Math.abs((box.top + box.bottom) / 2 - y) < 10) return Number(number);
+      from += number.length + 1;
+    }
+    return null;
+  }, y);
+}
+
+test('a large paste is evaluated at once and shown read-only with only the lines in view drawn, each beside its number', async () => {
   const { page, done } = await openPage();
   await loadExample(page, 'seed-2-mesh-strict');
   const cluster = pastedCluster();
+  const lines = cluster.split('\n');
   assert.ok(cluster.length > 100000, `${cluster.length} characters: over the page's limit`);
   // Count what the page posts to its worker, and how much of it before the
-  // paste's input event has been handled (this listener runs after the page's).
+  // paste event has been handled (this listener runs after the page's).
   await page.evaluate(() => {
     window.posted = 0;
     const post = Worker.prototype.postMessage;
@@ -580,34 +628,150 @@ test('a large paste is inserted by the page and evaluated at once, a small one b
       if (message?.type === 'evaluate') window.posted += 1;
       return post.call(this, message, ...rest);
     };
-    window.addEventListener('input', () => { window.postedDuringInput = window.posted; }, { once: true });
+    window.addEventListener('paste', () => { window.postedDuringPaste = window.posted; }, { once: true });
   });
-  let count = await evaluations(page);
+  const count = await evaluations(page);
   await clipboardPaste(page, cluster);
   await waitForEvaluationAfter(page, count);
   // Evaluated at once, not after the pause that typing waits for.
-  assert.equal(await page.evaluate(() => window.postedDuringInput), 1);
-  assert.equal(await page.inputValue('#input'), cluster);
+  assert.equal(await page.evaluate(() => window.postedDuringPaste), 1);
   assert.match(await page.locator('#matrix caption').textContent(), /720,000 cells/);
+  assert.equal(await page.locator('#input').isVisible(), false);
+  assert.equal(await page.locator('#viewer').isVisible(), true);
+  assert.equal(await page.locator('#large-note').innerText(), `${lines.length.toLocaleString('en')} lines · read-only · Edit as text`);
+  assert.equal(await copiedFromView(page), cluster, 'Ctrl+A, Ctrl+C in the view copies the whole pasted text');
+  // Marked all, scrolled (other lines drawn), then copied: still the whole text.
+  await page.evaluate(() => navigator.clipboard.writeText(''));
+  await page.keyboard.press('Control+A');
+  await page.locator('#viewer').evaluate((v) => { v.scrollTop = 40000; });
+  await nextFrame(page);
+  await page.keyboard.press('Control+C');
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), cluster, 'Ctrl+A, scroll, Ctrl+C');
+  await page.locator('#viewer').evaluate((v) => { v.scrollTop = 0; });
+
+  // Only the lines in view are in the DOM, and they are the text's lines.
+  await nextFrame(page);
+  const drawn = (await page.locator('#viewer-lines').textContent()).split('\n').slice(0, -1);
+  assert.ok(drawn.length < 100, `${drawn.length} lines drawn of ${lines.length}`);
+  assert.deepEqual(drawn, lines.slice(0, drawn.length));
+  const view = await page.locator('#viewer').boundingBox();
+  for (const scrollTop of [12345, 1e9, 0]) {
+    await page.locator('#viewer').evaluate((v, top) => { v.scrollTop = top; }, scrollTop);
+    await nextFrame(page);
+    for (const y of [view.y + 30, view.y + view.height / 2, view.y + view.height - 30]) {
+      const number = await gutterAt(page, y);
+      assert.ok(number > 0, `a number at y=${y} after scrolling to ${scrollTop}`);
+      assert.equal(await viewLineAt(page, y), lines[number - 1] || null, `scrolled to ${scrollTop}, y=${y}: line ${number} is drawn beside its number`);
+    }
+  }
+  await page.locator('#viewer').evaluate((v) => { v.scrollTop = v.scrollHeight; });
+  await nextFrame(page);
+  assert.equal(Number((await page.locator('#gutter-numbers').textContent()).trim().split('\n').at(-1)), lines.length);
+
   // The modes and matrix sections, hidden for the frame after a large new result,
   // are back to being laid out when scrolled to.
-  await nextFrame(page);
   await nextFrame(page);
   assert.deepEqual(await page.evaluate(() => ['modes', 'matrix'].map((id) =>
     document.getElementById(id).closest('section').style.contentVisibility)), ['', '']);
   await page.locator('#modes').scrollIntoViewIfNeeded();
   await page.waitForFunction(() => document.getElementById('modes').innerText.includes('500 of 600 workloads shown'));
-  const lines = cluster.split('\n').length;
-  await page.locator('#input').evaluate((t) => { t.scrollTop = t.scrollHeight; });
-  await nextFrame(page);
-  assert.equal(Number((await page.locator('#gutter-numbers').textContent()).trim().split('\n').at(-1)), lines);
 
+  // The link carries the text: a fresh page shows it in the view again.
+  await page.waitForFunction(() => document.body.dataset.saved === document.body.dataset.evaluations);
+  const second = await openPage(new URL(page.url()).hash);
+  assert.equal(await second.page.locator('#viewer').isVisible(), true);
+  assert.equal(await copiedFromView(second.page), cluster);
+  assert.match(await second.page.locator('#matrix caption').textContent(), /720,000 cells/);
+  await second.done();
+
+  // "Edit as text" moves it into the textarea, whole.
+  await page.getByRole('button', { name: 'Edit as text' }).click();
+  assert.equal(await page.locator('#viewer').isVisible(), false);
+  assert.equal(await page.locator('#large-note').isVisible(), false);
+  assert.equal(await page.inputValue('#input'), cluster);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'input');
+  await done();
+});
+
+test('a finding in a large text scrolls the view to its line and marks it there', async () => {
+  const { page, done } = await openPage();
+  const filler = Array.from({ length: 6000 }, (_, i) => `# line ${i + 1} of filler`);
+  const text = [...filler, '---', ...BROKEN, '    mode: STRICTT', ''].join('\n');
+  assert.ok(text.length > 100000);
+  const errorLine = filler.length + 1 + BROKEN.length + 1;
+  const count = await evaluations(page);
+  await clipboardPaste(page, text);
+  await waitForEvaluationAfter(page, count);
+  assert.equal(await page.locator('#viewer').isVisible(), true);
+  assert.equal(await page.locator('#gutter .bad').count(), 0, 'the far line is not in view');
+  const error = page.locator('#diagnostics .diag.error').first();
+  assert.equal(await error.getAttribute('data-line'), String(errorLine));
+  await error.click();
+  await nextFrame(page);
+  const mark = page.locator('#gutter .bad');
+  assert.equal(await mark.innerText(), String(errorLine));
+  const box = await mark.boundingBox();
+  const y = box.y + box.height / 2;
+  assert.equal(await viewLineAt(page, y), '    mode: STRICTT', 'the marked number is beside the mistyped line');
+  const line = await page.locator('#viewer-line').boundingBox();
+  assert.ok(Math.abs(line.y + line.height / 2 - y) < 2, 'the highlighted line is the marked one');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'viewer');
+  await done();
+});
+
+test('Ctrl+Z takes back a large paste and a paste over the view; Ctrl+A, Delete empties the view; a small paste is the browser\'s', async () => {
+  const { page, done } = await openPage();
+  await loadExample(page, 'seed-2-mesh-strict');
+  const example = await page.inputValue('#input');
+  const cluster = pastedCluster();
   const small = BROKEN.join('\n') + '\n    mode: STRICT\n';
+  const workloads = async () => (await page.locator('#summary').innerText()).match(/(\d+) workloads?/)[1];
+  const exampleWorkloads = await workloads();
+
+  let count = await evaluations(page);
+  await clipboardPaste(page, cluster);
+  await waitForEvaluationAfter(page, count);
+  assert.equal(await workloads(), '600');
+  count = await evaluations(page);
+  await page.keyboard.press('Control+Z');
+  await waitForEvaluationAfter(page, count);
+  assert.equal(await page.locator('#viewer').isVisible(), false);
+  assert.equal(await page.inputValue('#input'), example, 'Ctrl+Z brings back the text the paste replaced');
+  assert.equal(await workloads(), exampleWorkloads);
+
+  // A paste into the view replaces the whole text, and Ctrl+Z brings the view back.
+  count = await evaluations(page);
+  await clipboardPaste(page, cluster);
+  await waitForEvaluationAfter(page, count);
+  count = await evaluations(page);
+  await clipboardPaste(page, small);
+  await waitForEvaluationAfter(page, count);
+  assert.equal(await page.locator('#viewer').isVisible(), false);
+  assert.equal(await page.inputValue('#input'), small);
+  assert.equal(await workloads(), '0');
+  count = await evaluations(page);
+  await page.keyboard.press('Control+Z');
+  await waitForEvaluationAfter(page, count);
+  assert.equal(await copiedFromView(page), cluster);
+  assert.equal(await workloads(), '600');
+
+  // Ctrl+A, Delete empties it.
+  count = await evaluations(page);
+  await page.focus('#viewer');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.press('Delete');
+  await waitForEvaluationAfter(page, count);
+  assert.equal(await page.locator('#viewer').isVisible(), false);
+  assert.equal(await page.inputValue('#input'), '');
+  assert.equal(await workloads(), '0');
+
+  // A small paste into the textarea is the browser's own, with its own undo.
+  await loadExample(page, 'seed-2-mesh-strict');
   count = await evaluations(page);
   await clipboardPaste(page, small);
   await waitForEvaluationAfter(page, count);
   assert.equal(await page.inputValue('#input'), small);
   await page.keyboard.press('Control+Z');
-  assert.equal(await page.inputValue('#input'), cluster, 'Ctrl+Z undoes the small paste');
+  assert.equal(await page.inputValue('#input'), example, 'Ctrl+Z undoes the small paste');
   await done();
 });

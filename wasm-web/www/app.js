@@ -143,10 +143,16 @@ let viewHeight = 0;
 // The top of 1-based `line` in the gutter, which itself never scrolls.
 const lineTop = (line) => EDITOR_PAD + (line - 1) * LINE_HEIGHT - scrolled;
 
-function renderGutterView() {
+// The 1-based lines in view, and a few more either side.
+function linesInView() {
   const first = Math.max(1, Math.floor((scrolled - EDITOR_PAD) / LINE_HEIGHT) + 1 - GUTTER_OVERSCAN);
   const last = Math.min(lineCount,
     Math.floor((scrolled - EDITOR_PAD + viewHeight) / LINE_HEIGHT) + 1 + GUTTER_OVERSCAN);
+  return [first, last];
+}
+
+function renderGutterView() {
+  const [first, last] = linesInView();
   let text = '';
   for (let n = first; n <= last; n++) text += `${n}\n`;
   gutterNumbers.textContent = text;
@@ -167,12 +173,17 @@ function renderGutterView() {
   gutterMarks.replaceChildren(...spans);
 }
 
+function renderLinesInView() {
+  renderGutterView();
+  renderView();
+}
+
 let gutterFrame = 0;
 function scheduleGutter() {
   if (gutterFrame) return;
   gutterFrame = requestAnimationFrame(() => {
     gutterFrame = 0;
-    renderGutterView();
+    renderLinesInView();
   });
 }
 
@@ -195,13 +206,192 @@ input.addEventListener('scroll', () => {
   scrolled = input.scrollTop;
   renderGutterView();
 });
-new ResizeObserver(([entry]) => {
-  viewHeight = entry.contentRect.height + 2 * EDITOR_PAD;
+// The textarea and the view share the editor's box; the hidden one reports 0.
+const resized = new ResizeObserver((entries) => {
+  for (const { target, contentRect } of entries) {
+    if (contentRect.height > 0) viewHeight = contentRect.height + (target === input ? 2 * EDITOR_PAD : 0);
+  }
   scheduleGutter();
-}).observe(input);
+});
+resized.observe(input);
+
+// ---- the read-only view of a large text --------------------------------------------
+
+// A textarea lays out all of its text: for a pasted 5,000-workload cluster
+// (52,624 lines) that is 1.0-1.2 s of Chromium's main thread, more than the
+// evaluation and the results together (first paste painted 1.7 s with the text
+// in the textarea, 0.6 s without: tests/browser/bench.mjs --scale). A text over
+// this size that arrives at once (a paste, opened or dropped files, a link) is
+// shown in a view that puts only the lines in view into the DOM; "Edit as text"
+// moves it into the textarea.
+const LARGE_TEXT = 100000;
+// A longer line is cut in the view: one megabyte-long line (a minified JSON
+// document) would cost the view what the textarea costs.
+const VIEW_LINE_LIMIT = 4000;
+const viewer = $('viewer');
+const viewerLines = $('viewer-lines');
+const viewerLine = $('viewer-line');
+// The text the view shows, or null while the textarea holds the text.
+let viewing = null;
+let viewStarts = [0];
+
+const currentText = () => viewing ?? input.value;
+
+function viewLineText(n) {
+  const start = viewStarts[n - 1];
+  const end = n < viewStarts.length ? viewStarts[n] - 1 : viewing.length;
+  if (end - start <= VIEW_LINE_LIMIT) return viewing.slice(start, end);
+  return `${viewing.slice(start, start + VIEW_LINE_LIMIT)} … (${(end - start - VIEW_LINE_LIMIT).toLocaleString('en')} more characters: Edit as text to see them)`;
+}
+
+function renderView() {
+  if (viewing === null) return;
+  const [first, inView] = linesInView();
+  // lineCount follows the last evaluated text, which may be older than the view's.
+  const last = Math.min(inView, viewStarts.length);
+  let text = '';
+  for (let n = first; n <= last; n++) text += `${viewLineText(n)}\n`;
+  viewerLines.textContent = text;
+  viewerLines.style.top = `${EDITOR_PAD + (first - 1) * LINE_HEIGHT}px`;
+}
+
+function showView(text) {
+  const focused = document.activeElement === input || document.activeElement === viewer;
+  const shownBefore = viewing !== null;
+  viewing = text;
+  viewStarts = computeLineStarts(text);
+  let widest = 0;
+  for (let n = 1; n <= viewStarts.length; n++) {
+    const end = n < viewStarts.length ? viewStarts[n] - 1 : text.length;
+    widest = Math.max(widest, end - viewStarts[n - 1]);
+  }
+  // Room for a cut line's note, and the textarea's 10 px padding either side.
+  const width = `calc(${Math.min(widest, VIEW_LINE_LIMIT + 80)}ch + 20px)`;
+  const size = $('viewer-size');
+  size.style.height = `${2 * EDITOR_PAD + viewStarts.length * LINE_HEIGHT}px`;
+  size.style.width = width;
+  viewerLine.style.width = width;
+  viewerLine.hidden = true;
+  delete viewer.dataset.line;
+  viewer.classList.remove('all');
+  lineCount = viewStarts.length;
+  input.value = '';
+  input.hidden = true;
+  viewer.hidden = false;
+  // A view that was hidden starts at the top; one in view is moved there.
+  if (shownBefore) viewer.scrollTo(0, 0);
+  scrolled = 0;
+  $('large-lines').textContent = `${lineCount.toLocaleString('en')} lines`;
+  $('large-note').hidden = false;
+  if (focused) viewer.focus({ preventScroll: true });
+  renderLinesInView();
+}
+
+// `keepScroll`: the line at the top of the view stays at the top of the textarea.
+function showEditor(text, { keepScroll = false } = {}) {
+  const focused = document.activeElement === viewer || document.activeElement === input;
+  const top = viewing === null ? 0 : scrolled;
+  viewing = null;
+  viewStarts = [0];
+  viewer.hidden = true;
+  viewerLines.textContent = '';
+  $('large-note').hidden = true;
+  input.hidden = false;
+  input.value = text;
+  editedLength = text.length;
+  lineCount = countLines(text);
+  if (focused) input.focus({ preventScroll: true });
+  input.scrollTop = keepScroll ? top : 0;
+  scrolled = input.scrollTop;
+  scheduleGutter();
+}
+
+// Where the text goes: the view when it is large, else the textarea.
+function setText(text) {
+  if (text.length > LARGE_TEXT) showView(text);
+  else showEditor(text);
+}
+
+// The one step Ctrl+Z takes back when the page, not the browser, replaced the
+// text (a large paste, or a paste or Delete in the view): the text before, and
+// the text it made, so an edit since then leaves Ctrl+Z to the browser.
+let undoStep = null;
+
+function replaceText(text) {
+  undoStep = { before: currentText(), after: text };
+  // The worker gets the text before the page lays anything out.
+  evaluateNow(text);
+  setText(text);
+  forgetEditedExample();
+}
+
+function undoReplace() {
+  if (!undoStep || currentText() !== undoStep.after) return false;
+  const { before } = undoStep;
+  undoStep = null;
+  evaluateNow(before);
+  setText(before);
+  forgetEditedExample();
+  return true;
+}
+
+const isUndo = (e) => (e.ctrlKey || e.metaKey) && !e.shiftKey && !e.altKey && e.key.toLowerCase() === 'z';
+input.addEventListener('keydown', (e) => {
+  if (isUndo(e) && undoReplace()) e.preventDefault();
+});
+
+viewer.addEventListener('scroll', () => {
+  scrolled = viewer.scrollTop;
+  renderLinesInView();
+});
+resized.observe(viewer);
+// Ctrl+A marks the whole text (the class draws it as selected), for Ctrl+C,
+// Delete or a paste over it; only the lines in view are in the DOM, so the page
+// copies the text itself (Chromium fires copy on the focused view either way).
+viewer.addEventListener('keydown', (e) => {
+  const key = e.key.toLowerCase();
+  if ((e.ctrlKey || e.metaKey) && key === 'a') {
+    e.preventDefault();
+    viewer.classList.add('all');
+  } else if (isUndo(e)) {
+    if (undoReplace()) e.preventDefault();
+  } else if ((key === 'delete' || key === 'backspace') && viewer.classList.contains('all')) {
+    e.preventDefault();
+    replaceText('');
+  }
+});
+viewer.addEventListener('mousedown', () => viewer.classList.remove('all'));
+viewer.addEventListener('copy', (e) => {
+  if (!viewer.classList.contains('all')) return;
+  e.preventDefault();
+  e.clipboardData.setData('text/plain', viewing);
+});
+// A paste into the view replaces the whole text: it has no caret to insert at.
+viewer.addEventListener('paste', (e) => {
+  e.preventDefault();
+  // An image or a file on the clipboard has no text: nothing to replace with.
+  const pasted = e.clipboardData?.getData('text/plain') ?? '';
+  if (pasted) replaceText(pasted.replace(/\r\n?/g, '\n'));
+});
+$('edit-large').addEventListener('click', () => {
+  viewer.focus({ preventScroll: true });
+  showEditor(viewing, { keepScroll: true });
+});
 
 // Select the whole of 1-based `line` and scroll it into view.
 function selectLine(line) {
+  if (viewing !== null) {
+    const n = Math.min(Math.max(line, 1), viewStarts.length);
+    viewer.classList.remove('all');
+    viewer.dataset.line = String(n);
+    viewerLine.style.top = `${EDITOR_PAD + (n - 1) * LINE_HEIGHT}px`;
+    viewerLine.hidden = false;
+    viewer.focus({ preventScroll: true });
+    viewer.scrollTop = Math.max(0, (n - 1) * LINE_HEIGHT - viewHeight / 3);
+    scrolled = viewer.scrollTop;
+    renderLinesInView();
+    return;
+  }
   const starts = computeLineStarts(input.value);
   const n = Math.min(Math.max(line, 1), starts.length);
   const start = starts[n - 1];
@@ -216,22 +406,15 @@ function selectLine(line) {
 
 // Chromium's own paste into a textarea grows much faster than the text: pasted
 // over the selected example (Ctrl+A, Ctrl+V), 50 KB took 46 ms, 400 KB 1.7 s and
-// the 1.9 MB of a 5,000-workload cluster 39 s before the page saw an input event;
-// into an empty editor the cluster was painted after 4.6 s, against 2.3-2.4 s
-// with this (tests/browser/bench.mjs --scale). Past this size the page inserts
-// the text itself (setRangeText); the price is that Ctrl+Z cannot undo it.
-const NATIVE_PASTE_LIMIT = 100000;
+// the 1.9 MB of a 5,000-workload cluster 39 s before the page saw an input event.
+// A paste over the view's size is taken by the page, into the view; Ctrl+Z
+// takes it back (undoReplace).
 input.addEventListener('paste', (e) => {
   const pasted = e.clipboardData?.getData('text/plain') ?? '';
-  if (pasted.length <= NATIVE_PASTE_LIMIT) return;
+  if (pasted.length <= LARGE_TEXT) return;
   e.preventDefault();
-  const text = pasted.replace(/\r\n?/g, '\n');
   const { selectionStart: from, selectionEnd: to, value } = input;
-  // Moving the caret of a focused textarea makes Chromium read its whole text
-  // again (~0.8 s for the cluster), so the worker gets the new text first.
-  evaluateNow(value.slice(0, from) + text + value.slice(to));
-  input.setRangeText(text, from, to, 'end');
-  input.dispatchEvent(new InputEvent('input', { bubbles: true, inputType: 'insertFromPaste' }));
+  replaceText(value.slice(0, from) + pasted.replace(/\r\n?/g, '\n') + value.slice(to));
 });
 
 // ---- rendering ----------------------------------------------------------------
@@ -582,7 +765,6 @@ function markPending() {
 // Evaluate the current text now (or `upcoming`, the text the editor is about
 // to hold). While one evaluation runs in the worker, later calls only note that
 // the text changed; the newest text is evaluated next.
-let asked = null;
 async function evaluateNow(upcoming) {
   clearTimeout(timer);
   timer = null;
@@ -595,9 +777,8 @@ async function evaluateNow(upcoming) {
   try {
     do {
       again = false;
-      const text = upcoming ?? input.value;
+      const text = upcoming ?? currentText();
       upcoming = undefined;
-      asked = text;
       editedLength = text.length;
       const started = performance.now();
       const result = await evaluateText(text, { ...options(), limits: { ...shown } });
@@ -627,7 +808,7 @@ function forgetEditedExample() {
   const select = $('example');
   if (!select.value) return;
   const ex = EXAMPLES.find((e) => e.id === select.value);
-  if (ex && ex.text === input.value) return;
+  if (ex && ex.text === currentText()) return;
   select.value = '';
   $('example-description').textContent = 'edited';
   $('example-description').title = '';
@@ -636,7 +817,7 @@ function forgetEditedExample() {
 function scheduleEvaluate() {
   clearTimeout(timer);
   forgetEditedExample();
-  renderLineNumbers(input.value);
+  renderLineNumbers(currentText());
   timer = setTimeout(() => evaluateNow(), DEBOUNCE_MS);
   markPending();
 }
@@ -654,8 +835,7 @@ input.addEventListener('input', (e) => {
     scheduleEvaluate();
     return;
   }
-  // A paste the page inserted itself is already with the worker.
-  if (!(inFlight && asked === input.value)) evaluateNow();
+  evaluateNow();
   forgetEditedExample();
   renderLineNumbers(input.value);
 });
@@ -679,8 +859,7 @@ function fillExamples() {
 }
 
 function loadExample(ex) {
-  input.value = ex.text;
-  input.scrollTop = 0;
+  setText(ex.text);
   $('example').value = ex.id;
   $('example-description').textContent = ex.description;
   $('example-description').title = ex.description;
@@ -690,7 +869,7 @@ function loadExample(ex) {
 async function loadFiles(files) {
   const texts = await Promise.all([...files].map(async (f) => `# ---- ${f.name}\n${(await f.text()).trimEnd()}\n`));
   if (texts.length === 0) return;
-  input.value = texts.join('---\n');
+  setText(texts.join('---\n'));
   $('example').value = '';
   $('example-description').textContent = [...files].map((f) => f.name).join(', ');
   evaluateNow();
@@ -748,7 +927,7 @@ async function decodeState(fragment) {
 
 let saving = Promise.resolve();
 function saveToFragment() {
-  const state = { t: input.value, o: options(), e: $('example').value || undefined };
+  const state = { t: currentText(), o: options(), e: $('example').value || undefined };
   saving = saving.then(async () => {
     const fragment = await encodeState(state);
     history.replaceState(null, '', `#${fragment}`);
@@ -762,7 +941,7 @@ async function restoreFromFragment() {
   if (!fragment) return false;
   try {
     const state = await decodeState(fragment);
-    input.value = state.t;
+    setText(state.t);
     if (state.o) {
       $('root-namespace').value = state.o.rootNamespace ?? 'istio-system';
       $('auto-mtls').checked = state.o.autoMtls !== false;
@@ -803,6 +982,8 @@ window.addEventListener('hashchange', async () => {
 window.peerauth = {
   // Resolves to the parsed evaluation (null if the checker crashed).
   evaluate: (text, opts = {}) => evaluateText(text, { ...options(), ...opts }),
+  // The text being checked, wherever it is shown (the benchmark compares it with what it pasted).
+  text: () => currentText(),
   // Proves the crash path: the module panics on purpose, the page shows it and recovers.
   selfTestPanic: async () => {
     const reply = await ask({ type: 'panic' });
