@@ -199,7 +199,7 @@ async function scaleRun({ tabs = 3, pastes = 3 } = {}) {
   const ms = (x) => `${x.toFixed(0)} ms`;
   const lines = text.split('\n').length;
   console.log(`Input: ${(text.length / 1024).toFixed(0)} KiB of YAML, ${lines.toLocaleString('en')} lines ` +
-    '(5,000 workloads, 5,000 Services), pasted with Ctrl+V from the clipboard into the emptied editor; ' +
+    '(5,000 workloads, 5,000 Services), pasted with Ctrl+V from the clipboard into the emptied editor (into the read-only view after Ctrl+A, once it shows a large text); ' +
     `${tabs} new tabs, ${pastes} pastes each; ${new Date().toISOString().slice(0, 16)}Z, load average ${os.loadavg()[0].toFixed(2)} at the end.`);
   console.log('');
   console.log('| tab.paste | Ctrl+V → results built | → painted | evaluation (posted → answer handled) | wasm | results drawn (`total` − evaluation) | page JS heap (after GC) | worker wasm memory | pairs drawn |');
