@@ -24,22 +24,26 @@ fn inputs() -> Vec<Vec<String>> {
     .iter()
     .map(|s| step_files(s))
     .collect();
-    let dir = scratch("views");
+    // A directory per call: scratch() empties the one it names, and every test
+    // calls this in parallel.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = scratch(&format!("views-{call}"));
     let path = dir.join("mesh-200.yaml");
-    write_whole(&path, &peerauth_cli::generate::mesh_text(200));
+    std::fs::write(&path, peerauth_cli::generate::mesh_text(200)).unwrap();
     sets.push(vec!["-f".into(), path.display().to_string()]);
     // Ambient callers and servers (HBONE cells).
     sets.push(vec!["-f".into(), "manifests/lab/ambient".into()]);
     // A half-migrated Service: bar's httpbin plus a Deployment without a
     // sidecar behind the same Service, bar STRICT (cells with other_endpoint).
     let path = dir.join("migration.yaml");
-    write_whole(&path, MIGRATION);
+    std::fs::write(&path, MIGRATION).unwrap();
     let mut migration = step_files("1-no-policy");
     migration.extend(["-f".into(), path.display().to_string()]);
     // foo's own DestinationRule for bar's httpbin: foo's sidecars send
     // otherwise than every other namespace's there (a group of their own).
     let path = dir.join("own-rules.yaml");
-    write_whole(&path, OWN_RULES);
+    std::fs::write(&path, OWN_RULES).unwrap();
     let mut set = step_files("4-workload-strict");
     set.extend(["-f".into(), path.display().to_string()]);
     sets.push(set);
@@ -55,14 +59,6 @@ spec:
   host: httpbin.bar.svc.cluster.local
   trafficPolicy: {tls: {mode: DISABLE}}
 ";
-
-/// Write `text` to `path` so that a test reading it in parallel sees the old
-/// file or the new one, never a truncated one (every test writes the inputs).
-fn write_whole(path: &std::path::Path, text: &str) {
-    let tmp = path.with_extension(format!("{:?}.tmp", std::thread::current().id()));
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
 
 const MIGRATION: &str = "
 apiVersion: apps/v1
@@ -606,7 +602,7 @@ fn with_label_filters_the_groups_hold_only_the_kept_clients() {
 fn above_a_million_cells_only_lists_by_client_group_and_says_why() {
     let dir = scratch("views-large");
     let path = dir.join("mesh-1000.yaml");
-    write_whole(&path, &peerauth_cli::generate::mesh_text(1000));
+    std::fs::write(&path, peerauth_cli::generate::mesh_text(1000)).unwrap();
     let files = vec!["-f".to_string(), path.display().to_string()];
     // 1,000 clients × 2,000 Service ports, nearly all of them succeeding.
     let (_, total) = parse_grouped(&run(&files, &["--grouped"]).stdout);
