@@ -109,7 +109,15 @@ pub struct Config {
     pub allowed_trust_domains: Vec<String>,
     /// Port → patterns; `None` is the `"*"` entry used for ports without their own.
     pub allowed_identities: BTreeMap<Option<u32>, Vec<SpiffePattern>>,
+    /// `counterFlushMs`: 0 increments Envoy's counters as each decision is made;
+    /// otherwise counts wait in the VM and the root's timer adds them this often.
+    pub counter_flush_ms: u64,
 }
+
+/// The longest `counterFlushMs`: the root's timer already runs this often for
+/// the memory gauge (`engine::GAUGE_PERIOD_MS`), and it bounds the counts a VM
+/// that Envoy tears down can take with it.
+pub const MAX_COUNTER_FLUSH_MS: u64 = 10_000;
 
 /// Why a `pluginConfig` was refused. Messages say what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,6 +158,12 @@ pub enum ConfigError {
     },
     #[error("allowedTrustDomains: {value:?} is not a trust domain: {reason}")]
     TrustDomain { value: String, reason: String },
+    #[error("{field}: {value} is not a whole number of milliseconds from 0 to {max}")]
+    Millis {
+        field: &'static str,
+        value: String,
+        max: u64,
+    },
 }
 
 /// The pluginConfig's fields, read from the JSON tree by `raw_config`.
@@ -167,6 +181,7 @@ struct RawConfig {
     trusted_forwarders: Vec<String>,
     allowed_trust_domains: Vec<String>,
     allowed_identities: BTreeMap<String, Vec<String>>,
+    counter_flush_ms: Option<u64>,
 }
 
 struct RawMtls {
@@ -246,6 +261,22 @@ fn text(field: &str, v: &Json) -> Result<String, ConfigError> {
 
 fn opt_text(field: &str, v: Option<&Json>) -> Result<Option<String>, ConfigError> {
     v.map(|v| text(field, v)).transpose()
+}
+
+/// A duration in whole milliseconds, `0..=max` (`1e3`, `1000.0` and `-1` refused).
+fn millis(field: &'static str, v: &Json, max: u64) -> Result<u64, ConfigError> {
+    match v {
+        Json::Number(literal) => literal
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| *ms <= max)
+            .ok_or_else(|| ConfigError::Millis {
+                field,
+                value: literal.clone(),
+                max,
+            }),
+        other => Err(wrong_type(field, "a number", other)),
+    }
 }
 
 fn texts(field: &str, v: Option<&Json>) -> Result<Vec<String>, ConfigError> {
@@ -339,7 +370,7 @@ fn raw_peer_authentication(field: &str, v: &Json) -> Result<RawPeerAuthenticatio
     Ok(RawPeerAuthentication { metadata, spec })
 }
 
-const FIELDS: [&str; 12] = [
+const FIELDS: [&str; 13] = [
     "mtls",
     "portLevelMtls",
     "workload",
@@ -352,6 +383,7 @@ const FIELDS: [&str; 12] = [
     "trustedForwarders",
     "allowedTrustDomains",
     "allowedIdentities",
+    "counterFlushMs",
 ];
 
 #[inline(never)]
@@ -403,6 +435,9 @@ fn raw_config(json: &[u8]) -> Result<RawConfig, ConfigError> {
         allowed_identities: map("allowedIdentities", get("allowedIdentities"), |f, v| {
             texts(f, Some(v))
         })?,
+        counter_flush_ms: get("counterFlushMs")
+            .map(|v| millis("counterFlushMs", v, MAX_COUNTER_FLUSH_MS))
+            .transpose()?,
     })
 }
 
@@ -590,6 +625,7 @@ impl Config {
             trusted_forwarders,
             allowed_trust_domains: raw.allowed_trust_domains,
             allowed_identities,
+            counter_flush_ms: raw.counter_flush_ms.unwrap_or(0),
         })
     }
 
@@ -752,6 +788,40 @@ mod tests {
         assert_eq!(c.action, Action::Enforce);
         assert_eq!(c.xfcc, XfccPolicy::Verify);
         assert_eq!(c.protocol, Protocol::Http);
+        assert_eq!(
+            c.counter_flush_ms, 0,
+            "counters are incremented at once by default"
+        );
+    }
+
+    #[test]
+    fn counter_flush_ms_is_a_whole_number_of_milliseconds_up_to_ten_seconds() {
+        for (text, ms) in [("0", 0), ("1000", 1000), ("10000", 10000), ("null", 0)] {
+            let c = Config::parse(format!(r#"{{"counterFlushMs":{text}}}"#).as_bytes()).unwrap();
+            assert_eq!(c.counter_flush_ms, ms, "{text}");
+        }
+        for text in [
+            "10001",
+            "-1",
+            "1.5",
+            "1e3",
+            "1000.0",
+            "18446744073709551616",
+        ] {
+            let e =
+                Config::parse(format!(r#"{{"counterFlushMs":{text}}}"#).as_bytes()).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "counterFlushMs: {text} is not a whole number of milliseconds from 0 to 10000"
+                )
+            );
+        }
+        let e = Config::parse(br#"{"counterFlushMs":"1000"}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "pluginConfig is not valid JSON for this filter: counterFlushMs: expected a number, found a string"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::facts::{
 };
 use crate::metrics;
 use policy::xfcc::{self, Key};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// The request header the filter checks.
@@ -54,7 +54,7 @@ pub trait Proxy: Host {
     fn set_tick_period_ms(&self, ms: u64) -> bool;
     fn now_unix(&self) -> Option<i64>;
     fn define_counter(&self, name: &str) -> Option<u32>;
-    fn increment_counter(&self, id: u32);
+    fn increment_counter(&self, id: u32, by: u64);
     fn define_gauge(&self, name: &str) -> Option<u32>;
     fn set_gauge(&self, id: u32, value: u64);
     /// The size of the VM's linear memory, in bytes.
@@ -153,8 +153,10 @@ struct State {
     by_header: Vec<(Option<u32>, Option<String>, Rc<Decision>)>,
     tcp: Vec<(u32, Tcp)>,
     /// The timer runs at [`HANDSHAKE_POLL_MS`] (connections are held), not at
-    /// [`GAUGE_PERIOD_MS`].
+    /// the idle period.
     ticking: bool,
+    /// Counts not yet added to Envoy's counters (`counterFlushMs`), by counter id.
+    pending: Vec<(u32, u64)>,
 }
 
 /// One VM's filter: the configuration (`None` when it was refused, which fails
@@ -164,6 +166,9 @@ pub struct Engine {
     state: RefCell<State>,
     /// [`metrics::VM_MEMORY`], when the host defined it.
     memory_gauge: Option<u32>,
+    /// Counts wait in [`State::pending`] for the timer: `counterFlushMs` is set,
+    /// the timer runs, and no newer configuration has replaced this engine.
+    batch_counts: Cell<bool>,
 }
 
 impl Engine {
@@ -174,23 +179,35 @@ impl Engine {
                 proxy.log(
                     Level::Info,
                     &format!(
-                        "peerauth: configured protocol={} action={} xfcc={}",
+                        "peerauth: configured protocol={} action={} xfcc={} counterFlushMs={}",
                         c.protocol.label(),
                         c.action.label(),
-                        c.xfcc.label()
+                        c.xfcc.label(),
+                        c.counter_flush_ms
                     ),
                 );
                 for w in c.warnings() {
                     proxy.log(Level::Warn, &format!("peerauth: pluginConfig: {w}"));
                 }
+                let flush_ms = c.counter_flush_ms;
                 let engine = Engine {
                     config: Some(c),
                     state: RefCell::default(),
                     memory_gauge: proxy.define_gauge(metrics::VM_MEMORY),
+                    batch_counts: Cell::new(false),
                 };
                 engine.refresh_gauge(proxy);
-                // A failed timer only leaves the gauge at its configure-time value.
-                let _ = proxy.set_tick_period_ms(GAUGE_PERIOD_MS);
+                // A failed timer leaves the gauge at its configure-time value,
+                // and counts are then added at once: none may wait for a flush
+                // that never comes.
+                let timer = proxy.set_tick_period_ms(engine.idle_period_ms());
+                engine.batch_counts.set(flush_ms > 0 && timer);
+                if flush_ms > 0 && !timer {
+                    proxy.log(
+                        Level::Warn,
+                        "peerauth: no timer: counterFlushMs ignored, counters are incremented at once",
+                    );
+                }
                 Ok(engine)
             }
             Err(e) => {
@@ -209,6 +226,7 @@ impl Engine {
             config: None,
             state: RefCell::default(),
             memory_gauge: None,
+            batch_counts: Cell::new(false),
         }
     }
 
@@ -246,7 +264,7 @@ impl Engine {
             XfccAction::Replace(v) => proxy.set_request_header(XFCC, Some(v)),
         };
         let d = if applied { d } else { rewrite_failed(&d) };
-        if state.record(proxy, &d, false) {
+        if state.record(proxy, &d, false, self.batch_counts.get()) {
             proxy.log(Level::Warn, &d.log_line(source_address(proxy).as_deref()));
         }
         if d.outcome == Outcome::Rejected {
@@ -362,10 +380,39 @@ impl Engine {
                 }
             }
         }
+        let idle = self.idle_period_ms();
         if let Ok(mut state) = self.state.try_borrow_mut() {
             if state.ticking && !state.tcp.iter().any(|(_, t)| *t == Tcp::Held) {
-                state.ticking = !proxy.set_tick_period_ms(GAUGE_PERIOD_MS);
+                state.ticking = !proxy.set_tick_period_ms(idle);
             }
+        }
+        // Last, so the connections decided in this tick are counted now.
+        self.flush_counts(proxy);
+    }
+
+    /// Add the counts waiting in the VM to Envoy's counters.
+    fn flush_counts(&self, proxy: &dyn Proxy) {
+        if let Ok(mut state) = self.state.try_borrow_mut() {
+            for (id, n) in state.pending.drain(..) {
+                proxy.increment_counter(id, n);
+            }
+        }
+    }
+
+    /// A newer configuration replaced this engine, whose root's timer now
+    /// serves the new one: add what waits, and count at once from now on (a
+    /// TCP connection may still decide with this engine).
+    pub fn hand_over_counts(&self, proxy: &dyn Proxy) {
+        self.batch_counts.set(false);
+        self.flush_counts(proxy);
+    }
+
+    /// The timer's period while no TCP connection is held: `counterFlushMs`
+    /// when set (config caps it at the gauge's period), else the gauge's.
+    fn idle_period_ms(&self) -> u64 {
+        match self.config.as_ref().map(|c| c.counter_flush_ms) {
+            Some(ms) if ms > 0 => ms.min(GAUGE_PERIOD_MS),
+            _ => GAUGE_PERIOD_MS,
         }
     }
 
@@ -405,7 +452,7 @@ impl Engine {
         };
         let conn = Conn::new(ConnectionFacts::gather(proxy));
         let d = state.decide(config, proxy, &conn, None);
-        if state.record(proxy, &d, true) {
+        if state.record(proxy, &d, true, self.batch_counts.get()) {
             proxy.log(Level::Warn, &d.log_line(source_address(proxy).as_deref()));
         }
         if d.outcome == Outcome::Rejected {
@@ -567,8 +614,19 @@ impl State {
         d
     }
 
+    /// Add one to a counter: at once, or (`batch`) in the VM until the timer.
+    fn count(&mut self, proxy: &dyn Proxy, id: u32, batch: bool) {
+        if !batch {
+            proxy.increment_counter(id, 1);
+        } else if let Some((_, n)) = self.pending.iter_mut().find(|(c, _)| *c == id) {
+            *n += 1;
+        } else {
+            self.pending.push((id, 1));
+        }
+    }
+
     /// Count the decision; `true` when it also deserves a log line.
-    fn record(&mut self, proxy: &dyn Proxy, d: &Decision, tcp: bool) -> bool {
+    fn record(&mut self, proxy: &dyn Proxy, d: &Decision, tcp: bool, batch: bool) -> bool {
         let key = (
             d.port,
             d.mode.as_str(),
@@ -584,7 +642,7 @@ impl State {
                 .inspect(|id| self.decisions.insert(key, *id)),
         };
         if let Some(id) = id {
-            proxy.increment_counter(id);
+            self.count(proxy, id, batch);
         }
         if let Some(f) = &d.forgery {
             let key = (d.port, f.form_label(), f.handling.label());
@@ -595,7 +653,7 @@ impl State {
                     .inspect(|id| self.forgeries.insert(key, *id)),
             };
             if let Some(id) = id {
-                proxy.increment_counter(id);
+                self.count(proxy, id, batch);
             }
         }
         d.outcome != Outcome::Allowed || d.forgery.is_some()
@@ -622,6 +680,8 @@ mod tests {
         reads: RefCell<Vec<String>>,
         headers: RefCell<BTreeMap<String, String>>,
         refuse_header_writes: bool,
+        /// `proxy_set_tick_period_milliseconds` fails, as on a host without timers.
+        no_timer: bool,
         responses: RefCell<Vec<(u32, String)>>,
         closed: RefCell<Vec<u32>>,
         tick_ms: Cell<u64>,
@@ -728,6 +788,9 @@ mod tests {
             true
         }
         fn set_tick_period_ms(&self, ms: u64) -> bool {
+            if self.no_timer {
+                return false;
+            }
             self.tick_ms.set(ms);
             true
         }
@@ -739,8 +802,8 @@ mod tests {
             d.push(name.into());
             Some(d.len() as u32 - 1)
         }
-        fn increment_counter(&self, id: u32) {
-            *self.counts.borrow_mut().entry(id).or_default() += 1;
+        fn increment_counter(&self, id: u32, by: u64) {
+            *self.counts.borrow_mut().entry(id).or_default() += by;
         }
         fn define_gauge(&self, name: &str) -> Option<u32> {
             self.define_counter(name)
@@ -1095,6 +1158,106 @@ mod tests {
         assert_eq!(proxy.count(metrics::VM_MEMORY), 0, "not set per request");
         e.on_tick(&proxy);
         assert_eq!(proxy.count(metrics::VM_MEMORY), 17 * 65536);
+    }
+
+    #[test]
+    fn with_counter_flush_ms_counts_wait_in_the_vm_and_the_timer_adds_each_exactly_once() {
+        let proxy = FakeProxy::default();
+        let e = engine(
+            &proxy,
+            r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"],"counterFlushMs":1000}"#,
+        );
+        assert_eq!(
+            proxy.tick_ms.get(),
+            1000,
+            "the timer runs at the flush period"
+        );
+        proxy.mtls(0, FOO, 7);
+        let clean = element(FOO);
+        let smuggled = format!("{},{clean}", element(BAR));
+        for xfcc in [&clean, &smuggled, &clean, &clean, &smuggled] {
+            proxy.headers.borrow_mut().insert(XFCC.into(), xfcc.clone());
+            e.on_request_headers(&proxy);
+        }
+        assert_eq!(
+            proxy.count("outcome=.=allowed;.;reason=.=ok"),
+            0,
+            "nothing added yet"
+        );
+        assert_eq!(proxy.count("reason=.=xfcc_smuggled"), 0);
+        e.on_tick(&proxy);
+        assert_eq!(proxy.count("outcome=.=allowed;.;reason=.=ok"), 3);
+        assert_eq!(proxy.count("reason=.=xfcc_smuggled"), 2);
+        assert_eq!(proxy.count("form=.=smuggled;.;handling=.=rejected"), 2);
+        e.on_tick(&proxy);
+        assert_eq!(
+            proxy.count("outcome=.=allowed;.;reason=.=ok"),
+            3,
+            "added once"
+        );
+        assert_eq!(
+            proxy.responses.borrow().len(),
+            2,
+            "the rejections themselves were not delayed"
+        );
+
+        // Held TCP connections poll at their own period and are counted at that tick.
+        let proxy = FakeProxy::default();
+        let e = engine(
+            &proxy,
+            r#"{"protocol":"tcp","mtls":{"mode":"STRICT"},"counterFlushMs":10000}"#,
+        );
+        assert_eq!(proxy.tick_ms.get(), 10000);
+        proxy.mid_handshake(4);
+        proxy.set_effective_context(4);
+        assert_eq!(e.on_upstream_data(&proxy, 4, &mut None), Verdict::Pause);
+        proxy.mtls(4, FOO, 4);
+        e.on_tick(&proxy);
+        assert_eq!(
+            proxy.count("outcome=.=allowed"),
+            1,
+            "decided and counted in the same tick"
+        );
+        assert_eq!(
+            proxy.tick_ms.get(),
+            10000,
+            "back to the flush period with nothing held"
+        );
+    }
+
+    #[test]
+    fn an_engine_a_newer_configuration_replaced_hands_its_counts_over_and_then_counts_at_once() {
+        let proxy = FakeProxy::default();
+        let e = engine(&proxy, r#"{"counterFlushMs":1000}"#);
+        proxy.mtls(0, FOO, 7);
+        proxy.headers.borrow_mut().insert(XFCC.into(), element(FOO));
+        e.on_request_headers(&proxy);
+        assert_eq!(proxy.count("outcome=.=allowed"), 0);
+        e.hand_over_counts(&proxy);
+        assert_eq!(proxy.count("outcome=.=allowed"), 1, "nothing left waiting");
+        // Its root's timer now serves the new engine: a connection still held
+        // by this one must not count into a batch that no timer flushes.
+        e.on_request_headers(&proxy);
+        assert_eq!(proxy.count("outcome=.=allowed"), 2);
+    }
+
+    #[test]
+    fn without_a_timer_counter_flush_ms_is_ignored_and_counts_are_added_at_once() {
+        let proxy = FakeProxy {
+            no_timer: true,
+            ..FakeProxy::default()
+        };
+        let e = engine(&proxy, r#"{"counterFlushMs":1000}"#);
+        assert!(proxy
+            .logs
+            .borrow()
+            .iter()
+            .any(|l| l
+                == "peerauth: no timer: counterFlushMs ignored, counters are incremented at once"));
+        proxy.mtls(0, FOO, 7);
+        proxy.headers.borrow_mut().insert(XFCC.into(), element(FOO));
+        assert_eq!(e.on_request_headers(&proxy), Verdict::Continue);
+        assert_eq!(proxy.count("outcome=.=allowed"), 1);
     }
 
     #[test]

@@ -264,9 +264,9 @@ impl Proxy for Envoy {
         status_ok(s).then_some(id)
     }
 
-    fn increment_counter(&self, id: u32) {
+    fn increment_counter(&self, id: u32, by: u64) {
         // SAFETY: plain integer arguments. A lost increment is not a decision.
-        let _ = unsafe { abi::proxy_increment_metric(id, 1) };
+        let _ = unsafe { abi::proxy_increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX)) };
     }
 
     fn define_gauge(&self, name: &str) -> Option<u32> {
@@ -453,6 +453,7 @@ pub extern "C" fn proxy_on_configure(root_id: u32, size: usize) -> u32 {
     let _ = with_vm(|vm| {
         match vm.roots.iter_mut().find(|r| r.id == root_id) {
             Some(root) => {
+                root.engine.hand_over_counts(&Envoy);
                 root.engine = Rc::clone(&engine);
                 root.plugin.clone_from(&plugin);
             }
@@ -471,6 +472,7 @@ pub extern "C" fn proxy_on_configure(root_id: u32, size: usize) -> u32 {
             for r in vm.roots.iter_mut() {
                 if r.id != root_id && r.plugin == plugin {
                     r.retired = true;
+                    r.engine.hand_over_counts(&Envoy);
                     r.engine = Rc::clone(&engine);
                 }
             }

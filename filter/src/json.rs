@@ -9,13 +9,13 @@
 
 use std::fmt;
 
-/// A JSON value. Numbers are checked for syntax but not kept: no pluginConfig
-/// field is a number.
+/// A JSON value. A number keeps its literal: `config` decides what it accepts
+/// (a whole number of milliseconds), so no float parsing enters the module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Json {
     Null,
     Bool(bool),
-    Number,
+    Number(String),
     String(String),
     Array(Vec<Json>),
     /// Members in document order; a key appears at most once.
@@ -28,7 +28,7 @@ impl Json {
         match self {
             Json::Null => "null",
             Json::Bool(_) => "a boolean",
-            Json::Number => "a number",
+            Json::Number(_) => "a number",
             Json::String(_) => "a string",
             Json::Array(_) => "an array",
             Json::Object(_) => "an object",
@@ -134,6 +134,7 @@ impl Reader<'_> {
     }
 
     fn number(&mut self) -> Result<Json, JsonError> {
+        let start = self.i;
         self.eat(b'-');
         if !self.eat(b'0') && self.digits() == 0 {
             return Err(self.err("invalid number"));
@@ -149,7 +150,13 @@ impl Reader<'_> {
                 return Err(self.err("invalid number"));
             }
         }
-        Ok(Json::Number)
+        // ASCII digits and signs only: always a valid str.
+        let literal = self
+            .b
+            .get(start..self.i)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default();
+        Ok(Json::Number(literal.to_string()))
     }
 
     fn hex4(&mut self) -> Result<u32, JsonError> {

@@ -83,7 +83,7 @@ impl Proxy for Connections {
     fn define_counter(&self, _: &str) -> Option<u32> {
         Some(0)
     }
-    fn increment_counter(&self, _: u32) {}
+    fn increment_counter(&self, _: u32, _: u64) {}
     fn define_gauge(&self, _: &str) -> Option<u32> {
         Some(1)
     }

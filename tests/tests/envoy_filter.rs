@@ -957,3 +957,118 @@ fn with_forward_client_cert_details_the_header_alone_decides_and_every_answer_is
     assert_eq!(count(&[("reason", "xfcc_smuggled")]), 1);
     assert_eq!(count(&[("reason", "trust_domain_not_allowed")]), 1);
 }
+
+/// `counterFlushMs` (filter/README.md): decisions are made and answered at once;
+/// only their counts wait in each worker's VM, and each reaches Envoy's counter
+/// exactly once, by the timer.
+#[test]
+fn with_counter_flush_ms_decisions_are_answered_at_once_and_each_is_counted_once_after_the_flush() {
+    let lab = lab();
+    let port = free_port().unwrap();
+    let cfg = r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"],"counterFlushMs":300}"#;
+    let envoy = lab
+        .sidecar()
+        .wasm(lab.http(cfg))
+        .port(port, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(lab.get(port, Some("sleep.foo"), &[]).status, 200);
+    }
+    rejected(
+        &lab.get(port, Some(FOREIGN), &[]),
+        "trust_domain_not_allowed",
+    );
+    rejected(&lab.get(port, None, &[]), "plaintext_on_strict");
+
+    let allowed = [("outcome", "allowed"), ("reason", "ok")];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while requests(&envoy, port, &allowed) < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Two more flush periods: nothing is added twice.
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(requests(&envoy, port, &allowed), 3);
+    assert_eq!(
+        requests(
+            &envoy,
+            port,
+            &[
+                ("outcome", "rejected"),
+                ("reason", "trust_domain_not_allowed")
+            ]
+        ),
+        1
+    );
+    assert_eq!(
+        requests(
+            &envoy,
+            port,
+            &[("outcome", "rejected"), ("reason", "plaintext_on_strict")]
+        ),
+        1
+    );
+    assert!(envoy.log_contains("counterFlushMs=300"));
+}
+
+/// A new configuration of the same plugin takes over from the old one (LDS
+/// push): what the old one had counted but not yet added to Envoy's counters
+/// is added then, not lost with it. Every answer is counted once, by the
+/// configuration that gave it.
+#[test]
+fn with_counter_flush_ms_a_new_configuration_loses_none_of_the_counts_the_old_one_held() {
+    let lab = lab();
+    let port = free_port().unwrap();
+    let with = |config: &str| {
+        lab.sidecar()
+            .wasm(lab.http(config))
+            .port(port, Chains::Both)
+    };
+    let (envoy, lds) = with(r#"{"mtls":{"mode":"STRICT"},"counterFlushMs":10000}"#)
+        .start_with_lds(&lab.dir)
+        .unwrap();
+    let (mut forbidden, mut passed) = (0, 0);
+    for _ in 0..3 {
+        rejected(&lab.get(port, None, &[]), "plaintext_on_strict");
+        forbidden += 1;
+    }
+    with(r#"{"mtls":{"mode":"STRICT"},"counterFlushMs":200,"action":"audit"}"#)
+        .write_lds(&lds, "v2")
+        .unwrap();
+    envoy
+        .wait_counter("listener_manager.lds.update_success", 2)
+        .unwrap();
+    // The old listener drains while the new one takes over.
+    for _ in 0..50 {
+        match lab.get(port, None, &[]).status {
+            403 => forbidden += 1,
+            200 => {
+                passed += 1;
+                break;
+            }
+            other => panic!("status {other}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(passed, 1, "the audit configuration took over");
+
+    let strict_plaintext = |outcome| {
+        requests(
+            &envoy,
+            port,
+            &[
+                ("security", "plaintext"),
+                ("reason", "plaintext_on_strict"),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while (strict_plaintext("rejected") < forbidden || strict_plaintext("would_reject") < passed)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(strict_plaintext("rejected"), forbidden);
+    assert_eq!(strict_plaintext("would_reject"), passed);
+}
