@@ -70,7 +70,7 @@ use std::process::{Command, Stdio};
 
 const USAGE: &str = "usage: filter_bench [--rounds N] [--duration SECS] [--connections C] \
 [--wrk-cpu CPU] [--upstream direct|app] [--rate R] \
-[--variants none,bare,noop,peerauth,peerauth-fast,lua,rbac] [--perf SECS] [--callgrind N]";
+[--variants none,bare,noop,peerauth,peerauth-fast,peerauth-fast-batched,lua,rbac] [--perf SECS] [--callgrind N]";
 
 /// The peerauth configuration every checking variant enforces.
 const PEERAUTH_CONFIG: &str =
@@ -80,6 +80,10 @@ const PEERAUTH_CONFIG: &str =
 /// `APPEND_FORWARD` with `uri: true`, as Istio's sidecar inbound is, so the
 /// filter may take the peer from Envoy's own element.
 const PEERAUTH_FAST_CONFIG: &str = r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"],"forwardClientCertDetails":"APPEND_FORWARD"}"#;
+
+/// The fast path with counts added by the timer once a second: the cheapest
+/// configuration of the same rule (filter/README.md, `counterFlushMs`).
+const PEERAUTH_FAST_BATCHED_CONFIG: &str = r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"],"forwardClientCertDetails":"APPEND_FORWARD","counterFlushMs":1000}"#;
 
 /// The same rule as a Lua script: no downstream TLS, no client certificate, or a
 /// URI SAN outside `spiffe://cluster.local/` is refused with 403. A SPIFFE
@@ -157,17 +161,19 @@ enum Kind {
     Noop,
     Peerauth,
     PeerauthFast,
+    PeerauthFastBatched,
     Lua,
     Rbac,
 }
 
 impl Kind {
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 8] = [
         Kind::None,
         Kind::Bare,
         Kind::Noop,
         Kind::Peerauth,
         Kind::PeerauthFast,
+        Kind::PeerauthFastBatched,
         Kind::Lua,
         Kind::Rbac,
     ];
@@ -179,6 +185,7 @@ impl Kind {
             Kind::Noop => "noop",
             Kind::Peerauth => "peerauth",
             Kind::PeerauthFast => "peerauth-fast",
+            Kind::PeerauthFastBatched => "peerauth-fast-batched",
             Kind::Lua => "lua",
             Kind::Rbac => "rbac",
         }
@@ -191,6 +198,9 @@ impl Kind {
             Kind::Noop => "`peerauth-bench-noop` (SDK, no logic)",
             Kind::Peerauth => "peerauth",
             Kind::PeerauthFast => "peerauth, `forwardClientCertDetails: APPEND_FORWARD`",
+            Kind::PeerauthFastBatched => {
+                "peerauth, `forwardClientCertDetails: APPEND_FORWARD`, `counterFlushMs: 1000`"
+            }
             Kind::Lua => "Lua filter",
             Kind::Rbac => "RBAC filter (Istio's rule)",
         }
@@ -200,7 +210,11 @@ impl Kind {
     fn checks_peer(self) -> bool {
         matches!(
             self,
-            Kind::Peerauth | Kind::PeerauthFast | Kind::Lua | Kind::Rbac
+            Kind::Peerauth
+                | Kind::PeerauthFast
+                | Kind::PeerauthFastBatched
+                | Kind::Lua
+                | Kind::Rbac
         )
     }
 }
@@ -563,7 +577,10 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("peerauth-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let modules = Modules {
-        peerauth: (needs(Kind::Peerauth) || needs(Kind::PeerauthFast)).then(|| {
+        peerauth: (needs(Kind::Peerauth)
+            || needs(Kind::PeerauthFast)
+            || needs(Kind::PeerauthFastBatched))
+        .then(|| {
             snapshot(
                 "PEERAUTH_FILTER_WASM",
                 root.join("out/peerauth_filter.wasm"),
@@ -608,6 +625,10 @@ fn main() {
             Kind::Noop => modules.noop.as_ref().map(|m| (m, noop_config.as_str())),
             Kind::Peerauth => modules.peerauth.as_ref().map(|m| (m, PEERAUTH_CONFIG)),
             Kind::PeerauthFast => modules.peerauth.as_ref().map(|m| (m, PEERAUTH_FAST_CONFIG)),
+            Kind::PeerauthFastBatched => modules
+                .peerauth
+                .as_ref()
+                .map(|m| (m, PEERAUTH_FAST_BATCHED_CONFIG)),
             Kind::None | Kind::Lua | Kind::Rbac => None,
         };
         // Both chains, as for PERMISSIVE: a plaintext request reaches the HTTP
