@@ -576,42 +576,27 @@ async function copiedFromView(page) {
   return page.evaluate(() => navigator.clipboard.readText());
 }
 
-// The text of the view's line drawn at viewport height `y`, from the browser's
-// rectangles of the drawn lines.
-async function viewLineAt(page, y) {
-  return page.evaluate((y) => {
-    const pre = document.getElementById('viewer-lines');
+// The line of `<pre id>` drawn at viewport height `y` (from the browser's
+// rectangles of the drawn lines), or null.
+async function drawnLineAt(page, id, y) {
+  return page.evaluate(([id, y]) => {
+    const pre = document.getElementById(id);
     const text = pre.firstChild;
     let from = 0;
     for (const line of pre.textContent.split('\n')) {
       const range = document.createRange();
       range.setStart(text, from);
-      range.setEnd(text, from + Math.max(line.length, 0));
+      range.setEnd(text, from + line.length);
       const box = range.getBoundingClientRect();
       if (line && Math.abs((box.top + box.bottom) / 2 - y) < 10) return line;
       from += line.length + 1;
     }
     return null;
-  }, y);
+  }, [id, y]);
 }
 
-// The gutter's number drawn at viewport height `y`.
-async function gutterAt(page, y) {
-  return page.evaluate((y) => {
-    const pre = document.getElementById('gutter-numbers');
-    const text = pre.firstChild;
-    let from = 0;
-    for (const number of pre.textContent.split('\n')) {
-      const range = document.createRange();
-      range.setStart(text, from);
-      range.setEnd(text, from + number.length);
-      const box = range.getBoundingClientRect();
-      if (number && Math.abs((box.top + box.bottom) / 2 - y) < 10) return Number(number);
-      from += number.length + 1;
-    }
-    return null;
-  }, y);
-}
+const viewLineAt = (page, y) => drawnLineAt(page, 'viewer-lines', y);
+const gutterAt = async (page, y) => Number(await drawnLineAt(page, 'gutter-numbers', y)) || null;
 
 test('a large paste is evaluated at once and shown read-only with only the lines in view drawn, each beside its number', async () => {
   const { page, done } = await openPage();

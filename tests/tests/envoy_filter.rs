@@ -86,6 +86,13 @@ impl Lab {
         Some(WasmFilter::http(&self.wasm, config))
     }
 
+    /// The sidecar with one inbound port (both chains) behind the HTTP filter.
+    fn one_port(&self, port: u16, config: &str) -> Sidecar {
+        self.sidecar()
+            .wasm(self.http(config))
+            .port(port, Chains::Both)
+    }
+
     /// A request from `who` (`None` = `sleep.legacy`, no certificate, plaintext).
     fn get(&self, port: u16, who: Option<&str>, headers: &[(&str, &str)]) -> CurlResult {
         let client = who.map(|w| self.pki.workload(w).unwrap());
@@ -545,11 +552,7 @@ fn a_bad_plugin_config_is_logged_and_envoy_refuses_the_configuration() {
 fn a_bad_plugin_config_pushed_to_a_running_envoy_is_rejected_and_the_old_one_keeps_enforcing() {
     let lab = lab();
     let port = free_port().unwrap();
-    let with = |config: &str| {
-        lab.sidecar()
-            .wasm(lab.http(config))
-            .port(port, Chains::Both)
-    };
+    let with = |config: &str| lab.one_port(port, config);
     let (envoy, lds) = with(r#"{"mtls":{"mode":"STRICT"}}"#)
         .start_with_lds(&lab.dir)
         .unwrap();
@@ -966,12 +969,7 @@ fn with_counter_flush_ms_decisions_are_answered_at_once_and_each_is_counted_once
     let lab = lab();
     let port = free_port().unwrap();
     let cfg = r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"],"counterFlushMs":300}"#;
-    let envoy = lab
-        .sidecar()
-        .wasm(lab.http(cfg))
-        .port(port, Chains::Both)
-        .start(&lab.dir)
-        .unwrap();
+    let envoy = lab.one_port(port, cfg).start(&lab.dir).unwrap();
     for _ in 0..3 {
         assert_eq!(lab.get(port, Some("sleep.foo"), &[]).status, 200);
     }
@@ -1019,11 +1017,7 @@ fn with_counter_flush_ms_decisions_are_answered_at_once_and_each_is_counted_once
 fn with_counter_flush_ms_a_new_configuration_loses_none_of_the_counts_the_old_one_held() {
     let lab = lab();
     let port = free_port().unwrap();
-    let with = |config: &str| {
-        lab.sidecar()
-            .wasm(lab.http(config))
-            .port(port, Chains::Both)
-    };
+    let with = |config: &str| lab.one_port(port, config);
     let (envoy, lds) = with(r#"{"mtls":{"mode":"STRICT"},"counterFlushMs":10000}"#)
         .start_with_lds(&lab.dir)
         .unwrap();
