@@ -760,3 +760,47 @@ test('Ctrl+Z takes back a large paste and a paste over the view; Ctrl+A, Delete 
   assert.equal(await page.inputValue('#input'), example, 'Ctrl+Z undoes the small paste');
   await done();
 });
+
+test('Ctrl+F in the read-only view finds matches anywhere in the text, not only in the lines drawn, and goes to each one\'s line', async () => {
+  const { page, done } = await openPage();
+  const cluster = pastedCluster();
+  const lines = cluster.split('\n');
+  // Every line holding the term, from the pasted text itself (once per line here).
+  const matching = lines.flatMap((l, i) => (l.toLowerCase().includes('ns-59') ? [i + 1] : []));
+  assert.equal(cluster.toLowerCase().split('ns-59').length - 1, matching.length, 'one match per line');
+  assert.ok(matching[0] > 1000, 'the first match is far below the lines drawn at first');
+  const count = await evaluations(page);
+  await clipboardPaste(page, cluster);
+  await waitForEvaluationAfter(page, count);
+
+  // The highlighted line: its gutter number, and the text drawn there.
+  const atHighlight = async () => {
+    await nextFrame(page);
+    const box = await page.locator('#viewer-line').boundingBox();
+    const y = box.y + box.height / 2;
+    return { number: await gutterAt(page, y), text: await viewLineAt(page, y) };
+  };
+  await page.focus('#viewer');
+  await page.keyboard.press('Control+F');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'view-find-text');
+  await page.keyboard.type('NS-59');
+  const result = page.locator('#view-find-result');
+  assert.equal(await result.textContent(), `1 of ${matching.length} · line ${matching[0]}`);
+  assert.deepEqual(await atHighlight(), { number: matching[0], text: lines[matching[0] - 1] });
+  await page.keyboard.press('Enter');
+  assert.equal(await result.textContent(), `2 of ${matching.length} · line ${matching[1]}`);
+  assert.deepEqual(await atHighlight(), { number: matching[1], text: lines[matching[1] - 1] });
+  await page.keyboard.press('Shift+Enter');
+  await page.keyboard.press('Shift+Enter');
+  assert.equal(await result.textContent(), `${matching.length} of ${matching.length} · line ${matching.at(-1)}`, 'backwards from the first wraps to the last');
+  assert.deepEqual(await atHighlight(), { number: matching.at(-1), text: lines[matching.at(-1) - 1] });
+  await page.keyboard.press('Enter');
+  assert.equal(await result.textContent(), `1 of ${matching.length} · line ${matching[0]}`, 'forwards from the last wraps to the first');
+
+  await page.fill('#view-find-text', 'no-such-namespace');
+  assert.equal(await result.textContent(), 'no match');
+  await page.keyboard.press('Escape');
+  assert.equal(await page.locator('#view-find').isVisible(), false);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'viewer');
+  await done();
+});

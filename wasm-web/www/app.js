@@ -274,6 +274,8 @@ function showView(text) {
   viewerLine.hidden = true;
   delete viewer.dataset.line;
   viewer.classList.remove('all');
+  found = -1;
+  findResult.value = '';
   lineCount = viewStarts.length;
   input.value = '';
   input.hidden = true;
@@ -296,6 +298,7 @@ function showEditor(text, { keepScroll = false } = {}) {
   viewer.hidden = true;
   viewerLines.textContent = '';
   $('large-note').hidden = true;
+  find.hidden = true;
   input.hidden = false;
   input.value = text;
   editedLength = text.length;
@@ -373,6 +376,88 @@ viewer.addEventListener('paste', (e) => {
   const pasted = e.clipboardData?.getData('text/plain') ?? '';
   if (pasted) replaceText(pasted.replace(/\r\n?/g, '\n'));
 });
+// Highlight 1-based `line` in the view and scroll it a third of the way down.
+function markViewLine(line) {
+  const n = Math.min(Math.max(line, 1), viewStarts.length);
+  viewer.classList.remove('all');
+  viewer.dataset.line = String(n);
+  viewerLine.style.top = `${EDITOR_PAD + (n - 1) * LINE_HEIGHT}px`;
+  viewerLine.hidden = false;
+  viewer.scrollTop = Math.max(0, (n - 1) * LINE_HEIGHT - viewHeight / 3);
+  scrolled = viewer.scrollTop;
+  renderLinesInView();
+}
+
+// The browser's find sees only the lines the view has drawn, so Ctrl+F in the
+// view opens the page's own: case-insensitive, Enter for the next match and
+// Shift+Enter for the previous, both wrapping; Escape goes back to the view.
+const find = $('view-find');
+const findText = $('view-find-text');
+const findResult = $('view-find-result');
+// The lower-cased text the last search ran on, and the last match's offset.
+let findIn = { text: null, lower: '' };
+let found = -1;
+
+function findNext(backwards) {
+  const term = findText.value.toLowerCase();
+  if (!term || viewing === null) {
+    findResult.value = '';
+    return;
+  }
+  if (findIn.text !== viewing) findIn = { text: viewing, lower: viewing.toLowerCase() };
+  const { lower } = findIn;
+  // lastIndexOf clamps a negative start to 0, which would find a match at 0 again.
+  let at;
+  if (backwards) at = found > 0 ? lower.lastIndexOf(term, found - 1) : -1;
+  else at = lower.indexOf(term, found + 1);
+  if (at === -1) at = backwards ? lower.lastIndexOf(term) : lower.indexOf(term);
+  found = at;
+  if (at === -1) {
+    findResult.value = 'no match';
+    return;
+  }
+  let count = 0;
+  let index = 0;
+  for (let i = lower.indexOf(term); i !== -1; i = lower.indexOf(term, i + 1)) {
+    count += 1;
+    if (i === at) index = count;
+  }
+  // The line holding offset `at`: the last line start at or before it.
+  let lo = 0;
+  let hi = viewStarts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (viewStarts[mid] <= at) lo = mid;
+    else hi = mid - 1;
+  }
+  markViewLine(lo + 1);
+  findResult.value = `${index} of ${count} · line ${lo + 1}`;
+}
+
+viewer.addEventListener('keydown', (e) => {
+  if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === 'f') {
+    e.preventDefault();
+    find.hidden = false;
+    findText.focus();
+    findText.select();
+  }
+});
+find.addEventListener('submit', (e) => e.preventDefault());
+findText.addEventListener('input', () => {
+  found = -1;
+  findNext(false);
+});
+findText.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter') {
+    e.preventDefault();
+    findNext(e.shiftKey);
+  } else if (e.key === 'Escape') {
+    e.preventDefault();
+    find.hidden = true;
+    viewer.focus({ preventScroll: true });
+  }
+});
+
 $('edit-large').addEventListener('click', () => {
   viewer.focus({ preventScroll: true });
   showEditor(viewing, { keepScroll: true });
@@ -381,15 +466,8 @@ $('edit-large').addEventListener('click', () => {
 // Select the whole of 1-based `line` and scroll it into view.
 function selectLine(line) {
   if (viewing !== null) {
-    const n = Math.min(Math.max(line, 1), viewStarts.length);
-    viewer.classList.remove('all');
-    viewer.dataset.line = String(n);
-    viewerLine.style.top = `${EDITOR_PAD + (n - 1) * LINE_HEIGHT}px`;
-    viewerLine.hidden = false;
     viewer.focus({ preventScroll: true });
-    viewer.scrollTop = Math.max(0, (n - 1) * LINE_HEIGHT - viewHeight / 3);
-    scrolled = viewer.scrollTop;
-    renderLinesInView();
+    markViewLine(line);
     return;
   }
   const starts = computeLineStarts(input.value);
