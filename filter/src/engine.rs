@@ -24,6 +24,9 @@ pub const HANDSHAKE_POLL_MS: u64 = 10;
 /// connection is held: an entry into the VM every 10 s, none per request.
 pub const GAUGE_PERIOD_MS: u64 = 10_000;
 
+// A flush period the config accepts never slows the gauge's refresh.
+const _: () = assert!(crate::config::MAX_COUNTER_FLUSH_MS <= GAUGE_PERIOD_MS);
+
 /// Log levels the filter uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -408,10 +411,10 @@ impl Engine {
     }
 
     /// The timer's period while no TCP connection is held: `counterFlushMs`
-    /// when set (config caps it at the gauge's period), else the gauge's.
+    /// when set, else the gauge's.
     fn idle_period_ms(&self) -> u64 {
         match self.config.as_ref().map(|c| c.counter_flush_ms) {
-            Some(ms) if ms > 0 => ms.min(GAUGE_PERIOD_MS),
+            Some(ms) if ms > 0 => ms,
             _ => GAUGE_PERIOD_MS,
         }
     }
