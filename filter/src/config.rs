@@ -107,8 +107,12 @@ pub struct Config {
     pub trusted_forwarders: Vec<SpiffePattern>,
     /// Empty: any trust domain.
     pub allowed_trust_domains: Vec<String>,
-    /// Port → patterns; `None` is the `"*"` entry used for ports without their own.
-    pub allowed_identities: BTreeMap<Option<u32>, Vec<SpiffePattern>>,
+    /// Port → patterns, `None` (the `"*"` entry, used for ports without their
+    /// own) first, then by port. A Vec rather than a BTreeMap: each map type
+    /// adds its own tree code to the module, which the server Envoy pays for in
+    /// memory (BENCHMARKS.md, "Memory by code"), for the handful of entries a
+    /// config has.
+    pub allowed_identities: Vec<(Option<u32>, Vec<SpiffePattern>)>,
     /// `counterFlushMs`: 0 increments Envoy's counters as each decision is made;
     /// otherwise counts wait in the VM and the root's timer adds them this often.
     pub counter_flush_ms: u64,
@@ -138,6 +142,13 @@ pub enum ConfigError {
     },
     #[error("{field}: port {key:?} is not a number between 1 and 65535")]
     Port { field: String, key: String },
+    #[error("{field}: {first:?} and {second:?} both name port {port}: keep one of them")]
+    PortTwice {
+        field: &'static str,
+        port: u32,
+        first: String,
+        second: String,
+    },
     #[error("give either mtls/portLevelMtls or workload+peerAuthentications, not both")]
     BothModeSources,
     #[error("peerAuthentications needs \"workload\": {{\"namespace\": ..., \"labels\": {{...}}}}")]
@@ -170,7 +181,7 @@ pub enum ConfigError {
 #[derive(Default)]
 struct RawConfig {
     mtls: Option<RawMtls>,
-    port_level_mtls: Option<BTreeMap<String, RawMtls>>,
+    port_level_mtls: Option<Vec<(String, RawMtls)>>,
     workload: Option<RawWorkload>,
     peer_authentications: Option<Vec<RawPeerAuthentication>>,
     root_namespace: Option<String>,
@@ -180,7 +191,7 @@ struct RawConfig {
     forward_client_cert_details: Option<String>,
     trusted_forwarders: Vec<String>,
     allowed_trust_domains: Vec<String>,
-    allowed_identities: BTreeMap<String, Vec<String>>,
+    allowed_identities: Vec<(String, Vec<String>)>,
     counter_flush_ms: Option<u64>,
 }
 
@@ -287,19 +298,51 @@ fn texts(field: &str, v: Option<&Json>) -> Result<Vec<String>, ConfigError> {
     }
 }
 
-/// A JSON object as a map, each value read by `read` (with the member's path).
-fn map<T>(
+/// A JSON object's members in document order, each value read by `read` (with
+/// the member's path). The JSON reader refuses a key given twice, so the keys
+/// are distinct.
+fn members<T>(
     field: &str,
     v: Option<&Json>,
     read: impl Fn(&str, &Json) -> Result<T, ConfigError>,
-) -> Result<BTreeMap<String, T>, ConfigError> {
-    let mut out = BTreeMap::new();
+) -> Result<Vec<(String, T)>, ConfigError> {
+    let mut out = Vec::new();
     if let Some(v) = v {
         for (k, item) in object(field, v)? {
-            out.insert(k.clone(), read(&format!("{field}.{k}"), item)?);
+            out.push((k.clone(), read(&format!("{field}.{k}"), item)?));
         }
     }
     Ok(out)
+}
+
+/// The members as the map policy's types hold them.
+fn tree<T>(pairs: Vec<(String, T)>) -> BTreeMap<String, T> {
+    let mut out = BTreeMap::new();
+    for (k, v) in pairs {
+        out.insert(k, v);
+    }
+    out
+}
+
+/// The member before `later` in `keys` whose key names the same port, for the
+/// error that refuses the second.
+fn port_twice<'k>(
+    field: &'static str,
+    port: u32,
+    keys: impl Iterator<Item = &'k String>,
+    later: &str,
+) -> ConfigError {
+    let first = keys
+        .take_while(|k| k.as_str() != later)
+        .find(|k| policy::validate::parse_port(k) == Some(port))
+        .cloned()
+        .unwrap_or_default();
+    ConfigError::PortTwice {
+        field,
+        port,
+        first,
+        second: later.to_string(),
+    }
 }
 
 fn raw_mtls(field: &str, v: &Json) -> Result<RawMtls, ConfigError> {
@@ -328,7 +371,11 @@ fn pa_spec(field: &str, v: &Json) -> Result<PeerAuthenticationSpec, ConfigError>
             let f = format!("{field}.selector");
             let sm = object(&f, s)?;
             Ok(WorkloadSelector {
-                match_labels: map(&format!("{f}.matchLabels"), member(sm, "matchLabels"), text)?,
+                match_labels: tree(members(
+                    &format!("{f}.matchLabels"),
+                    member(sm, "matchLabels"),
+                    text,
+                )?),
             })
         })
         .transpose()?;
@@ -336,7 +383,7 @@ fn pa_spec(field: &str, v: &Json) -> Result<PeerAuthenticationSpec, ConfigError>
         .map(|v| mtls_spec(&format!("{field}.mtls"), v))
         .transpose()?;
     let port_level_mtls = member(m, "portLevelMtls")
-        .map(|v| map(&format!("{field}.portLevelMtls"), Some(v), mtls_spec))
+        .map(|v| members(&format!("{field}.portLevelMtls"), Some(v), mtls_spec).map(tree))
         .transpose()?;
     Ok(PeerAuthenticationSpec {
         selector,
@@ -397,7 +444,7 @@ fn raw_config(json: &[u8]) -> Result<RawConfig, ConfigError> {
     Ok(RawConfig {
         mtls: get("mtls").map(|v| raw_mtls("mtls", v)).transpose()?,
         port_level_mtls: get("portLevelMtls")
-            .map(|v| map("portLevelMtls", Some(v), raw_mtls))
+            .map(|v| members("portLevelMtls", Some(v), raw_mtls))
             .transpose()?,
         workload: get("workload")
             .map(|v| {
@@ -407,7 +454,7 @@ fn raw_config(json: &[u8]) -> Result<RawConfig, ConfigError> {
                 })?;
                 Ok(RawWorkload {
                     namespace: text("workload.namespace", namespace)?,
-                    labels: map("workload.labels", member(w, "labels"), text)?,
+                    labels: tree(members("workload.labels", member(w, "labels"), text)?),
                 })
             })
             .transpose()?,
@@ -432,7 +479,7 @@ fn raw_config(json: &[u8]) -> Result<RawConfig, ConfigError> {
         )?,
         trusted_forwarders: texts("trustedForwarders", get("trustedForwarders"))?,
         allowed_trust_domains: texts("allowedTrustDomains", get("allowedTrustDomains"))?,
-        allowed_identities: map("allowedIdentities", get("allowedIdentities"), |f, v| {
+        allowed_identities: members("allowedIdentities", get("allowedIdentities"), |f, v| {
             texts(f, Some(v))
         })?,
         counter_flush_ms: get("counterFlushMs")
@@ -501,7 +548,7 @@ impl Config {
 
         // Ports named by the allow-lists count as named too; parsed first, so
         // each mode source can resolve them with the rest.
-        let mut allowed_identities = BTreeMap::new();
+        let mut allowed_identities: Vec<(Option<u32>, Vec<SpiffePattern>)> = Vec::new();
         for (key, patterns) in &raw.allowed_identities {
             let port = if key == "*" {
                 None
@@ -513,11 +560,19 @@ impl Config {
                 .iter()
                 .map(|p| parse_pattern(&field, p))
                 .collect::<Result<Vec<_>, _>>()?;
-            allowed_identities.insert(port, parsed);
+            // `None < Some(_)`: the "*" entry first, then by port.
+            let at = allowed_identities.partition_point(|(p, _)| *p < port);
+            if let (Some(p), Some((q, _))) = (port, allowed_identities.get(at)) {
+                if *q == port {
+                    let keys = raw.allowed_identities.iter().map(|(k, _)| k);
+                    return Err(port_twice("allowedIdentities", p, keys, key));
+                }
+            }
+            allowed_identities.insert(at, (port, parsed));
         }
         // A Vec and a scan: a BTreeSet would add its own tree and sort code to
         // the module for the handful of ports a config names.
-        let mut named: Vec<u32> = allowed_identities.keys().flatten().copied().collect();
+        let mut named: Vec<u32> = allowed_identities.iter().filter_map(|(p, _)| *p).collect();
         let mut name = |p: u32| {
             if !named.contains(&p) {
                 named.push(p);
@@ -562,9 +617,14 @@ impl Config {
                 let workload =
                     MtlsMode::Permissive.overridden_by(parse_mode("mtls.mode", raw.mtls.as_ref())?);
                 let mut declared = Vec::new();
-                for (key, m) in raw.port_level_mtls.iter().flatten() {
+                let raw_ports = raw.port_level_mtls.iter().flatten();
+                for (key, m) in raw_ports.clone() {
                     let field = format!("portLevelMtls.{key}.mode");
                     let port = parse_port("portLevelMtls", key)?;
+                    if declared.iter().any(|(q, _)| *q == port) {
+                        let keys = raw_ports.map(|(k, _)| k);
+                        return Err(port_twice("portLevelMtls", port, keys, key));
+                    }
                     declared.push((port, parse_mode(&field, Some(m))?));
                     name(port);
                 }
@@ -646,10 +706,10 @@ impl Config {
         let named = self.port_modes.iter().map(|(p, _)| Some(*p));
         for port in named.chain([None]) {
             let mode = self.mode_for(port);
-            let own = port.filter(|p| self.allowed_identities.contains_key(&Some(*p)));
+            let own = port.filter(|p| self.identities_named(Some(*p)).is_some());
             let field = match own {
                 Some(p) => format!("allowedIdentities.{p}"),
-                None if self.allowed_identities.contains_key(&None) => "allowedIdentities.*".into(),
+                None if self.identities_named(None).is_some() => "allowedIdentities.*".into(),
                 None if !self.allowed_trust_domains.is_empty() => "allowedTrustDomains".into(),
                 None => continue,
             };
@@ -696,9 +756,16 @@ impl Config {
 
     /// The identity allow-list for a port, if any applies.
     pub fn identities_for(&self, port: Option<u32>) -> Option<&[SpiffePattern]> {
-        port.and_then(|p| self.allowed_identities.get(&Some(p)))
-            .or_else(|| self.allowed_identities.get(&None))
-            .map(Vec::as_slice)
+        port.and_then(|p| self.identities_named(Some(p)))
+            .or_else(|| self.identities_named(None))
+    }
+
+    /// The allow-list the config gives under exactly this key (`None`: `"*"`).
+    fn identities_named(&self, key: Option<u32>) -> Option<&[SpiffePattern]> {
+        self.allowed_identities
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_slice())
     }
 }
 
@@ -903,6 +970,57 @@ mod tests {
                 "trust domain {td:?}"
             );
         }
+    }
+
+    #[test]
+    fn two_keys_naming_one_port_are_refused_with_both_keys_named() {
+        // `parse_port` trims and reads leading zeros, so these keys differ as JSON
+        // but name the same port; before, one of them was dropped without a word.
+        for (json, field, keys) in [
+            (
+                r#"{"allowedIdentities":{"8080":["spiffe://cluster.local/**"],"08080":["spiffe://a/**"]}}"#,
+                "allowedIdentities",
+                ["8080", "08080"],
+            ),
+            (
+                r#"{"portLevelMtls":{" 8080":{"mode":"STRICT"},"8080":{"mode":"DISABLE"}}}"#,
+                "portLevelMtls",
+                [" 8080", "8080"],
+            ),
+        ] {
+            let e = Config::parse(json.as_bytes()).unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::PortTwice { field: f, port: 8080, first, second }
+                    if *f == field && first == keys[0] && second == keys[1]),
+                "{e:?}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "{field}: {:?} and {:?} both name port 8080: keep one of them",
+                    keys[0], keys[1]
+                )
+            );
+        }
+        // Different ports stay accepted, in any order, with the "*" entry anywhere.
+        let c = Config::parse(
+            br#"{"allowedIdentities":{"9090":["spiffe://b/**"],"*":["spiffe://s/**"],"80":["spiffe://a/**"]}}"#,
+        )
+        .unwrap();
+        let keys: Vec<Option<u32>> = c.allowed_identities.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, [None, Some(80), Some(9090)]);
+        assert_eq!(
+            c.identities_for(Some(80)).unwrap()[0].to_string(),
+            "spiffe://a/**"
+        );
+        assert_eq!(
+            c.identities_for(Some(9090)).unwrap()[0].to_string(),
+            "spiffe://b/**"
+        );
+        assert_eq!(
+            c.identities_for(Some(81)).unwrap()[0].to_string(),
+            "spiffe://s/**"
+        );
     }
 
     #[test]

@@ -273,8 +273,8 @@ fn identity_violation(
     } else {
         config
             .allowed_identities
-            .values()
-            .map(Vec::as_slice)
+            .iter()
+            .map(|(_, v)| v.as_slice())
             .collect()
     };
     if config.allowed_trust_domains.is_empty() && lists.is_empty() {
