@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Build the size-optimised filter: out/peerauth_filter.wasm at the repository root.
 # Uses `wasm-opt -Oz` (Debian package `binaryen`) when it is installed.
+# PEERAUTH_FILTER_EXPORTS (a subset of the exports below) and PEERAUTH_FILTER_OUT
+# (another output path) are for tests/bench/rss_by_code.py, which prices the
+# server Envoy's memory by how much of the filter's code a module holds.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 cd "$root"
 cargo build -p peerauth-filter --target wasm32-wasip1 --profile wasm
 built="$target/wasm32-wasip1/wasm/peerauth_filter.wasm"
-mkdir -p "$root/out"
+out="${PEERAUTH_FILTER_OUT:-$root/out/peerauth_filter.wasm}"
+mkdir -p "$(dirname "$out")"
 features="--enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals"
 # Envoy calls a callback only when the module exports it, so the exports
 # below are all the filter keeps: filter/src/host.rs writes the proxy-wasm ABI
@@ -18,6 +22,7 @@ keep="memory _initialize proxy_abi_version_0_2_1 proxy_on_memory_allocate
       proxy_on_vm_start proxy_on_configure proxy_on_context_create
       proxy_on_tick proxy_on_request_headers proxy_on_downstream_data
       proxy_on_upstream_data proxy_on_downstream_connection_close"
+keep="${PEERAUTH_FILTER_EXPORTS:-$keep}"
 if command -v wasm-opt >/dev/null 2>&1 && command -v wasm-metadce >/dev/null 2>&1; then
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
@@ -40,9 +45,9 @@ if command -v wasm-opt >/dev/null 2>&1 && command -v wasm-metadce >/dev/null 2>&
   # largest is 10.6 KB and the RSS 96.5 MiB, for 711 bytes more (BENCHMARKS.md).
   # shellcheck disable=SC2086
   wasm-opt -Oz -ocimfs 100 --strip-debug --strip-producers $features \
-    "$work/dce.wasm" -o "$root/out/peerauth_filter.wasm"
+    "$work/dce.wasm" -o "$out"
 else
   echo "build.sh: wasm-opt/wasm-metadce not found (apt-get install binaryen); copying the cargo build" >&2
-  cp "$built" "$root/out/peerauth_filter.wasm"
+  cp "$built" "$out"
 fi
-echo "cargo build: $(stat -c %s "$built") bytes; out/peerauth_filter.wasm: $(stat -c %s "$root/out/peerauth_filter.wasm") bytes"
+echo "cargo build: $(stat -c %s "$built") bytes; $out: $(stat -c %s "$out") bytes"
