@@ -33,6 +33,9 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hostcalls import free_ports  # noqa: E402  (the sibling benchmark's helper)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 
@@ -51,18 +54,6 @@ VARIANTS = [
     ("+ configure only", ABI + CONF),
     ("the shipped module (every callback)", ABI + CONF + TICK + HTTP + TCP),
 ]
-
-
-def free_ports(n):
-    """n distinct free loopback ports, all held until each is known."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def bootstrap(wasm, config, port, admin):
