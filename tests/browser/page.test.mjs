@@ -542,8 +542,14 @@ test('on a long text the gutter draws only the numbers in view, numbers the line
   assert.equal(await error.getAttribute('data-line'), String(errorLine));
   await error.click();
   const mark = page.locator('#gutter .bad');
+  // The click scrolls the textarea and the gutter redraws on the scroll event, so
+  // the mark drawn first can be replaced before its box is read: read both from
+  // the mark once the redraw has settled.
+  await nextFrame(page);
+  await mark.waitFor({ state: 'visible' });
   assert.equal(await mark.innerText(), String(errorLine));
   const box = await mark.boundingBox();
+  assert.ok(box, 'the mark is drawn where the view shows it');
   const { gutter, caret } = await linesAt(page, box.y + box.height / 2);
   assert.equal(caret, errorLine, 'a click beside the mark lands on the marked line');
   assert.equal(gutter, errorLine);
