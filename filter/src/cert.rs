@@ -29,15 +29,31 @@ impl Validity {
     }
 }
 
-/// The DER bytes of the first `CERTIFICATE` block of a PEM text. Decoded here
-/// rather than with x509-parser's PEM reader, whose base64 dependency costs
-/// ~37 KB of wasm.
+const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+const END: &str = "-----END CERTIFICATE-----";
+
+/// The DER bytes of a PEM text that is one `CERTIFICATE` block and nothing
+/// else (whitespace around it aside). An XFCC `Cert=` is checked by hashing
+/// this block, so text before or after it (a second certificate, say) would
+/// ride along unchecked: such a value is `None`. Decoded here rather than with
+/// x509-parser's PEM reader, whose base64 dependency costs ~37 KB of wasm.
 pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let start = pem.find(BEGIN)? + BEGIN.len();
-    let len = pem.get(start..)?.find(END)?;
-    base64_decode(pem.get(start..start + len)?)
+    let (der, rest) = first_pem(pem.trim_start().strip_prefix(BEGIN)?)?;
+    rest.trim().is_empty().then_some(der)
+}
+
+/// The DER bytes of the first `CERTIFICATE` block of a PEM chain (the leaf, in
+/// the order TLS presents a chain and Envoy writes `Chain=`).
+pub fn chain_leaf_der(pem: &str) -> Option<Vec<u8>> {
+    let (der, _) = first_pem(pem.trim_start().strip_prefix(BEGIN)?)?;
+    Some(der)
+}
+
+/// The block's body up to its END line, decoded, and the text after that line.
+fn first_pem(body: &str) -> Option<(Vec<u8>, &str)> {
+    let len = body.find(END)?;
+    let der = base64_decode(body.get(..len)?)?;
+    Some((der, body.get(len + END.len()..)?))
 }
 
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
@@ -369,6 +385,18 @@ mod tests {
     fn the_pem_of_a_generated_certificate_gives_its_der() {
         let (der, pem) = generate(1_700_000_000, 1_800_000_000);
         assert_eq!(pem_to_der(&pem).unwrap(), der);
+    }
+
+    #[test]
+    fn a_cert_value_with_anything_besides_its_one_block_is_refused_but_a_chain_gives_its_leaf() {
+        let (der, pem) = generate(1_700_000_000, 1_800_000_000);
+        let (_, other) = generate(1_600_000_000, 1_900_000_000);
+        assert_eq!(pem_to_der(&format!("\n  {pem}\n")).unwrap(), der);
+        assert_eq!(pem_to_der(&format!("{pem}{other}")), None, "a second block");
+        assert_eq!(pem_to_der(&format!("{pem}trailing")), None, "text after");
+        assert_eq!(pem_to_der(&format!("x{pem}")), None, "text before");
+        assert_eq!(chain_leaf_der(&format!("{pem}{other}")).unwrap(), der);
+        assert_eq!(chain_leaf_der(&format!("x{pem}")), None);
     }
 
     #[test]

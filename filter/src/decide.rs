@@ -306,7 +306,9 @@ fn check_xfcc(
     facts: &Facts,
     peer: Option<&SpiffeId>,
 ) -> Option<(Reason, XfccAction)> {
-    let header = facts.xfcc.as_deref().filter(|h| !h.trim().is_empty())?;
+    // Present is present: a blank value on a plaintext connection was still
+    // forwarded from the client, and on mTLS it is not Envoy's element.
+    let header = facts.xfcc.as_deref()?;
     if facts.security != Security::Mtls {
         return Some((Reason::XfccOnPlaintext, XfccAction::Strip));
     }
@@ -328,14 +330,31 @@ fn check_xfcc(
 }
 
 /// Envoy's own element (the last) must describe the certificate of this connection.
+///
+/// `URI=`: an X.509-SVID has exactly one URI SAN (SPIFFE X509-SVID section 2),
+/// and Envoy reports the first (`connection.uri_san_peer_certificate`), so the
+/// element may name no URI (no claim, e.g. without `uri: true` in
+/// `set_current_client_cert_details`) or exactly that one. A second `URI=`
+/// is one the connection cannot vouch for, whichever an application reads,
+/// and a `URI=` when the certificate has no URI SAN is made up.
+/// `Chain=` must start with the connection's certificate.
 fn nearest_element_contradicts(last: &xfcc::Element, facts: &Facts) -> Option<Reason> {
     let digest = facts.peer_sha256.as_deref();
     match (last.hash.as_deref(), digest) {
         (Some(h), Some(d)) if h.eq_ignore_ascii_case(d) => {}
         _ => return Some(Reason::XfccMismatch),
     }
-    if let Some(uri) = facts.peer_uri.as_deref() {
-        if !last.uri.is_empty() && !last.uri.iter().any(|u| u == uri) {
+    let uri_ok = match (last.uri.as_slice(), facts.peer_uri.as_deref()) {
+        ([], _) => true,
+        ([one], Some(uri)) => one == uri,
+        _ => false,
+    };
+    if !uri_ok {
+        return Some(Reason::XfccMismatch);
+    }
+    if let Some(pem) = last.chain.as_deref() {
+        let leaf = cert::chain_leaf_der(pem).map(|der| hex(&Sha256::digest(&der)));
+        if leaf.is_none_or(|h| digest.is_none_or(|d| !d.eq_ignore_ascii_case(&h))) {
             return Some(Reason::XfccMismatch);
         }
     }
@@ -525,6 +544,104 @@ mod tests {
         assert_eq!(decide(&cfg("{}"), &f).reason, Reason::XfccMismatch);
         f.xfcc = Some(format!("URI={FOO}"));
         assert_eq!(decide(&cfg("{}"), &f).reason, Reason::XfccMismatch);
+    }
+
+    /// An X.509-SVID has exactly one URI SAN (SPIFFE X509-SVID section 2): a
+    /// second `URI=` in the element, before or after the connection's, or any
+    /// `URI=` when the certificate has none, is a claim the connection does not
+    /// back (the audit's `FORWARD_ONLY` forms, each once `allowed`).
+    #[test]
+    fn an_element_naming_a_uri_the_certificate_does_not_carry_is_a_mismatch_wherever_it_sits() {
+        const ADMIN: &str = "spiffe://cluster.local/ns/admin/sa/admin";
+        let mut f = mtls(80, FOO);
+        for header in [
+            format!("Hash={HASH};URI={FOO};URI={ADMIN}"),
+            format!("Hash={HASH};URI={ADMIN};URI={FOO}"),
+            format!("Hash={HASH};uri={FOO};uri={ADMIN}"),
+        ] {
+            f.xfcc = Some(header.clone());
+            let d = decide(&cfg("{}"), &f);
+            assert_eq!(
+                (d.outcome, d.reason),
+                (Outcome::Rejected, Reason::XfccMismatch),
+                "{header}"
+            );
+        }
+        f.xfcc = Some(format!("Hash={HASH};URI={FOO}"));
+        assert_eq!(decide(&cfg("{}"), &f).reason, Reason::Ok);
+        f.xfcc = Some(format!("Hash={HASH};Subject=\"\""));
+        assert_eq!(decide(&cfg("{}"), &f).reason, Reason::Ok, "no URI claimed");
+
+        f.conn.to_mut().peer_uri = None;
+        f.xfcc = Some(format!("Hash={HASH};URI={ADMIN}"));
+        assert_eq!(decide(&cfg("{}"), &f).reason, Reason::XfccMismatch);
+        f.xfcc = Some(format!("Hash={HASH}"));
+        assert_eq!(decide(&cfg("{}"), &f).reason, Reason::Ok);
+    }
+
+    /// A blank header was still sent by someone: on plaintext by the client,
+    /// and on mTLS it is not the element Envoy writes. Before, it was "absent".
+    #[test]
+    fn a_blank_xfcc_header_is_present_not_absent() {
+        let mut f = plaintext(80);
+        f.xfcc = Some(String::new());
+        let d = decide(&cfg("{}"), &f);
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Rejected, Reason::XfccOnPlaintext)
+        );
+        let mut f = mtls(80, FOO);
+        f.xfcc = Some("  ".into());
+        let d = decide(&cfg("{}"), &f);
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Rejected, Reason::XfccMalformed)
+        );
+    }
+
+    /// Envoy's `Chain=` is the chain the peer presented, leaf first: one that
+    /// does not start with the connection's certificate is not Envoy's.
+    #[test]
+    fn a_chain_that_does_not_start_with_the_connections_certificate_is_a_mismatch() {
+        let (der, pem) = crate::cert::testing::generate(1_700_000_000, 1_800_000_000);
+        let (_, other) = crate::cert::testing::generate(1_700_000_000, 1_800_000_000);
+        let own = hex(&Sha256::digest(&der));
+        let mut f = mtls(80, FOO);
+        f.conn.to_mut().peer_sha256 = Some(own.clone());
+        let with_chain = |chain: &str| {
+            format!(
+                "Hash={own};Chain=\"{}\";URI={FOO}",
+                xfcc::percent_encode(chain)
+            )
+        };
+        f.xfcc = Some(with_chain(&format!("{pem}{other}")));
+        assert_eq!(decide(&cfg("{}"), &f).reason, Reason::Ok);
+        for chain in [format!("{other}{pem}"), "garbage".to_string()] {
+            f.xfcc = Some(with_chain(&chain));
+            assert_eq!(decide(&cfg("{}"), &f).reason, Reason::XfccMismatch);
+        }
+    }
+
+    /// Only the first block of `Cert=` was hashed: a second certificate after it
+    /// rode along unchecked.
+    #[test]
+    fn a_cert_value_carrying_a_second_certificate_is_refused() {
+        let (der, pem) = crate::cert::testing::generate(1_700_000_000, 1_800_000_000);
+        let (_, other) = crate::cert::testing::generate(1_700_000_000, 1_800_000_000);
+        let own = hex(&Sha256::digest(&der));
+        let mut f = mtls(80, FOO);
+        f.conn.to_mut().peer_sha256 = Some(own.clone());
+        f.now_unix = Some(1_750_000_000);
+        let with_cert = |cert: &str| {
+            format!(
+                "Hash={own};Cert=\"{}\";URI={FOO}",
+                xfcc::percent_encode(cert)
+            )
+        };
+        f.xfcc = Some(with_cert(&pem));
+        assert_eq!(decide(&cfg("{}"), &f).reason, Reason::Ok);
+        f.xfcc = Some(with_cert(&format!("{pem}{other}")));
+        assert_eq!(decide(&cfg("{}"), &f).reason, Reason::XfccCertInvalid);
     }
 
     #[test]
