@@ -17,6 +17,17 @@ use std::rc::Rc;
 /// The request header the filter checks.
 pub const XFCC: &str = "x-forwarded-client-cert";
 
+/// The host could not read a header it may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unreadable;
+
+/// What an XFCC header the host could not read is judged as: a value the
+/// parser refuses (a control character), so it meets exactly the rules of a
+/// header that does not parse (`xfcc_malformed`, or `xfcc_on_plaintext`):
+/// rejected under `verify`, removed under `strip`. Never "absent", which would
+/// let whatever Envoy still holds pass on unchecked.
+const UNREADABLE_XFCC: &str = "\u{0}";
+
 /// How often a TCP connection held for its handshake is looked at again.
 pub const HANDSHAKE_POLL_MS: u64 = 10;
 
@@ -46,7 +57,9 @@ pub enum Verdict {
 /// or `None`) instead of panicking; the engine turns every failure into an
 /// outcome on the closed side.
 pub trait Proxy: Host {
-    fn request_header(&self, name: &str) -> Option<String>;
+    /// `Ok(None)` when the request has no such header; `Err` when the host
+    /// failed to say (any status but not-found).
+    fn request_header(&self, name: &str) -> Result<Option<String>, Unreadable>;
     /// Replace (`Some`) or remove (`None`) a request header.
     fn set_request_header(&self, name: &str, value: Option<&str>) -> bool;
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool;
@@ -250,7 +263,9 @@ impl Engine {
             }
             return Verdict::Pause;
         };
-        let xfcc = proxy.request_header(XFCC);
+        let xfcc = proxy
+            .request_header(XFCC)
+            .unwrap_or_else(|Unreadable| Some(UNREADABLE_XFCC.to_string()));
         let Ok(mut state) = self.state.try_borrow_mut() else {
             // Unreachable in a single-threaded VM; still a defined outcome.
             return reject(proxy, 503, "busy");
@@ -566,7 +581,15 @@ impl State {
         if let Some(d) = seen {
             return d;
         }
-        let conn = Conn::new(ConnectionFacts::from_envoy_xfcc(xfcc.as_deref(), port));
+        let Some(facts) = ConnectionFacts::from_envoy_xfcc(xfcc.as_deref(), port) else {
+            // Several elements, or none that parse: which one Envoy wrote is
+            // not in the header alone (a peer certificate's DNS or URI SAN with
+            // a `,` splits Envoy's own element, and the attacker's half comes
+            // last), so the connection decides, as on the default path.
+            let conn = self.connection(proxy);
+            return self.decide(config, proxy, &conn, xfcc);
+        };
+        let conn = Conn::new(facts);
         let d = self.decide(config, proxy, &conn, xfcc);
         // `decide` kept the value with its decision unless it is too long to
         // keep or carries `Cert=`.
@@ -683,6 +706,8 @@ mod tests {
         reads: RefCell<Vec<String>>,
         headers: RefCell<BTreeMap<String, String>>,
         refuse_header_writes: bool,
+        /// Reading a request header fails with a status other than not-found.
+        unreadable_headers: bool,
         /// `proxy_set_tick_period_milliseconds` fails, as on a host without timers.
         no_timer: bool,
         responses: RefCell<Vec<(u32, String)>>,
@@ -760,8 +785,11 @@ mod tests {
     }
 
     impl Proxy for FakeProxy {
-        fn request_header(&self, name: &str) -> Option<String> {
-            self.headers.borrow().get(name).cloned()
+        fn request_header(&self, name: &str) -> Result<Option<String>, Unreadable> {
+            if self.unreadable_headers {
+                return Err(Unreadable);
+            }
+            Ok(self.headers.borrow().get(name).cloned())
         }
         fn set_request_header(&self, name: &str, value: Option<&str>) -> bool {
             if self.refuse_header_writes {
@@ -897,26 +925,40 @@ mod tests {
             r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"],"forwardClientCertDetails":"APPEND_FORWARD"}"#,
         );
         let evil = "spiffe://evil.example/ns/foo/sa/sleep";
-        let smuggled = format!("Hash={HASH};URI={FOO},{}", element(BAR));
-        for (xfcc, want, reason) in [
-            (Some(element(FOO)), Verdict::Continue, "ok"),
-            (None, Verdict::Pause, "plaintext_on_strict"),
+        let smuggled = format!("Hash={HASH};URI={BAR},{}", element(FOO));
+        const LOG: &[&str] = &["source.address"];
+        // Several elements, or none that parses: the connection decides (read
+        // once, then found by its id).
+        const CONNECTION: &[&str] = &[
+            "connection.id",
+            "connection.mtls",
+            "connection.uri_san_peer_certificate",
+            "connection.sha256_peer_certificate_digest",
+            "destination.port",
+            "source.address",
+        ];
+        const CACHED: &[&str] = &["connection.id", "source.address"];
+        for (xfcc, want, reason, reads) in [
+            (Some(element(FOO)), Verdict::Continue, "ok", &[][..]),
+            (None, Verdict::Pause, "plaintext_on_strict", LOG),
             (
                 Some(element(evil)),
                 Verdict::Pause,
                 "trust_domain_not_allowed",
+                LOG,
             ),
-            (Some(smuggled), Verdict::Pause, "xfcc_smuggled"),
+            (Some(smuggled), Verdict::Pause, "xfcc_smuggled", CONNECTION),
             (
-                // No identity can be read from it, and it is counted malformed.
                 Some("Hash=\"unterminated".into()),
                 Verdict::Pause,
-                "peer_identity_missing",
+                "xfcc_malformed",
+                CACHED,
             ),
             (
                 Some(format!("By=x;URI={FOO}")),
                 Verdict::Pause,
                 "xfcc_mismatch",
+                LOG,
             ),
         ] {
             match &xfcc {
@@ -925,14 +967,8 @@ mod tests {
             };
             proxy.reads.borrow_mut().clear();
             assert_eq!(e.on_request_headers(&proxy), want, "{xfcc:?}");
-            let reads = proxy.reads.borrow().clone();
-            let expected: &[&str] = if want == Verdict::Pause {
-                &["source.address"]
-            } else {
-                &[]
-            };
-            assert_eq!(reads, expected, "{xfcc:?}");
-            assert!(proxy.count("port=.=unknown;.;mode=.=STRICT") > 0);
+            assert_eq!(proxy.reads.borrow().as_slice(), reads, "{xfcc:?}");
+            assert!(proxy.count("mode=.=STRICT") > 0);
             assert!(
                 proxy.count(&format!("reason=.={reason};")) > 0,
                 "{xfcc:?}: {:?}",
@@ -969,6 +1005,103 @@ mod tests {
         assert!(e.is_err());
     }
 
+    /// Envoy writes `DNS=` unquoted, so a peer certificate (from a CA that
+    /// does not vet SANs) whose DNS SAN is `a,Hash=…;URI=<gateway>` ends the
+    /// header with a made-up element naming the gateway. Before, the fast path
+    /// took that element as Envoy's: under `strip` it kept only it and allowed
+    /// the request as the gateway. Now the connection decides.
+    #[test]
+    fn on_the_fast_path_a_san_that_splits_envoys_element_cannot_name_the_peer() {
+        const GW: &str = "spiffe://cluster.local/ns/istio-system/sa/gw";
+        let zeros = "0".repeat(64);
+        let header = format!(
+            "By=spiffe://cluster.local/ns/foo/sa/httpbin;Hash={HASH};Subject=\"\";URI={FOO};DNS=a,Hash={zeros};URI={GW}"
+        );
+        // Checked against the connection (FOO), the list rejects; the forgery
+        // is counted either way.
+        for xfcc in ["strip", "verify"] {
+            let reason = "identity_not_allowed";
+            let proxy = FakeProxy::default();
+            proxy.mtls(0, FOO, 7);
+            proxy
+                .headers
+                .borrow_mut()
+                .insert(XFCC.into(), header.clone());
+            let e = engine(
+                &proxy,
+                &format!(
+                    r#"{{"forwardClientCertDetails":"APPEND_FORWARD","xfcc":"{xfcc}","allowedIdentities":{{"*":["spiffe://cluster.local/ns/istio-system/sa/*"]}}}}"#
+                ),
+            );
+            assert_eq!(e.on_request_headers(&proxy), Verdict::Pause, "{xfcc}");
+            assert_eq!(
+                proxy.responses.borrow().as_slice(),
+                [(403, reason.into())],
+                "{xfcc}"
+            );
+            assert_eq!(proxy.count("form=.=mismatch;"), 1, "{xfcc}");
+        }
+        // Without a list, `strip` lets the request through without the header.
+        let proxy = FakeProxy::default();
+        proxy.mtls(0, FOO, 7);
+        proxy
+            .headers
+            .borrow_mut()
+            .insert(XFCC.into(), header.clone());
+        let e = engine(
+            &proxy,
+            r#"{"forwardClientCertDetails":"APPEND_FORWARD","xfcc":"strip"}"#,
+        );
+        assert_eq!(e.on_request_headers(&proxy), Verdict::Continue);
+        assert_eq!(proxy.request_header(XFCC), Ok(None));
+        assert_eq!(proxy.count("form=.=mismatch;.;handling=.=stripped"), 1);
+    }
+
+    /// Before, any failed read was "no header", so no XFCC rule ran and the
+    /// header still in Envoy's map went on to the app.
+    #[test]
+    fn an_xfcc_header_the_host_cannot_read_is_judged_as_a_malformed_one_never_as_absent() {
+        for (config, want, reason, form) in [
+            (
+                r#"{}"#,
+                Verdict::Pause,
+                "xfcc_malformed",
+                "form=.=malformed;.;handling=.=rejected",
+            ),
+            (
+                r#"{"xfcc":"strip"}"#,
+                Verdict::Continue,
+                "ok",
+                "form=.=malformed;.;handling=.=stripped",
+            ),
+            (
+                r#"{"forwardClientCertDetails":"APPEND_FORWARD"}"#,
+                Verdict::Pause,
+                "xfcc_malformed",
+                "form=.=malformed;.;handling=.=rejected",
+            ),
+        ] {
+            let proxy = FakeProxy {
+                unreadable_headers: true,
+                ..FakeProxy::default()
+            };
+            proxy.mtls(0, FOO, 7);
+            let e = engine(&proxy, config);
+            assert_eq!(e.on_request_headers(&proxy), want, "{config}");
+            assert_eq!(proxy.count(&format!("reason=.={reason};.;")), 1, "{config}");
+            assert_eq!(proxy.count(form), 1, "{config}");
+        }
+        // On a plaintext connection it is a header the client sent.
+        let proxy = FakeProxy {
+            unreadable_headers: true,
+            ..FakeProxy::default()
+        };
+        proxy.plaintext(0);
+        let e = engine(&proxy, "{}");
+        assert_eq!(e.on_request_headers(&proxy), Verdict::Pause);
+        assert_eq!(proxy.count("reason=.=xfcc_on_plaintext;.;"), 1);
+    }
+
     #[test]
     fn a_failed_xfcc_strip_rejects_the_request_instead_of_passing_the_header_on() {
         let header = format!("URI={FOO}");
@@ -997,7 +1130,7 @@ mod tests {
                 assert_eq!(proxy.count("form=.=plaintext;.;handling=.=rejected"), 1);
             } else {
                 assert_eq!(v, Verdict::Continue);
-                assert_eq!(proxy.request_header(XFCC), None, "stripped");
+                assert_eq!(proxy.request_header(XFCC), Ok(None), "stripped");
                 assert_eq!(proxy.count("form=.=plaintext;.;handling=.=stripped"), 1);
             }
         }

@@ -116,26 +116,33 @@ impl ConnectionFacts {
     /// on a connection with a client certificate, and its last element is
     /// Envoy's, with the certificate's `Hash` and (with `uri: true` in
     /// `set_current_client_cert_details`, as Istio's sidecar sets it) its URI
-    /// SANs. A header that does not parse still counts as mutual TLS, so the
-    /// decision reports it `xfcc_malformed`.
-    pub fn from_envoy_xfcc(header: Option<&str>, destination_port: Option<u32>) -> ConnectionFacts {
-        let Some(header) = header.filter(|h| !h.trim().is_empty()) else {
-            return ConnectionFacts {
+    /// SANs.
+    ///
+    /// `None` when the header alone cannot say which element is Envoy's: it
+    /// holds more than one, or none that parses, or is blank. Envoy writes `URI=`
+    /// and `DNS=` unquoted, so a peer certificate whose SAN holds a `,` splits
+    /// Envoy's element in two and the peer's made-up half comes last; only the
+    /// connection's own digest tells them apart.
+    pub fn from_envoy_xfcc(
+        header: Option<&str>,
+        destination_port: Option<u32>,
+    ) -> Option<ConnectionFacts> {
+        let Some(header) = header else {
+            return Some(ConnectionFacts {
                 security: Security::Plaintext,
                 peer_uri: None,
                 peer_sha256: None,
                 destination_port,
-            };
+            });
         };
-        let last = policy::xfcc::parse(header)
-            .ok()
-            .and_then(|x| x.elements.into_iter().last());
-        ConnectionFacts {
+        let mut elements = policy::xfcc::parse(header).ok()?.elements;
+        let only = elements.pop().filter(|_| elements.is_empty())?;
+        Some(ConnectionFacts {
             security: Security::Mtls,
-            peer_uri: last.as_ref().and_then(|e| e.uri.first().cloned()),
-            peer_sha256: last.and_then(|e| e.hash).map(|h| h.to_ascii_lowercase()),
+            peer_uri: only.uri.first().cloned(),
+            peer_sha256: only.hash.map(|h| h.to_ascii_lowercase()),
             destination_port,
-        }
+        })
     }
 }
 

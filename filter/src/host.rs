@@ -13,7 +13,7 @@
 //! Only the callbacks exported here (and kept by `build.sh`) are ever called.
 
 use crate::config::Protocol;
-use crate::engine::{Engine, Level, Proxy, Tcp, Verdict};
+use crate::engine::{Engine, Level, Proxy, Tcp, Unreadable, Verdict};
 use crate::facts::Host;
 use std::cell::RefCell;
 use std::ptr::{null, null_mut};
@@ -82,6 +82,7 @@ mod abi {
 }
 
 const OK: u32 = 0;
+const NOT_FOUND: u32 = 1;
 const REQUEST_HEADERS: u32 = 0;
 const PLUGIN_CONFIGURATION: u32 = 7;
 const COUNTER: u32 = 0;
@@ -95,6 +96,11 @@ const DOWNSTREAM: u32 = 2;
 /// `data` is null or was returned by `proxy_on_memory_allocate(size)`, and is
 /// not owned by anything else.
 unsafe fn take(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if size == 0 {
+        // Envoy allocates nothing for an empty value (a null pointer): the
+        // value is present and empty, not absent.
+        return Some(Vec::new());
+    }
     // SAFETY: by the contract above the allocation is a `Vec<u8>` of capacity `size`.
     (!data.is_null()).then(|| unsafe { Vec::from_raw_parts(data, size, size) })
 }
@@ -120,7 +126,12 @@ pub extern "C" fn proxy_abi_version_0_2_1() {}
 /// it back to the allocator.
 #[no_mangle]
 pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
-    let mut v: Vec<u8> = Vec::with_capacity(size);
+    let mut v: Vec<u8> = Vec::new();
+    // A size the VM cannot hold is null (the host then fails the call that
+    // wanted it, which the engine handles), not an abort that kills the VM.
+    if size == 0 || v.try_reserve_exact(size).is_err() {
+        return null_mut();
+    }
     let p = v.as_mut_ptr();
     std::mem::forget(v);
     p
@@ -156,7 +167,7 @@ impl Host for Envoy {
 }
 
 impl Proxy for Envoy {
-    fn request_header(&self, name: &str) -> Option<String> {
+    fn request_header(&self, name: &str) -> Result<Option<String>, Unreadable> {
         let (mut data, mut size) = (null_mut(), 0);
         // SAFETY: as in `property`.
         let s = unsafe {
@@ -168,16 +179,20 @@ impl Proxy for Envoy {
                 &mut size,
             )
         };
+        if s == NOT_FOUND {
+            return Ok(None);
+        }
         // SAFETY: as in `property`.
         let bytes = status_ok(s)
             .then(|| unsafe { take(data, size) })
-            .flatten()?;
+            .flatten()
+            .ok_or(Unreadable)?;
         // A header that is not UTF-8 is still checked (its structure is what
         // the XFCC rules look at), never dropped as if it were absent.
-        Some(match String::from_utf8(bytes) {
+        Ok(Some(match String::from_utf8(bytes) {
             Ok(s) => s,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        })
+        }))
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) -> bool {
@@ -437,16 +452,26 @@ pub extern "C" fn proxy_on_configure(root_id: u32, size: usize) -> u32 {
     // SAFETY: the host writes `data`/`len`.
     let s =
         unsafe { abi::proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, size, &mut data, &mut len) };
-    // SAFETY: on `Ok` the buffer is in memory the host got from us. An absent
-    // configuration is the empty one (all defaults), as Istio sends none.
-    let raw = status_ok(s)
-        .then(|| unsafe { take(data, len) })
-        .flatten()
-        .unwrap_or_default();
+    // SAFETY: on `Ok` the buffer is in memory the host got from us. No
+    // configuration (size 0) is the empty one, all defaults, as Istio sends
+    // none; one the host has but cannot hand over is refused, never read as
+    // the defaults (a STRICT config would silently become record-only).
+    let raw = if size == 0 {
+        Some(Vec::new())
+    } else {
+        status_ok(s).then(|| unsafe { take(data, len) }).flatten()
+    };
     // A refused configuration leaves an engine that rejects everything.
-    let (engine, ok) = match Engine::configure(&Envoy, &raw) {
-        Ok(e) => (e, true),
-        Err(_) => (Engine::unconfigured(), false),
+    let (engine, ok) = match raw.map(|raw| Engine::configure(&Envoy, &raw)) {
+        Some(Ok(e)) => (e, true),
+        Some(Err(_)) => (Engine::unconfigured(), false),
+        None => {
+            Envoy.log(
+                Level::Critical,
+                "peerauth: the pluginConfig could not be read from Envoy: refused",
+            );
+            (Engine::unconfigured(), false)
+        }
     };
     let engine = Rc::new(engine);
     let plugin = Envoy.property(&["plugin_name"]).filter(|n| !n.is_empty());
@@ -468,7 +493,9 @@ pub extern "C" fn proxy_on_configure(root_id: u32, size: usize) -> u32 {
         // would tell the old one it is gone only through `proxy_on_delete`:
         // the old root's streams move to the new engine, and its own (with
         // its caches) is dropped once no TCP connection holds it.
-        if plugin.is_some() {
+        // Only a working configuration replaces the plugin's others: a refused
+        // one leaves them serving (Envoy keeps the previous listener too).
+        if ok && plugin.is_some() {
             for r in vm.roots.iter_mut() {
                 if r.id != root_id && r.plugin == plugin {
                     r.retired = true;
@@ -508,8 +535,15 @@ pub extern "C" fn proxy_on_tick(root_id: u32) {
 
 #[no_mangle]
 pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, _end: u32) -> u32 {
-    let engine =
-        with_vm(|vm| engine_for(vm, context_id)).unwrap_or_else(|| Rc::new(Engine::unconfigured()));
+    let engine = with_vm(|vm| {
+        // A stream recorded as TCP (`"protocol": "tcp"` on an HTTP filter)
+        // would never see a connection close that forgets it: forget it now.
+        match vm.streams.iter().position(|s| s.id == context_id) {
+            Some(at) => vm.streams.swap_remove(at).engine,
+            None => engine_for(vm, context_id),
+        }
+    })
+    .unwrap_or_else(|| Rc::new(Engine::unconfigured()));
     action(engine.on_request_headers(&Envoy))
 }
 

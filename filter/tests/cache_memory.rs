@@ -5,7 +5,9 @@
 //! counting allocator, after far more connections than slots.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use peerauth_filter::engine::{Engine, Level, Proxy, Verdict, MAX_REUSED_XFCC, SLOTS, XFCC};
+use peerauth_filter::engine::{
+    Engine, Level, Proxy, Unreadable, Verdict, MAX_REUSED_XFCC, SLOTS, XFCC,
+};
 use peerauth_filter::facts::Host;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -59,8 +61,8 @@ impl Host for Connections {
 }
 
 impl Proxy for Connections {
-    fn request_header(&self, name: &str) -> Option<String> {
-        (name == XFCC).then(|| self.xfcc.clone())
+    fn request_header(&self, name: &str) -> Result<Option<String>, Unreadable> {
+        Ok((name == XFCC).then(|| self.xfcc.clone()))
     }
     fn set_request_header(&self, _: &str, _: Option<&str>) -> bool {
         true

@@ -147,6 +147,12 @@ impl MeshPki {
         Ok(files)
     }
 
+    /// The intermediate CA that signs the workloads (for a test that needs a
+    /// certificate certgen would refuse to issue, signed as the mesh's own).
+    pub fn ca(&self) -> &Ca {
+        &self.ca
+    }
+
     /// Files of an issued workload.
     pub fn workload(&self, name: &str) -> Result<&WorkloadFiles, PkiError> {
         self.workloads

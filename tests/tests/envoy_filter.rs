@@ -421,6 +421,38 @@ fn forged_and_smuggled_xfcc_is_caught_where_each_form_can_occur() {
         ),
         "xfcc_mismatch",
     );
+    // sleep.bar's own Hash and URI, plus a URI its certificate does not carry:
+    // an X.509-SVID has exactly one URI SAN, so the extra one is made up,
+    // before or after the real one (both used to pass).
+    let bar_element = app_xfcc(&lab.get(append, Some("sleep.bar"), &[])).unwrap();
+    let bar_hash = bar_element
+        .split(';')
+        .find_map(|kv| kv.strip_prefix("Hash="))
+        .unwrap()
+        .to_string();
+    for extra in [
+        format!("Hash={bar_hash};URI={BAR};URI={FOO}"),
+        format!("Hash={bar_hash};URI={FOO};URI={BAR}"),
+    ] {
+        rejected(
+            &lab.get(
+                forward,
+                Some("sleep.bar"),
+                &[("x-forwarded-client-cert", &extra)],
+            ),
+            "xfcc_mismatch",
+        );
+    }
+    let own = format!("Hash={bar_hash};URI={BAR}");
+    assert_eq!(
+        lab.get(
+            forward,
+            Some("sleep.bar"),
+            &[("x-forwarded-client-cert", &own)]
+        )
+        .status,
+        200
+    );
     // A malformed header is a defined outcome, and the VM keeps serving.
     rejected(
         &lab.get(
@@ -448,7 +480,7 @@ fn forged_and_smuggled_xfcc_is_caught_where_each_form_can_occur() {
     assert_eq!(forged(always_strip, "plaintext", "stripped"), Some(1));
     assert_eq!(forged(append, "smuggled", "rejected"), Some(1));
     assert_eq!(forged(append_strip, "smuggled", "stripped"), Some(1));
-    assert_eq!(forged(forward, "mismatch", "rejected"), Some(1));
+    assert_eq!(forged(forward, "mismatch", "rejected"), Some(3));
     assert_eq!(forged(forward, "malformed", "rejected"), Some(1));
     assert_eq!(forged(gateway_cert, "mismatch", "rejected"), None);
     assert!(
@@ -946,7 +978,8 @@ fn with_forward_client_cert_details_the_header_alone_decides_and_every_answer_is
     );
     assert_eq!(lab.get(port, Some("sleep.bar"), &[]).status, 200);
 
-    // The rules do not differ by port, so the port is not read.
+    // The rules do not differ by port, so the port is not read, except for the
+    // smuggled request: a header of two elements, which the connection decides.
     let count = |labels: &[(&str, &str)]| {
         let mut all = vec![("port", "unknown")];
         all.extend_from_slice(labels);
@@ -957,8 +990,99 @@ fn with_forward_client_cert_details_the_header_alone_decides_and_every_answer_is
         2
     );
     assert_eq!(count(&[("reason", "plaintext_on_strict")]), 2);
-    assert_eq!(count(&[("reason", "xfcc_smuggled")]), 1);
+    assert_eq!(count(&[("reason", "xfcc_smuggled")]), 0);
+    assert_eq!(requests(&envoy, port, &[("reason", "xfcc_smuggled")]), 1);
     assert_eq!(count(&[("reason", "trust_domain_not_allowed")]), 1);
+}
+
+/// A client certificate for `FOO` with one more SAN, `DNS=<dns>` exactly as
+/// given, signed by the lab's mesh CA: what a CA that does not vet SANs (a
+/// plug-in or federated one) could issue. certgen refuses such a DNS name.
+fn client_with_dns_san(lab: &Lab, name: &str, dns: &str) -> peerauth_tests::pki::WorkloadFiles {
+    use rcgen::string::Ia5String;
+    use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, Issuer, KeyPair, SanType};
+    let ca = lab.pki.ca();
+    let issuer =
+        Issuer::from_ca_cert_pem(&ca.cert_pem(), KeyPair::from_pem(&ca.key_pem()).unwrap())
+            .unwrap();
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![
+        SanType::URI(Ia5String::try_from(FOO).unwrap()),
+        SanType::DnsName(Ia5String::try_from(dns).unwrap()),
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let files = peerauth_tests::pki::WorkloadFiles {
+        spiffe_id: FOO.to_string(),
+        cert_chain: lab.dir.join(format!("{name}.chain.pem")),
+        key: lab.dir.join(format!("{name}.key.pem")),
+        leaf: lab.dir.join(format!("{name}.cert.pem")),
+    };
+    std::fs::write(
+        &files.cert_chain,
+        format!("{}{}", cert.pem(), ca.cert_pem()),
+    )
+    .unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    std::fs::write(&files.leaf, cert.pem()).unwrap();
+    files
+}
+
+/// Envoy writes `DNS=` into its XFCC element unquoted, so a peer certificate
+/// whose DNS SAN is `a,Hash=<zeros>;URI=<gateway>` makes the header Envoy
+/// passes on end with a made-up element naming the gateway (asserted first,
+/// through a sidecar without the filter). Under `forwardClientCertDetails`
+/// with `xfcc: strip`, the filter used to take that element as Envoy's, keep
+/// only it and admit the peer as the gateway; the connection decides now.
+#[test]
+fn a_client_certificate_san_that_splits_envoys_xfcc_element_cannot_pass_as_another_peer() {
+    let lab = lab();
+    let gw = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
+    let zeros = "0".repeat(64);
+    let crafted = client_with_dns_san(&lab, "split", &format!("a,Hash={zeros};URI={gw}"));
+
+    let bare_port = free_port().unwrap();
+    let _bare = lab
+        .sidecar()
+        .fcc(Fcc::AppendForward)
+        .port(bare_port, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+    let seen = curl(bare_port, true, Some(&crafted), &lab.pki.root, &[]).unwrap();
+    assert_eq!(seen.status, 200, "{seen:?}");
+    let header = app_xfcc(&seen).unwrap();
+    assert!(
+        header.ends_with(&format!(";DNS=a,Hash={zeros};URI={gw}")),
+        "Envoy's element is split by the SAN: {header}"
+    );
+
+    let port = free_port().unwrap();
+    let config = r#"{"forwardClientCertDetails":"APPEND_FORWARD","xfcc":"strip",
+        "allowedIdentities":{"*":["spiffe://cluster.local/ns/istio-system/sa/*"]}}"#;
+    let envoy = lab
+        .sidecar()
+        .wasm(lab.http(config))
+        .fcc(Fcc::AppendForward)
+        .port(port, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+    rejected(
+        &curl(port, true, Some(&crafted), &lab.pki.root, &[]).unwrap(),
+        "identity_not_allowed",
+    );
+    // The list admits the gateway itself, so it is the peer's real identity
+    // (sleep.foo) that was judged.
+    assert_eq!(lab.get(port, Some(GATEWAY), &[]).status, 200);
+    let forged = prom(
+        &envoy,
+        "peerauth_xfcc_forged_total",
+        &[("form", "mismatch"), ("handling", "rejected")],
+    );
+    assert_eq!(forged, Some(1));
 }
 
 /// `counterFlushMs` (filter/README.md): decisions are made and answered at once;
