@@ -9,7 +9,7 @@ use crate::decide::{decide_with, Decision, Handling, Outcome, Reason, XfccAction
 use crate::facts::{
     connection_id, destination_port, flag, source_address, ConnectionFacts, Facts, Host,
 };
-use crate::metrics;
+use crate::metrics::{self, PortLabel, MAX_PORT_LABELS};
 use policy::xfcc::{self, Key};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -80,14 +80,14 @@ pub trait Proxy: Host {
 
 /// Label values of one counter sample (all `&'static` except the port).
 type DecisionKey = (
-    Option<u32>,
+    PortLabel,
     &'static str,
     &'static str,
     &'static str,
     &'static str,
     bool,
 );
-type ForgeryKey = (Option<u32>, &'static str, &'static str);
+type ForgeryKey = (PortLabel, &'static str, &'static str);
 
 /// Slots of the connection cache. Envoy numbers connections with one counter per
 /// process, so `id % SLOTS` spreads them evenly; a collision only evicts, and the
@@ -173,6 +173,8 @@ struct State {
     ticking: bool,
     /// Counts not yet added to Envoy's counters (`counterFlushMs`), by counter id.
     pending: Vec<(u32, u64)>,
+    /// Ports the configuration does not name that have their own `port` label.
+    labelled_ports: Vec<u32>,
 }
 
 /// One VM's filter: the configuration (`None` when it was refused, which fails
@@ -282,7 +284,7 @@ impl Engine {
             XfccAction::Replace(v) => proxy.set_request_header(XFCC, Some(v)),
         };
         let d = if applied { d } else { rewrite_failed(&d) };
-        if state.record(proxy, &d, false, self.batch_counts.get()) {
+        if state.record(config, proxy, &d, false, self.batch_counts.get()) {
             proxy.log(Level::Warn, &d.log_line(source_address(proxy).as_deref()));
         }
         if d.outcome == Outcome::Rejected {
@@ -470,7 +472,7 @@ impl Engine {
         };
         let conn = Conn::new(ConnectionFacts::gather(proxy));
         let d = state.decide(config, proxy, &conn, None);
-        if state.record(proxy, &d, true, self.batch_counts.get()) {
+        if state.record(config, proxy, &d, true, self.batch_counts.get()) {
             proxy.log(Level::Warn, &d.log_line(source_address(proxy).as_deref()));
         }
         if d.outcome == Outcome::Rejected {
@@ -651,10 +653,34 @@ impl State {
         }
     }
 
+    /// The `port` label for `port`: its number if the configuration names it
+    /// or while few other ports have been seen, else `other`.
+    fn port_label(&mut self, config: &Config, port: Option<u32>) -> PortLabel {
+        let Some(p) = port else {
+            return PortLabel::Unknown;
+        };
+        if config.port_modes.iter().any(|(q, _)| *q == p) || self.labelled_ports.contains(&p) {
+            return PortLabel::Port(p);
+        }
+        if self.labelled_ports.len() < MAX_PORT_LABELS {
+            self.labelled_ports.push(p);
+            return PortLabel::Port(p);
+        }
+        PortLabel::Other
+    }
+
     /// Count the decision; `true` when it also deserves a log line.
-    fn record(&mut self, proxy: &dyn Proxy, d: &Decision, tcp: bool, batch: bool) -> bool {
+    fn record(
+        &mut self,
+        config: &Config,
+        proxy: &dyn Proxy,
+        d: &Decision,
+        tcp: bool,
+        batch: bool,
+    ) -> bool {
+        let port = self.port_label(config, d.port);
         let key = (
-            d.port,
+            port,
             d.mode.as_str(),
             d.security.label(),
             d.outcome.label(),
@@ -664,18 +690,18 @@ impl State {
         let id = match self.decisions.get(&key) {
             Some(id) => Some(id),
             None => proxy
-                .define_counter(&metrics::decision_metric(d, tcp))
+                .define_counter(&metrics::decision_metric(d, port, tcp))
                 .inspect(|id| self.decisions.insert(key, *id)),
         };
         if let Some(id) = id {
             self.count(proxy, id, batch);
         }
         if let Some(f) = &d.forgery {
-            let key = (d.port, f.form_label(), f.handling.label());
+            let key = (port, f.form_label(), f.handling.label());
             let id = match self.forgeries.get(&key) {
                 Some(id) => Some(id),
                 None => proxy
-                    .define_counter(&metrics::forgery_metric(d, f))
+                    .define_counter(&metrics::forgery_metric(f, port))
                     .inspect(|id| self.forgeries.insert(key, *id)),
             };
             if let Some(id) = id {
@@ -1055,6 +1081,32 @@ mod tests {
         assert_eq!(e.on_request_headers(&proxy), Verdict::Continue);
         assert_eq!(proxy.request_header(XFCC), Ok(None));
         assert_eq!(proxy.count("form=.=mismatch;.;handling=.=stripped"), 1);
+    }
+
+    /// A client walking a workload's ports used to define a new stat per port
+    /// for the life of the process (and make every count scan them all).
+    #[test]
+    fn ports_the_config_does_not_name_get_their_own_label_only_up_to_a_bound() {
+        let proxy = FakeProxy::default();
+        proxy.plaintext(0);
+        let e = engine(
+            &proxy,
+            r#"{"mtls":{"mode":"PERMISSIVE"},"portLevelMtls":{"9":{"mode":"PERMISSIVE"}}}"#,
+        );
+        let walk = 10_000..10_000 + 3 * MAX_PORT_LABELS as u64;
+        for port in walk.clone().chain([9]) {
+            proxy.set(0, "destination.port", &port.to_le_bytes());
+            assert_eq!(e.on_request_headers(&proxy), Verdict::Continue);
+        }
+        let defined = proxy.defined.borrow();
+        let requests = defined
+            .iter()
+            .filter(|n| n.ends_with("peerauth_requests_total"));
+        // Each labelled port, one `other`, and the named port (seen last).
+        assert_eq!(requests.count(), MAX_PORT_LABELS + 2, "{defined:?}");
+        assert_eq!(proxy.count("port=.=other;.;"), 2 * MAX_PORT_LABELS as u64);
+        assert_eq!(proxy.count("port=.=9;.;"), 1);
+        assert_eq!(proxy.count("port=.=10000;.;"), 1);
     }
 
     /// Before, any failed read was "no header", so no XFCC rule ran and the

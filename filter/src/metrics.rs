@@ -38,14 +38,34 @@ fn encode(name: &str, tags: &[(&str, &str)]) -> String {
     s
 }
 
-fn port_label(d: &Decision) -> String {
-    d.port
-        .map_or_else(|| "unknown".to_string(), |p| p.to_string())
+/// The `port` label of a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortLabel {
+    /// The port was not read (or could not be).
+    Unknown,
+    Port(u32),
+    /// A port beyond the first [`MAX_PORT_LABELS`] the configuration does not name.
+    Other,
+}
+
+/// Ports the configuration does not name that get a label of their own, per
+/// VM. Each label combination is a stat Envoy keeps for the process's life, so
+/// a client walking a workload's ports must not grow them without bound.
+pub const MAX_PORT_LABELS: usize = 64;
+
+impl PortLabel {
+    fn text(self) -> String {
+        match self {
+            PortLabel::Unknown => "unknown".to_string(),
+            PortLabel::Port(p) => p.to_string(),
+            PortLabel::Other => "other".to_string(),
+        }
+    }
 }
 
 /// The counter name for one decision.
-pub fn decision_metric(d: &Decision, tcp: bool) -> String {
-    let port = port_label(d);
+pub fn decision_metric(d: &Decision, port: PortLabel, tcp: bool) -> String {
+    let port = port.text();
     encode(
         if tcp { CONNECTIONS } else { REQUESTS },
         &[
@@ -59,8 +79,8 @@ pub fn decision_metric(d: &Decision, tcp: bool) -> String {
 }
 
 /// The forged-XFCC counter name.
-pub fn forgery_metric(d: &Decision, f: &Forgery) -> String {
-    let port = port_label(d);
+pub fn forgery_metric(f: &Forgery, port: PortLabel) -> String {
+    let port = port.text();
     encode(
         XFCC_FORGED,
         &[
@@ -99,10 +119,12 @@ mod tests {
         let f = Facts::new(&conn, None, None);
         let d = decide(&c, &f);
         assert_eq!(
-            decision_metric(&d, false),
+            decision_metric(&d, PortLabel::Port(8080), false),
             "port=.=8080;.;mode=.=STRICT;.;security=.=plaintext;.;outcome=.=rejected;.;reason=.=plaintext_on_strict;.;peerauth_requests_total"
         );
-        assert!(decision_metric(&d, true).ends_with(";.;peerauth_connections_total"));
+        assert!(decision_metric(&d, PortLabel::Port(8080), true)
+            .ends_with(";.;peerauth_connections_total"));
+        assert!(decision_metric(&d, PortLabel::Other, false).starts_with("port=.=other;.;"));
     }
 
     #[test]
