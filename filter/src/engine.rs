@@ -376,7 +376,8 @@ impl Engine {
     /// proved a client certificate (`connection.mtls`, which unlike
     /// `connection.tls_version` is safe to read before the handshake ends).
     /// A held connection that never shows one is decided by its first data.
-    pub fn on_tick(&self, proxy: &dyn Proxy) {
+    /// `root_id` is the root context whose timer fired.
+    pub fn on_tick(&self, proxy: &dyn Proxy, root_id: u32) {
         self.refresh_gauge(proxy);
         let held: Vec<u32> = match self.state.try_borrow() {
             Ok(s) => s
@@ -400,9 +401,13 @@ impl Engine {
                 }
             }
         }
+        // Envoy sets the period of the effective context's root: after acting
+        // on held connections (perhaps of a retired root sharing this engine)
+        // the timer's own root must be effective again.
+        let on_root = held.is_empty() || proxy.set_effective_context(root_id);
         let idle = self.idle_period_ms();
         if let Ok(mut state) = self.state.try_borrow_mut() {
-            if state.ticking && !state.tcp.iter().any(|(_, t)| *t == Tcp::Held) {
+            if on_root && state.ticking && !state.tcp.iter().any(|(_, t)| *t == Tcp::Held) {
                 state.ticking = !proxy.set_tick_period_ms(idle);
             }
         }
@@ -722,6 +727,8 @@ mod tests {
     const FOO: &str = "spiffe://cluster.local/ns/foo/sa/sleep";
     const BAR: &str = "spiffe://cluster.local/ns/bar/sa/sleep";
     const HASH: &str = "434b0000000000000000000000000000000000000000000000000000000000ff";
+    /// The root context whose timer fires in the tests.
+    const ROOT: u32 = 100;
 
     /// A host that answers from maps and records every effect, per context.
     #[derive(Default)]
@@ -739,6 +746,8 @@ mod tests {
         responses: RefCell<Vec<(u32, String)>>,
         closed: RefCell<Vec<u32>>,
         tick_ms: Cell<u64>,
+        /// The effective context when the period was last set.
+        tick_context: Cell<u32>,
         now: Option<i64>,
         defined: RefCell<Vec<String>>,
         counts: RefCell<BTreeMap<u32, u64>>,
@@ -849,6 +858,7 @@ mod tests {
                 return false;
             }
             self.tick_ms.set(ms);
+            self.tick_context.set(self.effective.get());
             true
         }
         fn now_unix(&self) -> Option<i64> {
@@ -1266,7 +1276,7 @@ mod tests {
         }
         assert_eq!(e.held_count(), 2);
         assert_eq!(proxy.tick_ms.get(), HANDSHAKE_POLL_MS);
-        e.on_tick(&proxy);
+        e.on_tick(&proxy, ROOT);
         assert_eq!(
             proxy.closed.borrow().len(),
             1,
@@ -1275,13 +1285,15 @@ mod tests {
         // The handshakes finish: one peer from another trust domain, one allowed.
         proxy.mtls(2, "spiffe://evil.example/ns/foo/sa/sleep", 2);
         proxy.mtls(3, FOO, 3);
-        e.on_tick(&proxy);
+        e.on_tick(&proxy, ROOT);
         assert_eq!(proxy.closed.borrow().as_slice(), [1, 2]);
         assert_eq!(
             proxy.tick_ms.get(),
             GAUGE_PERIOD_MS,
             "the timer slows down to the gauge's period with nothing held"
         );
+        // On the timer's own root, not on the last connection it acted on.
+        assert_eq!(proxy.tick_context.get(), ROOT);
         proxy.set_effective_context(3);
         assert_eq!(
             e.on_upstream_data(&proxy, 3, &mut known[3]),
@@ -1325,7 +1337,7 @@ mod tests {
         assert_eq!(e.held_count(), 1);
         e.on_connection_closed(6);
         assert_eq!(e.held_count(), 0);
-        e.on_tick(&proxy);
+        e.on_tick(&proxy, ROOT);
         assert_eq!(
             proxy.tick_ms.get(),
             GAUGE_PERIOD_MS,
@@ -1344,7 +1356,7 @@ mod tests {
         proxy.headers.borrow_mut().insert(XFCC.into(), element(FOO));
         assert_eq!(e.on_request_headers(&proxy), Verdict::Continue);
         assert_eq!(proxy.count(metrics::VM_MEMORY), 0, "not set per request");
-        e.on_tick(&proxy);
+        e.on_tick(&proxy, ROOT);
         assert_eq!(proxy.count(metrics::VM_MEMORY), 17 * 65536);
     }
 
@@ -1373,11 +1385,11 @@ mod tests {
             "nothing added yet"
         );
         assert_eq!(proxy.count("reason=.=xfcc_smuggled"), 0);
-        e.on_tick(&proxy);
+        e.on_tick(&proxy, ROOT);
         assert_eq!(proxy.count("outcome=.=allowed;.;reason=.=ok"), 3);
         assert_eq!(proxy.count("reason=.=xfcc_smuggled"), 2);
         assert_eq!(proxy.count("form=.=smuggled;.;handling=.=rejected"), 2);
-        e.on_tick(&proxy);
+        e.on_tick(&proxy, ROOT);
         assert_eq!(
             proxy.count("outcome=.=allowed;.;reason=.=ok"),
             3,
@@ -1400,7 +1412,7 @@ mod tests {
         proxy.set_effective_context(4);
         assert_eq!(e.on_upstream_data(&proxy, 4, &mut None), Verdict::Pause);
         proxy.mtls(4, FOO, 4);
-        e.on_tick(&proxy);
+        e.on_tick(&proxy, ROOT);
         assert_eq!(
             proxy.count("outcome=.=allowed"),
             1,

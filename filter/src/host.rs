@@ -529,7 +529,7 @@ pub extern "C" fn proxy_on_configure(root_id: u32, size: usize) -> u32 {
 #[no_mangle]
 pub extern "C" fn proxy_on_tick(root_id: u32) {
     if let Some(engine) = with_vm(|vm| engine_for(vm, root_id)) {
-        engine.on_tick(&Envoy);
+        engine.on_tick(&Envoy, root_id);
     }
 }
 
