@@ -2,7 +2,7 @@
 
 use crate::cert;
 use crate::config::{Action, Config, PortRules, XfccPolicy};
-use crate::facts::{Facts, Security};
+use crate::facts::{Facts, PeerNames, Security};
 use policy::spiffe::{SpiffeId, SpiffePattern};
 use policy::xfcc;
 use policy::MtlsMode;
@@ -352,6 +352,9 @@ fn nearest_element_contradicts(last: &xfcc::Element, facts: &Facts) -> Option<Re
     if !uri_ok {
         return Some(Reason::XfccMismatch);
     }
+    if let Some(r) = names_contradict(last, facts.peer_names.as_ref()) {
+        return Some(r);
+    }
     if let Some(pem) = last.chain.as_deref() {
         let leaf = cert::chain_leaf_der(pem).map(|der| hex(&Sha256::digest(&der)));
         if leaf.is_none_or(|h| digest.is_none_or(|d| !d.eq_ignore_ascii_case(&h))) {
@@ -362,6 +365,29 @@ fn nearest_element_contradicts(last: &xfcc::Element, facts: &Facts) -> Option<Re
         return check_cert(pem, digest, facts.now_unix);
     }
     None
+}
+
+/// A non-empty `Subject=` must be the certificate's subject, and `DNS=` its DNS
+/// SAN. Envoy reports only the first DNS SAN, so an element naming several
+/// cannot be vouched for and is refused; one that names nothing claims nothing.
+/// Unread names (`None`) match no claim: the engine reads them whenever the
+/// header may make one.
+fn names_contradict(last: &xfcc::Element, names: Option<&PeerNames>) -> Option<Reason> {
+    let subject = last.subject.as_deref().filter(|s| !s.is_empty());
+    if subject.is_none() && last.dns.is_empty() {
+        return None;
+    }
+    let Some(names) = names else {
+        return Some(Reason::XfccMismatch);
+    };
+    if subject.is_some_and(|s| names.subject.as_deref() != Some(s)) {
+        return Some(Reason::XfccMismatch);
+    }
+    match last.dns.as_slice() {
+        [] => None,
+        [one] if names.dns.as_deref() == Some(one.as_str()) => None,
+        _ => Some(Reason::XfccMismatch),
+    }
 }
 
 /// `Cert=` must parse, be inside its validity dates and hash to the connection's digest.
@@ -426,6 +452,7 @@ mod tests {
             conn: Cow::Owned(plaintext_conn(port)),
             xfcc: None,
             now_unix: Some(1_800_000_000),
+            peer_names: None,
         }
     }
 
@@ -597,6 +624,60 @@ mod tests {
             (d.outcome, d.reason),
             (Outcome::Rejected, Reason::XfccMalformed)
         );
+    }
+
+    /// `Subject=` and `DNS=` in the last element are claims about the
+    /// certificate: checked against its subject and first DNS SAN when either
+    /// is claimed (an empty `Subject=""`, which Envoy writes for an SVID, claims
+    /// nothing), and refused when they were not read or there are several
+    /// `DNS=` (Envoy reports only the first DNS SAN). Before, never compared.
+    #[test]
+    fn subject_and_dns_claims_must_be_the_certificates() {
+        let names = |subject: &str, dns: &str| PeerNames {
+            subject: Some(subject.into()).filter(|s: &String| !s.is_empty()),
+            dns: Some(dns.into()).filter(|s: &String| !s.is_empty()),
+        };
+        let mut f = mtls(80, FOO);
+        let cases: [(&str, Option<PeerNames>, Reason); 9] = [
+            ("Subject=\"\"", None, Reason::Ok),
+            (
+                "Subject=\"CN=sleep.foo\"",
+                Some(names("CN=sleep.foo", "")),
+                Reason::Ok,
+            ),
+            (
+                "Subject=\"CN=admin\"",
+                Some(names("CN=sleep.foo", "")),
+                Reason::XfccMismatch,
+            ),
+            (
+                "Subject=\"CN=admin\"",
+                Some(names("", "")),
+                Reason::XfccMismatch,
+            ),
+            ("Subject=\"CN=admin\"", None, Reason::XfccMismatch),
+            ("DNS=foo.svc", Some(names("", "foo.svc")), Reason::Ok),
+            (
+                "DNS=admin.svc",
+                Some(names("", "foo.svc")),
+                Reason::XfccMismatch,
+            ),
+            (
+                "DNS=foo.svc;DNS=admin.svc",
+                Some(names("", "foo.svc")),
+                Reason::XfccMismatch,
+            ),
+            ("DNS=foo.svc", None, Reason::XfccMismatch),
+        ];
+        for (claim, peer_names, want) in cases {
+            f.xfcc = Some(format!("Hash={HASH};{claim};URI={FOO}"));
+            f.peer_names = peer_names.clone();
+            assert_eq!(
+                decide(&cfg("{}"), &f).reason,
+                want,
+                "{claim} against {peer_names:?}"
+            );
+        }
     }
 
     /// Envoy's `Chain=` is the chain the peer presented, leaf first: one that

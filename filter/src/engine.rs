@@ -7,7 +7,8 @@
 use crate::config::{Config, ConfigError, Protocol};
 use crate::decide::{decide_with, Decision, Handling, Outcome, Reason, XfccAction};
 use crate::facts::{
-    connection_id, destination_port, flag, source_address, ConnectionFacts, Facts, Host,
+    connection_id, destination_port, flag, source_address, ConnectionFacts, Facts, Host, PeerNames,
+    Security,
 };
 use crate::metrics::{self, PortLabel, MAX_PORT_LABELS};
 use policy::xfcc::{self, Key};
@@ -137,6 +138,10 @@ impl<K: PartialEq, V: Copy> Few<K, V> {
 struct Conn {
     facts: ConnectionFacts,
     last: RefCell<Option<(Option<String>, Rc<Decision>)>>,
+    /// The certificate's subject and DNS SAN, read the first time a header on
+    /// the connection claims one (most never do: Envoy writes `Subject=""`
+    /// for an SVID, and no `DNS=` for a certificate without DNS SANs).
+    names: RefCell<Option<PeerNames>>,
 }
 
 impl Conn {
@@ -144,7 +149,21 @@ impl Conn {
         Rc::new(Conn {
             facts,
             last: RefCell::new(None),
+            names: RefCell::new(None),
         })
+    }
+
+    /// The peer's names, read once per connection (none without mTLS).
+    fn names(&self, proxy: &dyn Proxy) -> Option<PeerNames> {
+        if self.facts.security != Security::Mtls {
+            return None;
+        }
+        let mut names = self.names.try_borrow_mut().ok()?;
+        Some(
+            names
+                .get_or_insert_with(|| PeerNames::gather(proxy))
+                .clone(),
+        )
     }
 }
 
@@ -588,7 +607,7 @@ impl State {
         if let Some(d) = seen {
             return d;
         }
-        let Some(facts) = ConnectionFacts::from_envoy_xfcc(xfcc.as_deref(), port) else {
+        let Some((facts, names)) = ConnectionFacts::from_envoy_xfcc(xfcc.as_deref(), port) else {
             // Several elements, or none that parse: which one Envoy wrote is
             // not in the header alone (a peer certificate's DNS or URI SAN with
             // a `,` splits Envoy's own element, and the attacker's half comes
@@ -597,6 +616,11 @@ impl State {
             return self.decide(config, proxy, &conn, xfcc);
         };
         let conn = Conn::new(facts);
+        // The header's one element is Envoy's, so its names are the
+        // certificate's: nothing to read.
+        if let Ok(mut n) = conn.names.try_borrow_mut() {
+            *n = names;
+        }
         let d = self.decide(config, proxy, &conn, xfcc);
         // `decide` kept the value with its decision unless it is too long to
         // keep or carries `Cert=`.
@@ -633,7 +657,13 @@ impl State {
             .as_deref()
             .is_some_and(|h| xfcc::may_contain(h, Key::Cert));
         let now = if has_cert { proxy.now_unix() } else { None };
-        let facts = Facts::new(&conn.facts, xfcc, now);
+        let claims_names = xfcc.as_deref().is_some_and(|h| {
+            xfcc::may_contain_value(h, Key::Subject) || xfcc::may_contain(h, Key::Dns)
+        });
+        let mut facts = Facts::new(&conn.facts, xfcc, now);
+        if claims_names {
+            facts.peer_names = conn.names(proxy);
+        }
         let rules = config.port_rules(facts.destination_port);
         let d = Rc::new(decide_with(config, &facts, rules));
         let keep = !has_cert
@@ -1091,6 +1121,55 @@ mod tests {
         assert_eq!(e.on_request_headers(&proxy), Verdict::Continue);
         assert_eq!(proxy.request_header(XFCC), Ok(None));
         assert_eq!(proxy.count("form=.=mismatch;.;handling=.=stripped"), 1);
+    }
+
+    /// The subject and DNS SAN cost a read only on a connection whose header
+    /// claims one, and only once there.
+    #[test]
+    fn the_peers_names_are_read_once_per_connection_and_only_when_a_header_claims_one() {
+        let proxy = FakeProxy::default();
+        proxy.mtls(0, FOO, 7);
+        proxy.set(0, "connection.subject_peer_certificate", b"CN=sleep.foo");
+        let e = engine(&proxy, "{}");
+        let with = |subject: &str| {
+            format!("By=spiffe://cluster.local/ns/foo/sa/httpbin;Hash={HASH};Subject=\"{subject}\";URI={FOO}")
+        };
+        for (header, want, reads) in [
+            (
+                with(""),
+                Verdict::Continue,
+                &[
+                    "connection.id",
+                    "connection.mtls",
+                    "connection.uri_san_peer_certificate",
+                    "connection.sha256_peer_certificate_digest",
+                    "destination.port",
+                ][..],
+            ),
+            (
+                with("CN=sleep.foo"),
+                Verdict::Continue,
+                &[
+                    "connection.id",
+                    "connection.subject_peer_certificate",
+                    "connection.dns_san_peer_certificate",
+                ][..],
+            ),
+            (
+                with("CN=admin"),
+                Verdict::Pause,
+                &["connection.id", "source.address"][..],
+            ),
+        ] {
+            proxy
+                .headers
+                .borrow_mut()
+                .insert(XFCC.into(), header.clone());
+            proxy.reads.borrow_mut().clear();
+            assert_eq!(e.on_request_headers(&proxy), want, "{header}");
+            assert_eq!(proxy.reads.borrow().as_slice(), reads, "{header}");
+        }
+        assert_eq!(proxy.count("reason=.=xfcc_mismatch;.;"), 1);
     }
 
     /// A client walking a workload's ports used to define a new stat per port

@@ -44,6 +44,30 @@ pub struct Facts<'c> {
     pub xfcc: Option<String>,
     /// Seconds since the Unix epoch, for certificate validity checks.
     pub now_unix: Option<i64>,
+    /// The peer certificate's subject and first DNS SAN, read only when the
+    /// last XFCC element claims either (`None`: not read).
+    pub peer_names: Option<PeerNames>,
+}
+
+/// What an XFCC element's `Subject=` and `DNS=` are checked against. Envoy
+/// writes both from the same certificate accessors its attributes use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerNames {
+    /// `connection.subject_peer_certificate` (RFC 2253 text; empty for an SVID).
+    pub subject: Option<String>,
+    /// `connection.dns_san_peer_certificate`: the first DNS SAN only.
+    pub dns: Option<String>,
+}
+
+impl PeerNames {
+    /// Read from the connection; a value that cannot be read is `None`, which
+    /// matches no claim.
+    pub fn gather(host: &dyn Host) -> PeerNames {
+        PeerNames {
+            subject: string(host, &["connection", "subject_peer_certificate"]),
+            dns: string(host, &["connection", "dns_san_peer_certificate"]),
+        }
+    }
 }
 
 impl std::ops::Deref for Facts<'_> {
@@ -123,26 +147,35 @@ impl ConnectionFacts {
     /// and `DNS=` unquoted, so a peer certificate whose SAN holds a `,` splits
     /// Envoy's element in two and the peer's made-up half comes last; only the
     /// connection's own digest tells them apart.
+    ///
+    /// With the facts come the element's own `Subject=` and first `DNS=`, the
+    /// certificate's as Envoy wrote them (`None` without a header).
     pub fn from_envoy_xfcc(
         header: Option<&str>,
         destination_port: Option<u32>,
-    ) -> Option<ConnectionFacts> {
+    ) -> Option<(ConnectionFacts, Option<PeerNames>)> {
         let Some(header) = header else {
-            return Some(ConnectionFacts {
+            let facts = ConnectionFacts {
                 security: Security::Plaintext,
                 peer_uri: None,
                 peer_sha256: None,
                 destination_port,
-            });
+            };
+            return Some((facts, None));
         };
         let mut elements = policy::xfcc::parse(header).ok()?.elements;
         let only = elements.pop().filter(|_| elements.is_empty())?;
-        Some(ConnectionFacts {
+        let facts = ConnectionFacts {
             security: Security::Mtls,
             peer_uri: only.uri.first().cloned(),
             peer_sha256: only.hash.map(|h| h.to_ascii_lowercase()),
             destination_port,
-        })
+        };
+        let names = PeerNames {
+            subject: only.subject,
+            dns: only.dns.into_iter().next(),
+        };
+        Some((facts, Some(names)))
     }
 }
 
@@ -171,6 +204,7 @@ impl<'c> Facts<'c> {
             conn: Cow::Owned(ConnectionFacts::gather(host)),
             xfcc,
             now_unix,
+            peer_names: None,
         }
     }
 
@@ -180,6 +214,7 @@ impl<'c> Facts<'c> {
             conn: Cow::Borrowed(conn),
             xfcc,
             now_unix,
+            peer_names: None,
         }
     }
 }

@@ -31,6 +31,7 @@
 //!     }),
 //!     xfcc: None,
 //!     now_unix: None,
+//!     peer_names: None,
 //! };
 //! let strict = decide(&config, &plaintext_to(8080));
 //! assert_eq!(strict.outcome, Outcome::Rejected);

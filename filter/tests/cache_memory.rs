@@ -42,6 +42,7 @@ const HASH: &str = "434b00000000000000000000000000000000000000000000000000000000
 struct Connections {
     id: Cell<u64>,
     peer: String,
+    subject: String,
     xfcc: String,
 }
 
@@ -52,6 +53,7 @@ impl Host for Connections {
             "connection.mtls" => vec![1],
             "connection.tls_version" => b"TLSv1.3".to_vec(),
             "connection.uri_san_peer_certificate" => self.peer.as_bytes().to_vec(),
+            "connection.subject_peer_certificate" => self.subject.as_bytes().to_vec(),
             "connection.sha256_peer_certificate_digest" => HASH.as_bytes().to_vec(),
             "destination.port" => 8080u64.to_le_bytes().to_vec(),
             "source.address" => b"127.0.0.1:54321".to_vec(),
@@ -99,14 +101,20 @@ impl Proxy for Connections {
 #[test]
 fn the_connection_cache_stops_growing_at_its_slot_count() {
     let peer = format!("spiffe://cluster.local/ns/{}/sa/sleep", "n".repeat(60));
-    let mut xfcc = format!("By=spiffe://cluster.local/ns/foo/sa/httpbin;Hash={HASH};URI={peer}");
-    while xfcc.len() + 40 <= MAX_REUSED_XFCC {
-        xfcc.push_str(";DNS=sleep.bar.svc.cluster.local");
+    // A long subject, so each connection also keeps the names it was checked
+    // against (read once per connection when the element claims a subject).
+    let element = |subject: &str| {
+        format!("By=spiffe://cluster.local/ns/foo/sa/httpbin;Hash={HASH};Subject=\"{subject}\";URI={peer}")
+    };
+    let mut subject = "CN=sleep.bar".to_string();
+    while element(&subject).len() + 40 <= MAX_REUSED_XFCC {
+        subject.push_str(",OU=sleep.bar.svc.cluster.local");
     }
     let host = Connections {
         id: Cell::new(0),
+        xfcc: element(&subject),
         peer,
-        xfcc,
+        subject,
     };
     let engine = Engine::configure(&host, br#"{"mtls":{"mode":"STRICT"}}"#).unwrap();
     let live = || LIVE.load(Ordering::Relaxed);

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use peerauth_filter::cert;
 use peerauth_filter::config::{Action, Config};
 use peerauth_filter::decide::{decide, Outcome};
-use peerauth_filter::facts::{ConnectionFacts, Facts, Security};
+use peerauth_filter::facts::{ConnectionFacts, Facts, PeerNames, Security};
 use peerauth_filter::json::{self, Json};
 use policy::MtlsMode;
 
@@ -227,6 +227,10 @@ pub fn decide_request(data: &[u8]) {
         conn: Cow::Borrowed(&conn),
         xfcc: (pick & 0x80 == 0).then(|| header.to_owned()),
         now_unix: Some(1_750_000_000),
+        peer_names: (pick & 0x04 != 0).then(|| PeerNames {
+            subject: Some("CN=sleep.foo".into()),
+            dns: None,
+        }),
     };
     let d = decide(&config, &facts);
     let _ = d.log_line(Some("10.0.0.1:1234"));

@@ -129,6 +129,26 @@ pub fn may_contain(header: &str, key: Key) -> bool {
     })
 }
 
+/// Whether `header` may hold a `key` pair with a value that is not empty: as
+/// [`may_contain`], less the matches followed by an empty value (`""` or
+/// nothing, then the end, `;` or `,`), such as the `Subject=""` Envoy writes
+/// for a certificate without a subject. A pair with a value the parser reads
+/// never goes unnoticed.
+pub fn may_contain_value(header: &str, key: Key) -> bool {
+    let name = key.as_str().as_bytes();
+    let bytes = header.as_bytes();
+    let empty_from = |at: usize| {
+        let rest = bytes.get(at..).unwrap_or_default();
+        let rest = rest.strip_prefix(b"\"\"").unwrap_or(rest);
+        matches!(rest.first(), None | Some(b';' | b','))
+    };
+    bytes.windows(name.len() + 1).enumerate().any(|(at, w)| {
+        w.split_last().is_some_and(|(eq, key)| {
+            *eq == b'=' && key.eq_ignore_ascii_case(name) && !empty_from(at + w.len())
+        })
+    })
+}
+
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -535,6 +535,48 @@ fn may_contain_finds_every_key_the_parser_reads_in_any_case() {
 }
 
 #[test]
+fn may_contain_value_skips_only_empty_values() {
+    for header in [
+        "Subject=\"CN=a\"",
+        "subject=x",
+        "Hash=ab;SUBJECT=\"\\\"\"",
+        "Subject=\"\";Subject=\"CN=b\"",
+    ] {
+        assert!(xfcc::may_contain_value(header, Key::Subject), "{header}");
+    }
+    for header in [
+        "Hash=ab;Subject=\"\";URI=spiffe://x",
+        "Subject=",
+        "Subject=\"\",By=x",
+        "Hash=ab",
+    ] {
+        assert!(!xfcc::may_contain_value(header, Key::Subject), "{header}");
+        assert!(
+            xfcc::parse(header).map_or(true, |x| x
+                .elements
+                .iter()
+                .all(|e| e.subject.as_deref().is_none_or(str::is_empty))),
+            "{header}"
+        );
+    }
+}
+
+proptest! {
+    /// A non-empty `Subject=` the parser reads is always flagged, so the filter
+    /// never skips reading the certificate's subject it must compare.
+    #[test]
+    fn may_contain_value_misses_no_subject_the_parser_reads(
+        s in "((By|Hash|Cert|Chain|Subject|subject|URI|DNS|x)?(=)?(\"|\\\\|,|;|%|[a-f0-9]{1,3}| )?){0,30}"
+    ) {
+        if let Ok(x) = xfcc::parse(&s) {
+            if x.elements.iter().any(|e| e.subject.as_deref().is_some_and(|v| !v.is_empty())) {
+                prop_assert!(xfcc::may_contain_value(&s, Key::Subject), "{}", s);
+            }
+        }
+    }
+}
+
+#[test]
 fn the_last_element_is_kept_as_written_and_a_quoted_comma_does_not_end_one() {
     let limits = Limits::default();
     let header = "By=spiffe://a;URI=spiffe://x, By=spiffe://b;Subject=\"CN=s,O=o\";URI=spiffe://y";

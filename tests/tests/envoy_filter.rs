@@ -453,6 +453,21 @@ fn forged_and_smuggled_xfcc_is_caught_where_each_form_can_occur() {
         .status,
         200
     );
+    // Subject= and DNS= are claims about the certificate too (sleep.bar's has
+    // no subject and no DNS SAN); both used to pass.
+    for claim in [
+        format!("Hash={bar_hash};Subject=\"CN=admin\";URI={BAR}"),
+        format!("Hash={bar_hash};URI={BAR};DNS=admin.admin.svc.cluster.local"),
+    ] {
+        rejected(
+            &lab.get(
+                forward,
+                Some("sleep.bar"),
+                &[("x-forwarded-client-cert", &claim)],
+            ),
+            "xfcc_mismatch",
+        );
+    }
     // A malformed header is a defined outcome, and the VM keeps serving.
     rejected(
         &lab.get(
@@ -480,7 +495,7 @@ fn forged_and_smuggled_xfcc_is_caught_where_each_form_can_occur() {
     assert_eq!(forged(always_strip, "plaintext", "stripped"), Some(1));
     assert_eq!(forged(append, "smuggled", "rejected"), Some(1));
     assert_eq!(forged(append_strip, "smuggled", "stripped"), Some(1));
-    assert_eq!(forged(forward, "mismatch", "rejected"), Some(3));
+    assert_eq!(forged(forward, "mismatch", "rejected"), Some(5));
     assert_eq!(forged(forward, "malformed", "rejected"), Some(1));
     assert_eq!(forged(gateway_cert, "mismatch", "rejected"), None);
     assert!(
@@ -995,10 +1010,16 @@ fn with_forward_client_cert_details_the_header_alone_decides_and_every_answer_is
     assert_eq!(count(&[("reason", "trust_domain_not_allowed")]), 1);
 }
 
-/// A client certificate for `FOO` with one more SAN, `DNS=<dns>` exactly as
-/// given, signed by the lab's mesh CA: what a CA that does not vet SANs (a
-/// plug-in or federated one) could issue. certgen refuses such a DNS name.
-fn client_with_dns_san(lab: &Lab, name: &str, dns: &str) -> peerauth_tests::pki::WorkloadFiles {
+/// A client certificate for `FOO` with DNS SANs exactly as given and an
+/// optional common name, signed by the lab's mesh CA: what a CA that does not
+/// vet SANs (a plug-in or federated one) could issue. certgen refuses such
+/// DNS names and gives an SVID no subject.
+fn client_with_names(
+    lab: &Lab,
+    name: &str,
+    dns: &[&str],
+    cn: Option<&str>,
+) -> peerauth_tests::pki::WorkloadFiles {
     use rcgen::string::Ia5String;
     use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, Issuer, KeyPair, SanType};
     let ca = lab.pki.ca();
@@ -1006,10 +1027,16 @@ fn client_with_dns_san(lab: &Lab, name: &str, dns: &str) -> peerauth_tests::pki:
         Issuer::from_ca_cert_pem(&ca.cert_pem(), KeyPair::from_pem(&ca.key_pem()).unwrap())
             .unwrap();
     let mut params = CertificateParams::default();
-    params.subject_alt_names = vec![
-        SanType::URI(Ia5String::try_from(FOO).unwrap()),
-        SanType::DnsName(Ia5String::try_from(dns).unwrap()),
-    ];
+    params.subject_alt_names = vec![SanType::URI(Ia5String::try_from(FOO).unwrap())];
+    params.subject_alt_names.extend(
+        dns.iter()
+            .map(|d| SanType::DnsName(Ia5String::try_from(*d).unwrap())),
+    );
+    if let Some(cn) = cn {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+    }
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
@@ -1043,7 +1070,8 @@ fn a_client_certificate_san_that_splits_envoys_xfcc_element_cannot_pass_as_anoth
     let lab = lab();
     let gw = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
     let zeros = "0".repeat(64);
-    let crafted = client_with_dns_san(&lab, "split", &format!("a,Hash={zeros};URI={gw}"));
+    let split = format!("a,Hash={zeros};URI={gw}");
+    let crafted = client_with_names(&lab, "split", &[&split], None);
 
     let bare_port = free_port().unwrap();
     let _bare = lab
@@ -1083,6 +1111,38 @@ fn a_client_certificate_san_that_splits_envoys_xfcc_element_cannot_pass_as_anoth
         &[("form", "mismatch"), ("handling", "rejected")],
     );
     assert_eq!(forged, Some(1));
+}
+
+/// Envoy's own element for a certificate with a subject and a DNS SAN carries
+/// `Subject="CN=…"` and `DNS=…`, and the filter, reading the certificate's
+/// subject and first DNS SAN to check them, finds them equal: the attributes
+/// and the element are written from the same certificate. With two DNS SANs
+/// Envoy writes two `DNS=`, of which only the first can be checked: refused.
+#[test]
+fn envoys_own_subject_and_dns_claims_match_the_certificate_and_a_second_dns_cannot_be_checked() {
+    let lab = lab();
+    let port = free_port().unwrap();
+    let envoy = lab
+        .sidecar()
+        .wasm(lab.http(r#"{"mtls":{"mode":"STRICT"}}"#))
+        .fcc(Fcc::AppendForward)
+        .port(port, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+    let named = client_with_names(&lab, "named", &["sleep.foo.svc"], Some("sleep.foo"));
+    let seen = curl(port, true, Some(&named), &lab.pki.root, &[]).unwrap();
+    assert_eq!(seen.status, 200, "{seen:?}");
+    let header = app_xfcc(&seen).unwrap();
+    assert!(
+        header.contains("Subject=\"CN=sleep.foo\"") && header.contains(";DNS=sleep.foo.svc"),
+        "{header}"
+    );
+    let two = client_with_names(&lab, "two", &["sleep.foo.svc", "admin.svc"], None);
+    rejected(
+        &curl(port, true, Some(&two), &lab.pki.root, &[]).unwrap(),
+        "xfcc_mismatch",
+    );
+    assert_eq!(requests(&envoy, port, &[("reason", "ok")]), 1);
 }
 
 /// `counterFlushMs` (filter/README.md): decisions are made and answered at once;
