@@ -13,6 +13,11 @@ and the bare module (the floor) run in the same rounds, interleaved. Prints a
 Markdown table and the straight line through the filter's variants.
 
   python3 tests/bench/rss_by_code.py [--rounds N] [--requests N] [--keep DIR]
+                                     [--module LABEL=PATH ...]
+
+--module (repeatable) measures the given modules instead of the export
+variants, in the same interleaved rounds beside no filter and the bare module:
+two builds of the filter compared directly (compiler flags, say).
 
 With node on PATH, each module is also compiled once by node's V8 with the flags
 Envoy's V8 runs wasm with (TurboFan only, no lazy compilation) and
@@ -196,7 +201,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--keep", help="write the variant modules here instead of a temporary directory")
+    ap.add_argument("--module", action="append", default=[], metavar="LABEL=PATH",
+                    help="measure this module instead of the export variants (repeatable)")
     args = ap.parse_args()
+    for m in args.module:
+        label, sep, path = m.partition("=")
+        if not sep or not label or not os.path.isfile(path):
+            sys.exit(f"rss_by_code: --module {m!r}: give LABEL=PATH of an existing .wasm file")
 
     work = tempfile.mkdtemp(prefix="rss-by-code-")
     try:
@@ -213,7 +224,10 @@ def report(args, work):
     bare = os.environ.get("PEERAUTH_BARE_WASM",
                           os.path.join(TARGET, "wasm32-wasip1", "wasm", "peerauth_bench_bare.wasm"))
     rows = [("no filter", None, ""), ("`peerauth-bench-bare` (the floor)", bare, "")]
-    for n, (name, exports) in enumerate(VARIANTS):
+    for m in args.module:
+        label, _, path = m.partition("=")
+        rows.append((label, path, "{}"))
+    for n, (name, exports) in enumerate([] if args.module else VARIANTS):
         out = os.path.join(modules, f"filter-{n}.wasm")
         env = dict(os.environ, PEERAUTH_FILTER_EXPORTS=" ".join(exports), PEERAUTH_FILTER_OUT=out)
         run(["bash", "filter/build.sh"], cwd=ROOT, env=env)
@@ -249,6 +263,9 @@ def report(args, work):
               f"{'' if zone is None else f'{zone / 1e6:.1f} MB'} | {rss:.1f} | {added:+.1f} | "
               f"{ratio} | {heap:.1f} | {live:.1f} | {answers} |")
     n = len(fit)
+    if n < 2 or len({x for x, _ in fit}) < 2:
+        print(f"\nno filter {none_rss:.1f} MiB; the bare module adds {bare_added:+.1f} MiB.")
+        return
     mx = sum(x for x, _ in fit) / n
     my = sum(y for _, y in fit) / n
     sxx = sum((x - mx) ** 2 for x, _ in fit)
