@@ -1198,6 +1198,40 @@ mod tests {
         assert_eq!(proxy.count("port=.=10000;.;"), 1);
     }
 
+    /// A SAN with `;` adds pairs to Envoy's element instead of splitting it:
+    /// the URI SAN `<gateway>;DNS=x` is written `URI=<gateway>;DNS=x`, a
+    /// one-element header that parses and names the gateway. Before, the fast
+    /// path took it; an element not in Envoy's exact SVID shape now goes to
+    /// the connection, whose URI SAN is no SPIFFE ID.
+    #[test]
+    fn on_the_fast_path_a_san_that_adds_pairs_to_envoys_element_cannot_name_the_peer() {
+        const GW: &str = "spiffe://cluster.local/ns/istio-system/sa/gw";
+        let own = "By=spiffe://cluster.local/ns/foo/sa/httpbin";
+        for san in [
+            format!("{GW};DNS=x"),
+            format!("{GW};By=x"),
+            format!("{GW};URI={FOO}"),
+        ] {
+            let proxy = FakeProxy::default();
+            proxy.mtls(0, &san, 7);
+            let header = format!("{own};Hash={HASH};Subject=\"\";URI={san}");
+            proxy
+                .headers
+                .borrow_mut()
+                .insert(XFCC.into(), header.clone());
+            let e = engine(
+                &proxy,
+                r#"{"forwardClientCertDetails":"APPEND_FORWARD","xfcc":"strip","allowedIdentities":{"*":["spiffe://cluster.local/ns/istio-system/sa/*"]}}"#,
+            );
+            assert_eq!(e.on_request_headers(&proxy), Verdict::Pause, "{header}");
+            assert_eq!(
+                proxy.responses.borrow().as_slice(),
+                [(403, "peer_identity_missing".into())],
+                "{header}"
+            );
+        }
+    }
+
     /// Before, any failed read was "no header", so no XFCC rule ran and the
     /// header still in Envoy's map went on to the app.
     #[test]

@@ -143,7 +143,8 @@ impl ConnectionFacts {
     /// SANs.
     ///
     /// `None` when the header alone cannot say which element is Envoy's: it
-    /// holds more than one, or none that parses, or is blank. Envoy writes `URI=`
+    /// holds more than one, or none that parses, or is blank, or its one
+    /// element is not in the exact shape Envoy writes for an SVID (below). Envoy writes `URI=`
     /// and `DNS=` unquoted, so a peer certificate whose SAN holds a `,` splits
     /// Envoy's element in two and the peer's made-up half comes last; only the
     /// connection's own digest tells them apart.
@@ -165,6 +166,14 @@ impl ConnectionFacts {
         };
         let mut elements = policy::xfcc::parse(header).ok()?.elements;
         let only = elements.pop().filter(|_| elements.is_empty())?;
+        // Envoy writes a SAN unquoted, so one with `;` adds pairs to its own
+        // element: `URI=<gateway>;DNS=x` from a URI SAN `<gateway>;DNS=x`, or a
+        // second `URI=`, or a `By=` after the URI. Only an element exactly as
+        // Envoy writes an SVID's (its key order and quoting, at most one `URI=`,
+        // no `DNS=`) is taken from the header; the connection decides the rest.
+        if !in_envoy_svid_shape(header, &only) {
+            return None;
+        }
         let facts = ConnectionFacts {
             security: Security::Mtls,
             peer_uri: only.uri.first().cloned(),
@@ -177,6 +186,43 @@ impl ConnectionFacts {
         };
         Some((facts, Some(names)))
     }
+}
+
+/// Whether `header` is exactly what Envoy writes for this element of an SVID
+/// (`By=…;Hash=…;Subject="…";URI=…`, each part optional, at most one `URI=`,
+/// nothing else). Composed here rather than with policy's serializer, whose
+/// quoting and URL-encoding code would add ~4 KB to the module for the `Cert=`
+/// and `Chain=` that never take this path.
+fn in_envoy_svid_shape(header: &str, e: &policy::xfcc::Element) -> bool {
+    if e.cert.is_some() || e.chain.is_some() || !e.dns.is_empty() || e.uri.len() > 1 {
+        return false;
+    }
+    let mut expect = String::with_capacity(header.len() + 1);
+    for by in &e.by {
+        expect.push_str("By=");
+        expect.push_str(by);
+        expect.push(';');
+    }
+    if let Some(hash) = &e.hash {
+        expect.push_str("Hash=");
+        expect.push_str(hash);
+        expect.push(';');
+    }
+    if let Some(subject) = &e.subject {
+        if subject.contains(['"', '\\']) {
+            return false;
+        }
+        expect.push_str("Subject=\"");
+        expect.push_str(subject);
+        expect.push_str("\";");
+    }
+    for uri in &e.uri {
+        expect.push_str("URI=");
+        expect.push_str(uri);
+        expect.push(';');
+    }
+    expect.pop();
+    expect == header
 }
 
 /// The destination port (`destination.port`).

@@ -1010,13 +1010,14 @@ fn with_forward_client_cert_details_the_header_alone_decides_and_every_answer_is
     assert_eq!(count(&[("reason", "trust_domain_not_allowed")]), 1);
 }
 
-/// A client certificate for `FOO` with DNS SANs exactly as given and an
-/// optional common name, signed by the lab's mesh CA: what a CA that does not
+/// A client certificate with the URI SAN `uri` and DNS SANs exactly as given
+/// and an optional common name, signed by the lab's mesh CA: what a CA that does not
 /// vet SANs (a plug-in or federated one) could issue. certgen refuses such
 /// DNS names and gives an SVID no subject.
 fn client_with_names(
     lab: &Lab,
     name: &str,
+    uri: &str,
     dns: &[&str],
     cn: Option<&str>,
 ) -> peerauth_tests::pki::WorkloadFiles {
@@ -1027,7 +1028,7 @@ fn client_with_names(
         Issuer::from_ca_cert_pem(&ca.cert_pem(), KeyPair::from_pem(&ca.key_pem()).unwrap())
             .unwrap();
     let mut params = CertificateParams::default();
-    params.subject_alt_names = vec![SanType::URI(Ia5String::try_from(FOO).unwrap())];
+    params.subject_alt_names = vec![SanType::URI(Ia5String::try_from(uri).unwrap())];
     params.subject_alt_names.extend(
         dns.iter()
             .map(|d| SanType::DnsName(Ia5String::try_from(*d).unwrap())),
@@ -1044,7 +1045,7 @@ fn client_with_names(
     let key = KeyPair::generate().unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
     let files = peerauth_tests::pki::WorkloadFiles {
-        spiffe_id: FOO.to_string(),
+        spiffe_id: uri.to_string(),
         cert_chain: lab.dir.join(format!("{name}.chain.pem")),
         key: lab.dir.join(format!("{name}.key.pem")),
         leaf: lab.dir.join(format!("{name}.cert.pem")),
@@ -1059,19 +1060,22 @@ fn client_with_names(
     files
 }
 
-/// Envoy writes `DNS=` into its XFCC element unquoted, so a peer certificate
-/// whose DNS SAN is `a,Hash=<zeros>;URI=<gateway>` makes the header Envoy
-/// passes on end with a made-up element naming the gateway (asserted first,
-/// through a sidecar without the filter). Under `forwardClientCertDetails`
-/// with `xfcc: strip`, the filter used to take that element as Envoy's, keep
-/// only it and admit the peer as the gateway; the connection decides now.
+/// Envoy writes `DNS=` and `URI=` into its XFCC element unquoted, so a peer
+/// certificate whose DNS SAN is `a,Hash=<zeros>;URI=<gateway>` makes the
+/// header Envoy passes on end with a made-up element naming the gateway, and
+/// one whose URI SAN is `<gateway>;DNS=x` gives a one-element header naming
+/// the gateway (both asserted first, through a sidecar without the filter).
+/// Under `forwardClientCertDetails` with `xfcc: strip`, the filter used to
+/// take either as Envoy's word and admit the peer as the gateway; the
+/// connection decides them now.
 #[test]
 fn a_client_certificate_san_that_splits_envoys_xfcc_element_cannot_pass_as_another_peer() {
     let lab = lab();
     let gw = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
     let zeros = "0".repeat(64);
     let split = format!("a,Hash={zeros};URI={gw}");
-    let crafted = client_with_names(&lab, "split", &[&split], None);
+    let crafted = client_with_names(&lab, "split", FOO, &[&split], None);
+    let padded = client_with_names(&lab, "padded", &format!("{gw};DNS=x"), &[], None);
 
     let bare_port = free_port().unwrap();
     let _bare = lab
@@ -1086,6 +1090,12 @@ fn a_client_certificate_san_that_splits_envoys_xfcc_element_cannot_pass_as_anoth
     assert!(
         header.ends_with(&format!(";DNS=a,Hash={zeros};URI={gw}")),
         "Envoy's element is split by the SAN: {header}"
+    );
+    let seen = curl(bare_port, true, Some(&padded), &lab.pki.root, &[]).unwrap();
+    let header = app_xfcc(&seen).unwrap();
+    assert!(
+        !header.contains(',') && header.ends_with(&format!(";URI={gw};DNS=x")),
+        "the SAN adds a pair to Envoy's one element: {header}"
     );
 
     let port = free_port().unwrap();
@@ -1102,6 +1112,11 @@ fn a_client_certificate_san_that_splits_envoys_xfcc_element_cannot_pass_as_anoth
         &curl(port, true, Some(&crafted), &lab.pki.root, &[]).unwrap(),
         "identity_not_allowed",
     );
+    // Its real URI SAN is no SPIFFE ID, so no list admits it.
+    rejected(
+        &curl(port, true, Some(&padded), &lab.pki.root, &[]).unwrap(),
+        "peer_identity_missing",
+    );
     // The list admits the gateway itself, so it is the peer's real identity
     // (sleep.foo) that was judged.
     assert_eq!(lab.get(port, Some(GATEWAY), &[]).status, 200);
@@ -1110,7 +1125,8 @@ fn a_client_certificate_san_that_splits_envoys_xfcc_element_cannot_pass_as_anoth
         "peerauth_xfcc_forged_total",
         &[("form", "mismatch"), ("handling", "rejected")],
     );
-    assert_eq!(forged, Some(1));
+    // Both crafted certificates: each element contradicts its connection.
+    assert_eq!(forged, Some(2));
 }
 
 /// Envoy's own element for a certificate with a subject and a DNS SAN carries
@@ -1129,7 +1145,7 @@ fn envoys_own_subject_and_dns_claims_match_the_certificate_and_a_second_dns_cann
         .port(port, Chains::Both)
         .start(&lab.dir)
         .unwrap();
-    let named = client_with_names(&lab, "named", &["sleep.foo.svc"], Some("sleep.foo"));
+    let named = client_with_names(&lab, "named", FOO, &["sleep.foo.svc"], Some("sleep.foo"));
     let seen = curl(port, true, Some(&named), &lab.pki.root, &[]).unwrap();
     assert_eq!(seen.status, 200, "{seen:?}");
     let header = app_xfcc(&seen).unwrap();
@@ -1137,7 +1153,7 @@ fn envoys_own_subject_and_dns_claims_match_the_certificate_and_a_second_dns_cann
         header.contains("Subject=\"CN=sleep.foo\"") && header.contains(";DNS=sleep.foo.svc"),
         "{header}"
     );
-    let two = client_with_names(&lab, "two", &["sleep.foo.svc", "admin.svc"], None);
+    let two = client_with_names(&lab, "two", FOO, &["sleep.foo.svc", "admin.svc"], None);
     rejected(
         &curl(port, true, Some(&two), &lab.pki.root, &[]).unwrap(),
         "xfcc_mismatch",
