@@ -358,6 +358,8 @@ struct Vm {
     streams: Vec<Stream>,
     /// `(stream, root)` per slot, empty while one engine serves every stream.
     http: Vec<(u32, u32)>,
+    /// The misconfiguration of TCP data through an HTTP configuration was logged.
+    warned_http_on_tcp: bool,
 }
 
 impl Vm {
@@ -550,14 +552,39 @@ pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, _en
 /// A TCP callback: the engine decides with the connection's own record, which
 /// is copied out so no borrow of the VM is held across host calls.
 fn on_data(context_id: u32, call: impl FnOnce(&Engine, &mut Option<Tcp>) -> Verdict) -> u32 {
-    let Some((engine, mut known)) = with_vm(|vm| {
-        let known = vm
-            .streams
-            .iter()
-            .find(|s| s.id == context_id)
-            .and_then(|s| s.known);
-        (engine_for(vm, context_id), known)
+    let Some(found) = with_vm(|vm| {
+        if let Some(s) = vm.streams.iter().find(|s| s.id == context_id) {
+            return Some((Rc::clone(&s.engine), s.known));
+        }
+        // Not recorded at its creation (its root was not a TCP one then, or
+        // was forgotten since): recorded now, so its verdict is kept and
+        // counted once, and its close forgets it.
+        let engine = engine_for(vm, context_id);
+        match engine.protocol() {
+            Some(Protocol::Http) => {
+                if !vm.warned_http_on_tcp {
+                    vm.warned_http_on_tcp = true;
+                    Envoy.log(
+                        Level::Critical,
+                        "peerauth: a TCP connection reached a filter configured for HTTP (\"protocol\" is not \"tcp\"): every such connection is closed",
+                    );
+                }
+                None
+            }
+            _ => {
+                vm.streams.push(Stream {
+                    id: context_id,
+                    engine: Rc::clone(&engine),
+                    known: None,
+                });
+                Some((engine, None))
+            }
+        }
     }) else {
+        let _ = Envoy.close_downstream();
+        return action(Verdict::Pause);
+    };
+    let Some((engine, mut known)) = found else {
         let _ = Envoy.close_downstream();
         return action(Verdict::Pause);
     };
@@ -588,10 +615,13 @@ pub extern "C" fn proxy_on_upstream_data(context_id: u32, _size: usize, _end: u3
 /// every close of the downstream connection): forget its context.
 #[no_mangle]
 pub extern "C" fn proxy_on_downstream_connection_close(context_id: u32, _peer: u32) {
-    let gone = with_vm(|vm| {
-        let at = vm.streams.iter().position(|s| s.id == context_id)?;
-        Some(vm.streams.swap_remove(at).engine)
-    })
+    let gone = with_vm(
+        |vm| match vm.streams.iter().position(|s| s.id == context_id) {
+            Some(at) => Some(vm.streams.swap_remove(at).engine),
+            // Whatever engine would have served it drops anything it holds for it.
+            None => Some(engine_for(vm, context_id)),
+        },
+    )
     .flatten();
     if let Some(engine) = gone {
         engine.on_connection_closed(context_id);

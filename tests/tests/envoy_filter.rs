@@ -685,6 +685,44 @@ fn the_tcp_variant_closes_plaintext_connections_to_a_strict_port() {
     );
 }
 
+/// The network filter with a pluginConfig that leaves `protocol` at `http`:
+/// before, each connection was decided afresh on every chunk (and counted each
+/// time) with HTTP's rules; now the mistake closes every connection, mTLS
+/// included, and is logged once at critical level.
+#[test]
+fn a_network_filter_configured_for_http_closes_every_connection_and_says_why() {
+    let lab = lab();
+    let port = free_port().unwrap();
+    let envoy = lab
+        .sidecar()
+        .wasm(Some(WasmFilter::tcp(
+            &lab.wasm,
+            r#"{"mtls":{"mode":"PERMISSIVE"}}"#,
+        )))
+        .port(port, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+    let reply = tcp_exchange(
+        port,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(reply.is_empty(), "{:?}", String::from_utf8_lossy(&reply));
+    let foo = lab.pki.workload("sleep.foo").unwrap();
+    let mtls = curl_with(port, true, Some(foo), &lab.pki.root, &[], &["--http1.1"]).unwrap();
+    assert_ne!(mtls.status, 200, "{mtls:?}");
+    assert!(
+        envoy.log_contains("a TCP connection reached a filter configured for HTTP"),
+        "{}",
+        envoy.log_tail(20)
+    );
+    let text = envoy.prometheus().unwrap();
+    assert!(
+        !text.contains("peerauth_connections_total{") && !text.contains("peerauth_requests_total{"),
+        "nothing decided: {text}"
+    );
+}
+
 #[test]
 fn an_allow_list_rejects_plaintext_on_a_permissive_port_and_the_configuration_warns_about_it() {
     let lab = lab();
