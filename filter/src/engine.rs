@@ -395,9 +395,53 @@ impl Engine {
     /// proved a client certificate (`connection.mtls`, which unlike
     /// `connection.tls_version` is safe to read before the handshake ends).
     /// A held connection that never shows one is decided by its first data.
-    /// `root_id` is the root context whose timer fired.
+    /// The timer of root `root_id` fired, and this engine is the only one.
     pub fn on_tick(&self, proxy: &dyn Proxy, root_id: u32) {
-        self.refresh_gauge(proxy);
+        Engine::on_root_tick(proxy, root_id, &[self]);
+    }
+
+    /// The timer of root `root_id` fired. `engines` are the root's own first,
+    /// then every other engine a TCP connection still uses: a connection keeps
+    /// the engine it was opened with, so after a newer configuration the one
+    /// holding it is no longer its root's, and it must still be decided when
+    /// its handshake ends (a server-first app's client never sends first).
+    /// Once no engine holds a connection the root's timer goes back to the
+    /// idle period, on every tick, so a root some engine sped up slows down
+    /// again at its own next tick whichever engine that was.
+    pub fn on_root_tick(proxy: &dyn Proxy, root_id: u32, engines: &[&Engine]) {
+        if let Some(own) = engines.first() {
+            own.refresh_gauge(proxy);
+        }
+        let mut moved = false;
+        let mut holding = false;
+        for e in engines {
+            moved |= e.decide_held(proxy);
+            holding |= e.holds_any();
+        }
+        // Envoy sets the period of the effective context's root: after acting
+        // on held connections (perhaps of another root) the timer's own root
+        // must be effective again.
+        if !holding && (!moved || proxy.set_effective_context(root_id)) {
+            let idle = engines
+                .first()
+                .map_or(GAUGE_PERIOD_MS, |e| e.idle_period_ms());
+            if proxy.set_tick_period_ms(idle) {
+                for e in engines {
+                    if let Ok(mut state) = e.state.try_borrow_mut() {
+                        state.ticking = false;
+                    }
+                }
+            }
+        }
+        // Last, so the connections decided in this tick are counted now.
+        for e in engines {
+            e.flush_counts(proxy);
+        }
+    }
+
+    /// Decide the held connections whose handshake has ended; `true` when the
+    /// effective context was moved to one of them.
+    fn decide_held(&self, proxy: &dyn Proxy) -> bool {
         let held: Vec<u32> = match self.state.try_borrow() {
             Ok(s) => s
                 .tcp
@@ -405,7 +449,7 @@ impl Engine {
                 .filter(|(_, t)| *t == Tcp::Held)
                 .map(|(id, _)| *id)
                 .collect(),
-            Err(_) => return,
+            Err(_) => return false,
         };
         for id in &held {
             if !proxy.set_effective_context(*id) || !flag(proxy, &["connection", "mtls"]) {
@@ -420,18 +464,15 @@ impl Engine {
                 }
             }
         }
-        // Envoy sets the period of the effective context's root: after acting
-        // on held connections (perhaps of a retired root sharing this engine)
-        // the timer's own root must be effective again.
-        let on_root = held.is_empty() || proxy.set_effective_context(root_id);
-        let idle = self.idle_period_ms();
-        if let Ok(mut state) = self.state.try_borrow_mut() {
-            if on_root && state.ticking && !state.tcp.iter().any(|(_, t)| *t == Tcp::Held) {
-                state.ticking = !proxy.set_tick_period_ms(idle);
-            }
-        }
-        // Last, so the connections decided in this tick are counted now.
-        self.flush_counts(proxy);
+        !held.is_empty()
+    }
+
+    /// Whether a connection is still held (or the state cannot be read, which
+    /// keeps the timer fast rather than slowing it with a hold pending).
+    fn holds_any(&self) -> bool {
+        self.state
+            .try_borrow()
+            .map_or(true, |s| s.tcp.iter().any(|(_, t)| *t == Tcp::Held))
     }
 
     /// Add the counts waiting in the VM to Envoy's counters.
@@ -1170,6 +1211,46 @@ mod tests {
             assert_eq!(proxy.reads.borrow().as_slice(), reads, "{header}");
         }
         assert_eq!(proxy.count("reason=.=xfcc_mismatch;.;"), 1);
+    }
+
+    /// A connection keeps the engine it was opened with. Before, a newer
+    /// configuration's root timer ticked only the new engine, so a connection
+    /// the old one held stayed held after its handshake (a server-first app's
+    /// client waits for the banner and never sends first) and the timer stayed
+    /// fast.
+    #[test]
+    fn a_connection_held_by_an_older_configuration_is_decided_on_the_newer_ones_tick() {
+        let proxy = FakeProxy::default();
+        let cfg = r#"{"protocol":"tcp","mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"]}"#;
+        let old = engine(&proxy, cfg);
+        let mut known = [None, None];
+        for id in [1u32, 2] {
+            proxy.mid_handshake(id);
+            proxy.set_effective_context(id);
+            assert_eq!(
+                old.on_upstream_data(&proxy, id, &mut known[id as usize - 1]),
+                Verdict::Pause
+            );
+        }
+        assert_eq!(proxy.tick_ms.get(), HANDSHAKE_POLL_MS);
+        let new = engine(&proxy, cfg);
+        proxy.mtls(1, "spiffe://evil.example/ns/foo/sa/sleep", 1);
+        proxy.mtls(2, FOO, 2);
+        Engine::on_root_tick(&proxy, ROOT, &[&new, &old]);
+        assert_eq!(proxy.closed.borrow().as_slice(), [1], "the foreign peer");
+        assert_eq!(proxy.count("outcome=.=allowed;"), 1);
+        assert_eq!(
+            old.held_count(),
+            2,
+            "decided, waiting for their own callbacks"
+        );
+        assert_eq!(proxy.tick_ms.get(), GAUGE_PERIOD_MS);
+        assert_eq!(proxy.tick_context.get(), ROOT);
+        proxy.set_effective_context(2);
+        assert_eq!(
+            old.on_upstream_data(&proxy, 2, &mut known[1]),
+            Verdict::Continue
+        );
     }
 
     /// A client walking a workload's ports used to define a new stat per port

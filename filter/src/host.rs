@@ -530,9 +530,19 @@ pub extern "C" fn proxy_on_configure(root_id: u32, size: usize) -> u32 {
 
 #[no_mangle]
 pub extern "C" fn proxy_on_tick(root_id: u32) {
-    if let Some(engine) = with_vm(|vm| engine_for(vm, root_id)) {
-        engine.on_tick(&Envoy, root_id);
-    }
+    let Some(engines) = with_vm(|vm| {
+        let mut engines = vec![engine_for(vm, root_id)];
+        for s in &vm.streams {
+            if !engines.iter().any(|e| Rc::ptr_eq(e, &s.engine)) {
+                engines.push(Rc::clone(&s.engine));
+            }
+        }
+        engines
+    }) else {
+        return;
+    };
+    let engines: Vec<&Engine> = engines.iter().map(Rc::as_ref).collect();
+    Engine::on_root_tick(&Envoy, root_id, &engines);
 }
 
 #[no_mangle]
