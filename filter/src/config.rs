@@ -1002,6 +1002,17 @@ mod tests {
                 )
             );
         }
+        // Inside a PeerAuthentication object too (policy's `pa-port-twice`):
+        // before, the key that sorted last silently won, here DISABLE over STRICT.
+        let e = Config::parse(
+            br#"{"workload":{"namespace":"foo","labels":{"app":"httpbin"}},"peerAuthentications":[{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication","metadata":{"name":"p","namespace":"foo"},"spec":{"selector":{"matchLabels":{"app":"httpbin"}},"portLevelMtls":{"08080":{"mode":"STRICT"},"8080":{"mode":"DISABLE"}}}}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("portLevelMtls keys \"08080\" and \"8080\" both name port 8080"),
+            "{e}"
+        );
         // Different ports stay accepted, in any order, with the "*" entry anywhere.
         let c = Config::parse(
             br#"{"allowedIdentities":{"9090":["spiffe://b/**"],"*":["spiffe://s/**"],"80":["spiffe://a/**"]}}"#,

@@ -255,8 +255,24 @@ pub(crate) fn peer_authentication(
                 "/spec/portLevelMtls",
             ));
         }
+        let mut named: Vec<(u32, &str)> = Vec::new();
         for (port, mtls) in ports {
             let path = format!("/spec/portLevelMtls/{}", pointer_segment(port));
+            if let Some(n) = parse_port(port) {
+                // Both keys are kept by Kubernetes (they are different strings)
+                // and become one map key in istiod's proto: which mode wins is
+                // not the user's choice.
+                match named.iter().find(|(p, _)| *p == n) {
+                    Some((_, first)) => out.push(at.diag(
+                        d::PA_PORT_TWICE.diagnostic(
+                            format!("portLevelMtls keys {first:?} and {port:?} both name port {n}"),
+                            "keep one entry per port",
+                        ),
+                        &path,
+                    )),
+                    None => named.push((n, port)),
+                }
+            }
             if parse_port(port).is_none() {
                 out.push(at.diag(
                     d::PA_PORT_OUT_OF_RANGE.diagnostic(
