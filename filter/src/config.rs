@@ -355,7 +355,7 @@ fn raw_mtls(field: &str, v: &Json) -> Result<RawMtls, ConfigError> {
 /// `{mode}` inside a PeerAuthentication: unknown fields ignored, as policy's
 /// wire types ignore them.
 fn mtls_spec(field: &str, v: &Json) -> Result<MtlsSpec, ConfigError> {
-    let m = object(field, v)?;
+    let m = strict_object(field, v, &["mode"])?;
     Ok(MtlsSpec {
         mode: opt_text(&format!("{field}.mode"), member(m, "mode"))?,
     })
@@ -364,12 +364,17 @@ fn mtls_spec(field: &str, v: &Json) -> Result<MtlsSpec, ConfigError> {
 /// A PeerAuthentication `spec`, field for field as policy's wire type
 /// (`policy::model::PeerAuthenticationSpec`) reads it; the rules applied to it
 /// stay in `PeerAuthentication::from_spec`.
+///
+/// Unlike istiod, which ignores a spec field it does not know, an unknown one
+/// is refused: a typo such as `mTLS` would otherwise leave the policy without
+/// its mode (UNSET, inherited), which is how a STRICT intent silently becomes
+/// PERMISSIVE.
 fn pa_spec(field: &str, v: &Json) -> Result<PeerAuthenticationSpec, ConfigError> {
-    let m = object(field, v)?;
+    let m = strict_object(field, v, &["selector", "mtls", "portLevelMtls"])?;
     let selector = member(m, "selector")
         .map(|s| {
             let f = format!("{field}.selector");
-            let sm = object(&f, s)?;
+            let sm = strict_object(&f, s, &["matchLabels"])?;
             Ok(WorkloadSelector {
                 match_labels: tree(members(
                     &format!("{f}.matchLabels"),
@@ -393,8 +398,16 @@ fn pa_spec(field: &str, v: &Json) -> Result<PeerAuthenticationSpec, ConfigError>
 }
 
 fn raw_peer_authentication(field: &str, v: &Json) -> Result<RawPeerAuthentication, ConfigError> {
-    // apiVersion, kind and anything else are accepted so users can paste a whole object.
+    // apiVersion, status and the rest are accepted so users can paste a whole
+    // object; another kind is not a PeerAuthentication to resolve.
     let m = object(field, v)?;
+    if let Some(kind) = opt_text(&format!("{field}.kind"), member(m, "kind"))? {
+        if kind != "PeerAuthentication" {
+            return Err(json_error(format!(
+                "{field}.kind: {kind:?} is not a PeerAuthentication: only PeerAuthentication objects go in peerAuthentications"
+            )));
+        }
+    }
     let metadata = match member(m, "metadata") {
         None => RawMeta::default(),
         Some(v) => {
@@ -403,6 +416,7 @@ fn raw_peer_authentication(field: &str, v: &Json) -> Result<RawPeerAuthenticatio
             RawMeta {
                 name: opt_text(&format!("{f}.name"), member(mm, "name"))?.unwrap_or_default(),
                 namespace: opt_text(&format!("{f}.namespace"), member(mm, "namespace"))?,
+
                 creation_timestamp: opt_text(
                     &format!("{f}.creationTimestamp"),
                     member(mm, "creationTimestamp"),
@@ -410,6 +424,14 @@ fn raw_peer_authentication(field: &str, v: &Json) -> Result<RawPeerAuthenticatio
             }
         }
     };
+    // Where the object lives decides whether it is mesh-wide, namespace-wide or
+    // another namespace's: guessing (the workload's, or kubectl's `default`)
+    // could turn a mesh-wide STRICT into a namespace policy that loses to others.
+    if metadata.namespace.as_deref().is_none_or(str::is_empty) {
+        return Err(json_error(format!(
+            "{field}.metadata.namespace is missing: give the namespace the policy lives in (the root namespace, istio-system by default, for a mesh-wide one)"
+        )));
+    }
     let spec = match member(m, "spec") {
         None => PeerAuthenticationSpec::default(),
         Some(v) => pa_spec(&format!("{field}.spec"), v)?,
@@ -469,7 +491,14 @@ fn raw_config(json: &[u8]) -> Result<RawConfig, ConfigError> {
             ),
             Some(other) => return Err(wrong_type("peerAuthentications", "an array", other)),
         },
-        root_namespace: opt_text("rootNamespace", get("rootNamespace"))?,
+        root_namespace: match opt_text("rootNamespace", get("rootNamespace"))? {
+            Some(ns) if ns.is_empty() => {
+                return Err(json_error(
+                    "rootNamespace is empty: name the mesh's root namespace, or leave it out for istio-system".into(),
+                ))
+            }
+            other => other,
+        },
         action: opt_text("action", get("action"))?,
         xfcc: opt_text("xfcc", get("xfcc"))?,
         protocol: opt_text("protocol", get("protocol"))?,
@@ -804,9 +833,65 @@ mod tests {
                 (Err(_), Ok(b)) if text.starts_with('[') => {
                     assert_eq!(*b, PeerAuthenticationSpec::default())
                 }
+                // Policy ignores unknown fields, as istiod does; the filter
+                // refuses them (a typo must not drop a mode), and nothing else.
+                (Err(e), Ok(_)) if e.to_string().contains("unknown field") => {}
                 _ => panic!("{text}: ours {ours:?}, policy's {theirs:?}"),
             }
         }
+    }
+
+    /// Each used to resolve to PERMISSIVE without a word: a typo'd `mtls`
+    /// (the policy read as UNSET), an object without a namespace (put in the
+    /// workload's, where a pasted mesh-wide STRICT lost to a namespace
+    /// PERMISSIVE by name order), an empty namespace or root namespace (the
+    /// policy matched nothing), and another kind read as a PeerAuthentication.
+    #[test]
+    fn a_peer_authentication_object_that_does_not_say_what_it_means_is_refused() {
+        let with = |pa: &str, extra: &str| {
+            format!(
+                r#"{{"workload":{{"namespace":"foo","labels":{{"app":"httpbin"}}}},"peerAuthentications":[{pa}]{extra}}}"#
+            )
+        };
+        for (config, says) in [
+            (
+                with(r#"{"metadata":{"name":"p","namespace":"foo"},"spec":{"mTLS":{"mode":"STRICT"}}}"#, ""),
+                "unknown field `mTLS` in peerAuthentications[0].spec: use one of selector, mtls, portLevelMtls",
+            ),
+            (
+                with(r#"{"metadata":{"name":"p","namespace":"foo"},"spec":{"mtls":{"mdoe":"STRICT"}}}"#, ""),
+                "unknown field `mdoe` in peerAuthentications[0].spec.mtls: use one of mode",
+            ),
+            (
+                with(r#"{"metadata":{"name":"default"},"spec":{"mtls":{"mode":"STRICT"}}}"#, ""),
+                "peerAuthentications[0].metadata.namespace is missing",
+            ),
+            (
+                with(r#"{"metadata":{"name":"default","namespace":""},"spec":{"mtls":{"mode":"STRICT"}}}"#, ""),
+                "peerAuthentications[0].metadata.namespace is missing",
+            ),
+            (
+                with(r#"{"metadata":{"name":"default","namespace":"istio-system"},"spec":{"mtls":{"mode":"STRICT"}}}"#, r#","rootNamespace":"""#),
+                "rootNamespace is empty",
+            ),
+            (
+                with(r#"{"kind":"AuthorizationPolicy","metadata":{"name":"p","namespace":"foo"},"spec":{}}"#, ""),
+                "peerAuthentications[0].kind: \"AuthorizationPolicy\" is not a PeerAuthentication",
+            ),
+        ] {
+            let e = Config::parse(config.as_bytes()).unwrap_err();
+            assert!(e.to_string().contains(says), "{config}: {e}");
+        }
+        // The same objects, written out, resolve as istiod does.
+        let c = Config::parse(
+            with(
+                r#"{"kind":"PeerAuthentication","metadata":{"name":"default","namespace":"istio-system"},"spec":{"mtls":{"mode":"STRICT"}}}"#,
+                "",
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(c.workload_mode, MtlsMode::Strict);
     }
 
     #[test]
@@ -831,7 +916,7 @@ mod tests {
         let e =
             Config::parse(br#"{"workload":{"labels":{}},"peerAuthentications":[]}"#).unwrap_err();
         assert!(e.to_string().contains("workload.namespace: missing"), "{e}");
-        let e = Config::parse(br#"{"peerAuthentications":[{"spec":{"mtls":{"mode":1}}}],"workload":{"namespace":"a"}}"#).unwrap_err();
+        let e = Config::parse(br#"{"peerAuthentications":[{"metadata":{"namespace":"a"},"spec":{"mtls":{"mode":1}}}],"workload":{"namespace":"a"}}"#).unwrap_err();
         assert!(
             e.to_string().contains(
                 "peerAuthentications[0].spec.mtls.mode: expected a string, found a number"
