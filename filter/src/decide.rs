@@ -229,8 +229,12 @@ pub fn decide_with(config: &Config, facts: &Facts, rules: PortRules) -> Decision
     };
     if let Some(f) = forgery.as_mut() {
         // A forgery that is not the deciding reason rides along with the verdict.
+        // (and audit counts what enforce would have done with it).
         if outcome == Outcome::Rejected && f.handling == Handling::Stripped {
             f.handling = Handling::Rejected;
+        }
+        if outcome == Outcome::WouldReject && f.handling == Handling::WouldStrip {
+            f.handling = Handling::WouldReject;
         }
     }
     if outcome == Outcome::Rejected {
@@ -604,6 +608,30 @@ mod tests {
         assert_eq!(decide(&cfg("{}"), &f).reason, Reason::XfccMismatch);
         f.xfcc = Some(format!("Hash={HASH}"));
         assert_eq!(decide(&cfg("{}"), &f).reason, Reason::Ok);
+    }
+
+    /// A request rejected for another reason takes its strippable forgery
+    /// with it: enforce counts the forgery `rejected`, so audit must count it
+    /// `would_reject` (it counted `would_strip`).
+    #[test]
+    fn audit_counts_a_forgery_riding_on_a_rejection_as_enforce_does() {
+        let mut f = plaintext(80);
+        f.xfcc = Some(format!("URI={FOO}"));
+        for (action, outcome, handling) in [
+            ("enforce", Outcome::Rejected, Handling::Rejected),
+            ("audit", Outcome::WouldReject, Handling::WouldReject),
+        ] {
+            let c = cfg(&format!(
+                r#"{{"mtls":{{"mode":"STRICT"}},"xfcc":"strip","action":"{action}"}}"#
+            ));
+            let d = decide(&c, &f);
+            assert_eq!(
+                (d.outcome, d.reason),
+                (outcome, Reason::PlaintextOnStrict),
+                "{action}"
+            );
+            assert_eq!(d.forgery.map(|f| f.handling), Some(handling), "{action}");
+        }
     }
 
     /// A blank header was still sent by someone: on plaintext by the client,
