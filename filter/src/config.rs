@@ -753,6 +753,34 @@ impl Config {
                 "{field} applies to {scope}, whose mode is {mode}: plaintext requests there are rejected (plaintext_not_allowed), since only mutual TLS proves an identity"
             ));
         }
+        // Accepted (each is a valid SPIFFE pattern or trust domain) but admits
+        // no workload Istio issues an identity to: closed, and an outage.
+        let lists = self.allowed_identities.iter().map(|(port, patterns)| {
+            let field = port.map_or_else(
+                || "allowedIdentities.*".to_string(),
+                |p| format!("allowedIdentities.{p}"),
+            );
+            (field, patterns)
+        });
+        for (field, patterns) in
+            lists.chain([("trustedForwarders".to_string(), &self.trusted_forwarders)])
+        {
+            for p in patterns.iter().filter(|p| !p.can_match_istio_identity()) {
+                out.push(format!(
+                    "{field}: {:?} can match no Istio identity (spiffe://<trust domain>/ns/<namespace>/sa/<service account>): no peer is admitted by it",
+                    p.as_str()
+                ));
+            }
+        }
+        for td in self
+            .allowed_trust_domains
+            .iter()
+            .filter(|td| td.ends_with('.'))
+        {
+            out.push(format!(
+                "allowedTrustDomains: {td:?} ends with '.', as no Istio trust domain does (cluster.local): no peer is admitted by it"
+            ));
+        }
         out
     }
 
@@ -839,6 +867,34 @@ mod tests {
                 _ => panic!("{text}: ours {ours:?}, policy's {theirs:?}"),
             }
         }
+    }
+
+    /// Accepted, since each is a valid SPIFFE pattern or trust domain, but
+    /// admitting no workload Istio issues an identity to: a warning says so.
+    #[test]
+    fn lists_that_can_admit_no_istio_workload_are_warned_about() {
+        let c = Config::parse(
+            br#"{"mtls":{"mode":"STRICT"},"allowedIdentities":{"*":["spiffe://cluster.local/ns/*"],"8080":["spiffe://cluster.local/ns/foo/sa/*"]},"trustedForwarders":["spiffe://cluster.local"],"allowedTrustDomains":["cluster.local."]}"#,
+        )
+        .unwrap();
+        let w = c.warnings();
+        assert_eq!(w.len(), 3, "{w:#?}");
+        assert!(
+            w[0].starts_with(
+                r#"allowedIdentities.*: "spiffe://cluster.local/ns/*" can match no Istio identity"#
+            ),
+            "{w:#?}"
+        );
+        assert!(
+            w[1].starts_with(
+                r#"trustedForwarders: "spiffe://cluster.local" can match no Istio identity"#
+            ),
+            "{w:#?}"
+        );
+        assert!(
+            w[2].starts_with(r#"allowedTrustDomains: "cluster.local." ends with '.'"#),
+            "{w:#?}"
+        );
     }
 
     /// Each used to resolve to PERMISSIVE without a word: a typo'd `mtls`

@@ -330,6 +330,26 @@ impl SpiffePattern {
         }
     }
 
+    /// Whether the pattern can match an identity of the shape Istio issues,
+    /// `spiffe://<trust domain>/ns/<namespace>/sa/<service account>` (Istio's
+    /// security concepts, "Istio identity"): `false` flags a pattern that
+    /// admits no Istio workload at all, such as `spiffe://cluster.local/ns/*`.
+    pub fn can_match_istio_identity(&self) -> bool {
+        let Some(rest) = self.raw.strip_prefix(SCHEME) else {
+            return false;
+        };
+        let (td, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        // The pattern's own literals where the shape has a free segment, so a
+        // pattern naming a namespace or account is probed with them.
+        let free = |i: usize, fallback: &'static str| match segments.get(i) {
+            Some(s) if *s != "*" && *s != "**" => *s,
+            _ => fallback,
+        };
+        let td = if td == "*" { "cluster.local" } else { td };
+        SpiffeId::istio(td, free(1, "x"), free(3, "y")).is_ok_and(|id| self.matches(&id))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.raw
     }

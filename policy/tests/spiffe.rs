@@ -416,3 +416,37 @@ fn serde_reads_ids_and_patterns_as_strings_and_rejects_invalid_ones() {
         serde_json::from_str::<policy::spiffe::SpiffePattern>("\"spiffe://td/ns/sa-*\"").is_err()
     );
 }
+
+/// Istio issues `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`
+/// (Istio's security concepts); a pattern of another shape admits none of them.
+#[test]
+fn a_pattern_of_another_shape_than_istios_identities_is_flagged() {
+    for ok in [
+        "spiffe://cluster.local/ns/foo/sa/sleep",
+        "spiffe://cluster.local/ns/foo/sa/*",
+        "spiffe://cluster.local/ns/*/sa/*",
+        "spiffe://cluster.local/ns/**",
+        "spiffe://cluster.local/**",
+        "spiffe://*/ns/istio-system/sa/*",
+    ] {
+        assert!(
+            SpiffePattern::parse(ok).unwrap().can_match_istio_identity(),
+            "{ok}"
+        );
+    }
+    for none in [
+        "spiffe://cluster.local",
+        "spiffe://cluster.local/ns/*",
+        "spiffe://cluster.local/ns/foo",
+        "spiffe://cluster.local/ns/foo/sa/sleep/extra",
+        "spiffe://cluster.local/namespace/foo/sa/*",
+        "spiffe://cluster.local/ns/foo/serviceaccount/*",
+    ] {
+        assert!(
+            !SpiffePattern::parse(none)
+                .unwrap()
+                .can_match_istio_identity(),
+            "{none}"
+        );
+    }
+}
