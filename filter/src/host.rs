@@ -7,8 +7,9 @@
 //! and was ~30 KB of the module; several of its host-call wrappers also panic
 //! on an unexpected status or a non-UTF-8 header value, which would kill the VM.
 //! Here every host call's status is checked and turned into a failure the
-//! engine handles, and the only per-request bookkeeping is a scan of a short
-//! list that is empty for HTTP with one plugin per VM.
+//! engine handles, and the only per-request bookkeeping is a lookup in a list
+//! of TCP connections sorted by context id (empty for HTTP with one plugin per
+//! VM).
 //!
 //! Only the callbacks exported here (and kept by `build.sh`) are ever called.
 
@@ -363,6 +364,33 @@ struct Vm {
 }
 
 impl Vm {
+    /// Where TCP stream `id` is, or would go: `streams` is kept sorted by id
+    /// (Envoy numbers contexts upwards, so a new one lands at the end), so a
+    /// data callback finds its connection in O(log n) among thousands.
+    fn stream_at(&self, id: u32) -> Result<usize, usize> {
+        self.streams.binary_search_by_key(&id, |s| s.id)
+    }
+
+    fn stream(&self, id: u32) -> Option<&Stream> {
+        self.streams.get(self.stream_at(id).ok()?)
+    }
+
+    fn add_stream(&mut self, stream: Stream) {
+        match self.stream_at(stream.id) {
+            Ok(at) => {
+                if let Some(s) = self.streams.get_mut(at) {
+                    *s = stream;
+                }
+            }
+            Err(at) => self.streams.insert(at, stream),
+        }
+    }
+
+    fn take_stream(&mut self, id: u32) -> Option<Stream> {
+        let at = self.stream_at(id).ok()?;
+        Some(self.streams.remove(at))
+    }
+
     fn root(&self, id: u32) -> Option<&Rc<Engine>> {
         self.roots.iter().find(|r| r.id == id).map(|r| &r.engine)
     }
@@ -385,9 +413,7 @@ thread_local! {
 /// unknown context gets an engine that rejects everything.
 fn engine_for(vm: &Vm, context_id: u32) -> Rc<Engine> {
     let found = vm
-        .streams
-        .iter()
-        .find(|s| s.id == context_id)
+        .stream(context_id)
         .map(|s| &s.engine)
         .or_else(|| vm.root(context_id))
         .or_else(|| vm.only_engine())
@@ -432,7 +458,7 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
             return;
         };
         if engine.protocol() == Some(Protocol::Tcp) {
-            vm.streams.push(Stream {
+            vm.add_stream(Stream {
                 id: context_id,
                 engine,
                 known: None,
@@ -550,8 +576,8 @@ pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, _en
     let engine = with_vm(|vm| {
         // A stream recorded as TCP (`"protocol": "tcp"` on an HTTP filter)
         // would never see a connection close that forgets it: forget it now.
-        match vm.streams.iter().position(|s| s.id == context_id) {
-            Some(at) => vm.streams.swap_remove(at).engine,
+        match vm.take_stream(context_id) {
+            Some(s) => s.engine,
             None => engine_for(vm, context_id),
         }
     })
@@ -563,7 +589,7 @@ pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, _en
 /// is copied out so no borrow of the VM is held across host calls.
 fn on_data(context_id: u32, call: impl FnOnce(&Engine, &mut Option<Tcp>) -> Verdict) -> u32 {
     let Some(found) = with_vm(|vm| {
-        if let Some(s) = vm.streams.iter().find(|s| s.id == context_id) {
+        if let Some(s) = vm.stream(context_id) {
             return Some((Rc::clone(&s.engine), s.known));
         }
         // Not recorded at its creation (its root was not a TCP one then, or
@@ -582,7 +608,7 @@ fn on_data(context_id: u32, call: impl FnOnce(&Engine, &mut Option<Tcp>) -> Verd
                 None
             }
             _ => {
-                vm.streams.push(Stream {
+                vm.add_stream(Stream {
                     id: context_id,
                     engine: Rc::clone(&engine),
                     known: None,
@@ -600,7 +626,11 @@ fn on_data(context_id: u32, call: impl FnOnce(&Engine, &mut Option<Tcp>) -> Verd
     };
     let v = call(&engine, &mut known);
     let _ = with_vm(|vm| {
-        if let Some(s) = vm.streams.iter_mut().find(|s| s.id == context_id) {
+        if let Some(s) = vm
+            .stream_at(context_id)
+            .ok()
+            .and_then(|at| vm.streams.get_mut(at))
+        {
             s.known = known;
         }
     });
@@ -625,14 +655,11 @@ pub extern "C" fn proxy_on_upstream_data(context_id: u32, _size: usize, _end: u3
 /// every close of the downstream connection): forget its context.
 #[no_mangle]
 pub extern "C" fn proxy_on_downstream_connection_close(context_id: u32, _peer: u32) {
-    let gone = with_vm(
-        |vm| match vm.streams.iter().position(|s| s.id == context_id) {
-            Some(at) => Some(vm.streams.swap_remove(at).engine),
-            // Whatever engine would have served it drops anything it holds for it.
-            None => Some(engine_for(vm, context_id)),
-        },
-    )
-    .flatten();
+    let gone = with_vm(|vm| match vm.take_stream(context_id) {
+        Some(s) => s.engine,
+        // Whatever engine would have served it drops anything it holds for it.
+        None => engine_for(vm, context_id),
+    });
     if let Some(engine) = gone {
         engine.on_connection_closed(context_id);
     }
