@@ -834,6 +834,14 @@ mod tests {
                 .insert(path.into(), value.to_vec());
         }
 
+        /// An mTLS request from `peer` on connection 7 carrying `xfcc`.
+        fn mtls_request(peer: &str, xfcc: &str) -> FakeProxy {
+            let proxy = FakeProxy::default();
+            proxy.mtls(0, peer, 7);
+            proxy.headers.borrow_mut().insert(XFCC.into(), xfcc.into());
+            proxy
+        }
+
         fn mtls(&self, context: u32, peer: &str, connection_id: u64) {
             self.set(context, "connection.mtls", &[1]);
             self.set(context, "connection.tls_version", b"TLSv1.3");
@@ -1128,12 +1136,7 @@ mod tests {
         // is counted either way.
         for xfcc in ["strip", "verify"] {
             let reason = "identity_not_allowed";
-            let proxy = FakeProxy::default();
-            proxy.mtls(0, FOO, 7);
-            proxy
-                .headers
-                .borrow_mut()
-                .insert(XFCC.into(), header.clone());
+            let proxy = FakeProxy::mtls_request(FOO, &header);
             let e = engine(
                 &proxy,
                 &format!(
@@ -1149,12 +1152,7 @@ mod tests {
             assert_eq!(proxy.count("form=.=mismatch;"), 1, "{xfcc}");
         }
         // Without a list, `strip` lets the request through without the header.
-        let proxy = FakeProxy::default();
-        proxy.mtls(0, FOO, 7);
-        proxy
-            .headers
-            .borrow_mut()
-            .insert(XFCC.into(), header.clone());
+        let proxy = FakeProxy::mtls_request(FOO, &header);
         let e = engine(
             &proxy,
             r#"{"forwardClientCertDetails":"APPEND_FORWARD","xfcc":"strip"}"#,

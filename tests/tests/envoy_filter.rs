@@ -93,6 +93,22 @@ impl Lab {
             .port(port, Chains::Both)
     }
 
+    /// The sidecar with one inbound port (both chains) behind the HTTP filter,
+    /// its connection manager `APPEND_FORWARD` as Istio's sidecar inbound is.
+    fn appending(&self, port: u16, config: &str) -> Sidecar {
+        self.sidecar()
+            .wasm(self.http(config))
+            .fcc(Fcc::AppendForward)
+            .port(port, Chains::Both)
+    }
+
+    /// The sidecar with one inbound port (both chains) behind the network filter.
+    fn tcp_port(&self, port: u16, config: &str) -> Sidecar {
+        self.sidecar()
+            .wasm(Some(WasmFilter::tcp(&self.wasm, config)))
+            .port(port, Chains::Both)
+    }
+
     /// A request from `who` (`None` = `sleep.legacy`, no certificate, plaintext).
     fn get(&self, port: u16, who: Option<&str>, headers: &[(&str, &str)]) -> CurlResult {
         let client = who.map(|w| self.pki.workload(w).unwrap());
@@ -132,6 +148,15 @@ fn app_xfcc(r: &CurlResult) -> Option<String> {
     v["headers"]["x-forwarded-client-cert"]
         .as_str()
         .map(str::to_string)
+}
+
+/// What a plaintext HTTP/1.1 client reads back from `port` over raw TCP.
+fn plaintext_request(port: u16) -> Vec<u8> {
+    tcp_exchange(
+        port,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap()
 }
 
 fn rejected(r: &CurlResult, reason: &str) {
@@ -644,17 +669,8 @@ fn the_tcp_variant_closes_plaintext_connections_to_a_strict_port() {
     let lab = lab();
     let port = free_port().unwrap();
     let config = r#"{"protocol":"tcp","mtls":{"mode":"STRICT"}}"#;
-    let envoy = lab
-        .sidecar()
-        .wasm(Some(WasmFilter::tcp(&lab.wasm, config)))
-        .port(port, Chains::Both)
-        .start(&lab.dir)
-        .unwrap();
-    let reply = tcp_exchange(
-        port,
-        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
+    let envoy = lab.tcp_port(port, config).start(&lab.dir).unwrap();
+    let reply = plaintext_request(port);
     assert!(
         reply.is_empty(),
         "closed without a reply: {:?}",
@@ -694,19 +710,10 @@ fn a_network_filter_configured_for_http_closes_every_connection_and_says_why() {
     let lab = lab();
     let port = free_port().unwrap();
     let envoy = lab
-        .sidecar()
-        .wasm(Some(WasmFilter::tcp(
-            &lab.wasm,
-            r#"{"mtls":{"mode":"PERMISSIVE"}}"#,
-        )))
-        .port(port, Chains::Both)
+        .tcp_port(port, r#"{"mtls":{"mode":"PERMISSIVE"}}"#)
         .start(&lab.dir)
         .unwrap();
-    let reply = tcp_exchange(
-        port,
-        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
+    let reply = plaintext_request(port);
     assert!(reply.is_empty(), "{:?}", String::from_utf8_lossy(&reply));
     let foo = lab.pki.workload("sleep.foo").unwrap();
     let mtls = curl_with(port, true, Some(foo), &lab.pki.root, &[], &["--http1.1"]).unwrap();
@@ -880,10 +887,7 @@ fn alternating_xfcc_on_one_connection_gets_every_answer_right(
     let lab = lab();
     let port = free_port().unwrap();
     let envoy = lab
-        .sidecar()
-        .wasm(lab.http(r#"{"mtls":{"mode":"PERMISSIVE"}}"#))
-        .fcc(Fcc::AppendForward)
-        .port(port, Chains::Both)
+        .appending(port, r#"{"mtls":{"mode":"PERMISSIVE"}}"#)
         .start(&lab.dir)
         .unwrap();
     let bar = lab.pki.workload("sleep.bar").unwrap();
@@ -994,13 +998,7 @@ fn with_forward_client_cert_details_the_header_alone_decides_and_every_answer_is
     let port = free_port().unwrap();
     let config = r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"],
         "forwardClientCertDetails":"APPEND_FORWARD"}"#;
-    let envoy = lab
-        .sidecar()
-        .wasm(lab.http(config))
-        .fcc(Fcc::AppendForward)
-        .port(port, Chains::Both)
-        .start(&lab.dir)
-        .unwrap();
+    let envoy = lab.appending(port, config).start(&lab.dir).unwrap();
 
     let genuine = lab.get(port, Some("sleep.foo"), &[]);
     assert_eq!(genuine.status, 200, "{genuine:?}");
@@ -1139,13 +1137,7 @@ fn a_client_certificate_san_that_splits_envoys_xfcc_element_cannot_pass_as_anoth
     let port = free_port().unwrap();
     let config = r#"{"forwardClientCertDetails":"APPEND_FORWARD","xfcc":"strip",
         "allowedIdentities":{"*":["spiffe://cluster.local/ns/istio-system/sa/*"]}}"#;
-    let envoy = lab
-        .sidecar()
-        .wasm(lab.http(config))
-        .fcc(Fcc::AppendForward)
-        .port(port, Chains::Both)
-        .start(&lab.dir)
-        .unwrap();
+    let envoy = lab.appending(port, config).start(&lab.dir).unwrap();
     rejected(
         &curl(port, true, Some(&crafted), &lab.pki.root, &[]).unwrap(),
         "identity_not_allowed",
@@ -1177,10 +1169,7 @@ fn envoys_own_subject_and_dns_claims_match_the_certificate_and_a_second_dns_cann
     let lab = lab();
     let port = free_port().unwrap();
     let envoy = lab
-        .sidecar()
-        .wasm(lab.http(r#"{"mtls":{"mode":"STRICT"}}"#))
-        .fcc(Fcc::AppendForward)
-        .port(port, Chains::Both)
+        .appending(port, r#"{"mtls":{"mode":"STRICT"}}"#)
         .start(&lab.dir)
         .unwrap();
     let named = client_with_names(&lab, "named", FOO, &["sleep.foo.svc"], Some("sleep.foo"));
