@@ -352,8 +352,8 @@ fn raw_mtls(field: &str, v: &Json) -> Result<RawMtls, ConfigError> {
     })
 }
 
-/// `{mode}` inside a PeerAuthentication: unknown fields ignored, as policy's
-/// wire types ignore them.
+/// `{mode}` inside a PeerAuthentication; any other field is refused (see
+/// [`pa_spec`]).
 fn mtls_spec(field: &str, v: &Json) -> Result<MtlsSpec, ConfigError> {
     let m = strict_object(field, v, &["mode"])?;
     Ok(MtlsSpec {
@@ -427,7 +427,11 @@ fn raw_peer_authentication(field: &str, v: &Json) -> Result<RawPeerAuthenticatio
     // Where the object lives decides whether it is mesh-wide, namespace-wide or
     // another namespace's: guessing (the workload's, or kubectl's `default`)
     // could turn a mesh-wide STRICT into a namespace policy that loses to others.
-    if metadata.namespace.as_deref().is_none_or(str::is_empty) {
+    if metadata
+        .namespace
+        .as_deref()
+        .is_none_or(|ns| ns.trim().is_empty())
+    {
         return Err(json_error(format!(
             "{field}.metadata.namespace is missing: give the namespace the policy lives in (the root namespace, istio-system by default, for a mesh-wide one)"
         )));
@@ -492,7 +496,7 @@ fn raw_config(json: &[u8]) -> Result<RawConfig, ConfigError> {
             Some(other) => return Err(wrong_type("peerAuthentications", "an array", other)),
         },
         root_namespace: match opt_text("rootNamespace", get("rootNamespace"))? {
-            Some(ns) if ns.is_empty() => {
+            Some(ns) if ns.trim().is_empty() => {
                 return Err(json_error(
                     "rootNamespace is empty: name the mesh's root namespace, or leave it out for istio-system".into(),
                 ))
@@ -615,7 +619,8 @@ impl Config {
             (Some(pas), Some(w)) => {
                 let mut policies = Vec::with_capacity(pas.len());
                 for (index, pa) in pas.iter().enumerate() {
-                    let namespace = pa.metadata.namespace.as_deref().unwrap_or(&w.namespace);
+                    // Refused when missing (`raw_peer_authentication`).
+                    let namespace = pa.metadata.namespace.as_deref().unwrap_or_default();
                     let built = PeerAuthentication::from_spec(
                         &pa.metadata.name,
                         namespace,
@@ -924,6 +929,10 @@ mod tests {
             ),
             (
                 with(r#"{"metadata":{"name":"default","namespace":""},"spec":{"mtls":{"mode":"STRICT"}}}"#, ""),
+                "peerAuthentications[0].metadata.namespace is missing",
+            ),
+            (
+                with(r#"{"metadata":{"name":"default","namespace":" "},"spec":{"mtls":{"mode":"STRICT"}}}"#, ""),
                 "peerAuthentications[0].metadata.namespace is missing",
             ),
             (

@@ -37,7 +37,8 @@ pub enum Reason {
     XfccOnPlaintext,
     /// (b) XFCC elements before Envoy's own, from a peer that is not a trusted forwarder.
     XfccSmuggled,
-    /// (c) The nearest element's `Hash`/`URI`/`Cert` contradicts the peer certificate.
+    /// (c) The nearest element's `Hash`, `URI`, `Subject`, `DNS`, `Chain` or
+    /// `Cert` contradicts the peer certificate.
     XfccMismatch,
     /// The header could not be parsed.
     XfccMalformed,
@@ -350,6 +351,8 @@ fn nearest_element_contradicts(last: &xfcc::Element, facts: &Facts) -> Option<Re
     }
     let uri_ok = match (last.uri.as_slice(), facts.peer_uri.as_deref()) {
         ([], _) => true,
+        // Envoy writes an empty `URI=` for a certificate without a URI SAN.
+        ([empty], None) if empty.is_empty() => true,
         ([one], Some(uri)) => one == uri,
         _ => false,
     };
@@ -606,6 +609,14 @@ mod tests {
         f.conn.to_mut().peer_uri = None;
         f.xfcc = Some(format!("Hash={HASH};URI={ADMIN}"));
         assert_eq!(decide(&cfg("{}"), &f).reason, Reason::XfccMismatch);
+        // What Envoy writes for a certificate without a URI SAN: an empty `URI=`.
+        f.xfcc = Some(format!("Hash={HASH};Subject=\"CN=x\";URI="));
+        f.peer_names = Some(PeerNames {
+            subject: Some("CN=x".into()),
+            dns: None,
+        });
+        assert_eq!(decide(&cfg("{}"), &f).reason, Reason::Ok);
+        f.peer_names = None;
         f.xfcc = Some(format!("Hash={HASH}"));
         assert_eq!(decide(&cfg("{}"), &f).reason, Reason::Ok);
     }

@@ -1277,6 +1277,29 @@ mod tests {
         assert_eq!(proxy.count("port=.=10000;.;"), 1);
     }
 
+    /// Under `APPEND_FORWARD` Envoy adds `,<its element>` after the peer's own
+    /// header: a peer value ending in an open quote swallows the comma and the
+    /// start of Envoy's element, and a `"` in the peer's URI SAN closes it. The
+    /// result re-composes exactly, so it passed the shape check (third review).
+    #[test]
+    fn on_the_fast_path_a_quote_that_swallows_envoys_element_cannot_name_the_peer() {
+        const GW: &str = "spiffe://cluster.local/ns/istio-system/sa/gw";
+        let san = format!("x\";URI={GW}");
+        let header = format!(
+            "Hash={HASH};Subject=\",By=spiffe://cluster.local/ns/foo/sa/httpbin;Hash={HASH};URI={san}"
+        );
+        let proxy = FakeProxy::mtls_request(&san, &header);
+        let e = engine(
+            &proxy,
+            r#"{"forwardClientCertDetails":"APPEND_FORWARD","allowedIdentities":{"*":["spiffe://cluster.local/ns/istio-system/sa/*"]}}"#,
+        );
+        assert_eq!(e.on_request_headers(&proxy), Verdict::Pause);
+        assert_eq!(
+            proxy.responses.borrow().as_slice(),
+            [(403, "peer_identity_missing".into())]
+        );
+    }
+
     /// A SAN with `;` adds pairs to Envoy's element instead of splitting it:
     /// the URI SAN `<gateway>;DNS=x` is written `URI=<gateway>;DNS=x`, a
     /// one-element header that parses and names the gateway. Before, the fast

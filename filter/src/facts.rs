@@ -176,7 +176,8 @@ impl ConnectionFacts {
         }
         let facts = ConnectionFacts {
             security: Security::Mtls,
-            peer_uri: only.uri.first().cloned(),
+            // Envoy writes `URI=` (empty) for a certificate without a URI SAN.
+            peer_uri: only.uri.first().filter(|u| !u.is_empty()).cloned(),
             peer_sha256: only.hash.map(|h| h.to_ascii_lowercase()),
             destination_port,
         };
@@ -209,7 +210,10 @@ fn in_envoy_svid_shape(header: &str, e: &policy::xfcc::Element) -> bool {
         expect.push(';');
     }
     if let Some(subject) = &e.subject {
-        if subject.contains(['"', '\\']) {
+        // `;` too: RFC 2253 text escapes it (`\;`), so an unescaped one is a
+        // quote a peer opened in its own header that swallowed Envoy's
+        // `,By=…;Hash=…;URI=` (a URI SAN with `"` then closes it).
+        if subject.contains(['"', '\\', ';']) {
             return false;
         }
         expect.push_str("Subject=\"");
