@@ -649,10 +649,10 @@ impl State {
             return d;
         }
         let Some((facts, names)) = ConnectionFacts::from_envoy_xfcc(xfcc.as_deref(), port) else {
-            // Several elements, or none that parse: which one Envoy wrote is
-            // not in the header alone (a peer certificate's DNS or URI SAN with
-            // a `,` splits Envoy's own element, and the attacker's half comes
-            // last), so the connection decides, as on the default path.
+            // Several elements, none that parses, or one not in Envoy's exact
+            // SVID shape: which one Envoy wrote is not in the header alone (a
+            // peer certificate's SAN with `,` or `;` splits or pads Envoy's own
+            // element), so the connection decides, as on the default path.
             let conn = self.connection(proxy);
             return self.decide(config, proxy, &conn, xfcc);
         };

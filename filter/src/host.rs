@@ -17,7 +17,7 @@ use crate::config::Protocol;
 use crate::engine::{Engine, Level, Proxy, Tcp, Unreadable, Verdict};
 use crate::facts::Host;
 use std::cell::RefCell;
-use std::ptr::{null, null_mut};
+use std::ptr::{null, null_mut, NonNull};
 use std::rc::Rc;
 
 /// Envoy's imports, with the ABI's integer encodings (`Status` 0 is `Ok`, 1 `NotFound`).
@@ -127,10 +127,15 @@ pub extern "C" fn proxy_abi_version_0_2_1() {}
 /// it back to the allocator.
 #[no_mangle]
 pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+    // Nothing to hold: a non-null pointer, as before (`take` hands back no
+    // allocation for size 0), so the host never mistakes it for a failure.
+    if size == 0 {
+        return NonNull::<u8>::dangling().as_ptr();
+    }
     let mut v: Vec<u8> = Vec::new();
     // A size the VM cannot hold is null (the host then fails the call that
     // wanted it, which the engine handles), not an abort that kills the VM.
-    if size == 0 || v.try_reserve_exact(size).is_err() {
+    if v.try_reserve_exact(size).is_err() {
         return null_mut();
     }
     let p = v.as_mut_ptr();
