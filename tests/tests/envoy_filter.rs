@@ -1064,7 +1064,11 @@ fn client_with_names(
         Issuer::from_ca_cert_pem(&ca.cert_pem(), KeyPair::from_pem(&ca.key_pem()).unwrap())
             .unwrap();
     let mut params = CertificateParams::default();
-    params.subject_alt_names = vec![SanType::URI(Ia5String::try_from(uri).unwrap())];
+    // An empty `uri`: no URI SAN at all.
+    params.subject_alt_names = (!uri.is_empty())
+        .then(|| SanType::URI(Ia5String::try_from(uri).unwrap()))
+        .into_iter()
+        .collect();
     params.subject_alt_names.extend(
         dns.iter()
             .map(|d| SanType::DnsName(Ia5String::try_from(*d).unwrap())),
@@ -1180,12 +1184,18 @@ fn envoys_own_subject_and_dns_claims_match_the_certificate_and_a_second_dns_cann
         header.contains("Subject=\"CN=sleep.foo\"") && header.contains(";DNS=sleep.foo.svc"),
         "{header}"
     );
+    // Without a URI SAN Envoy still writes `URI=` (empty): no claim.
+    let no_uri = client_with_names(&lab, "no-uri", "", &["sleep.foo.svc"], Some("sleep.foo"));
+    let seen = curl(port, true, Some(&no_uri), &lab.pki.root, &[]).unwrap();
+    assert_eq!(seen.status, 200, "{seen:?}");
+    let header = app_xfcc(&seen).unwrap();
+    assert!(header.contains(";URI=;DNS=sleep.foo.svc"), "{header}");
     let two = client_with_names(&lab, "two", FOO, &["sleep.foo.svc", "admin.svc"], None);
     rejected(
         &curl(port, true, Some(&two), &lab.pki.root, &[]).unwrap(),
         "xfcc_mismatch",
     );
-    assert_eq!(requests(&envoy, port, &[("reason", "ok")]), 1);
+    assert_eq!(requests(&envoy, port, &[("reason", "ok")]), 2);
 }
 
 /// `counterFlushMs` (filter/README.md): decisions are made and answered at once;
