@@ -1305,3 +1305,69 @@ fn with_counter_flush_ms_a_new_configuration_loses_none_of_the_counts_the_old_on
     assert_eq!(strict_plaintext("rejected"), forbidden);
     assert_eq!(strict_plaintext("would_reject"), passed);
 }
+
+/// Two `x-forwarded-client-cert` lines in one request: Envoy's connection
+/// manager joins them with `,` into one value (an inline header), so the filter
+/// judges every element a peer sent, whichever line carries it, on HTTP/1.1 and
+/// HTTP/2 alike.
+#[test]
+fn two_xfcc_header_lines_are_judged_as_the_one_value_envoy_joins_them_into() {
+    let lab = lab();
+    let [append, forward, append_strip] = [(); 3].map(|_| free_port().unwrap());
+    let verify = r#"{"mtls":{"mode":"PERMISSIVE"}}"#;
+    let strip = r#"{"mtls":{"mode":"PERMISSIVE"},"xfcc":"strip"}"#;
+    let _envoy = lab
+        .sidecar()
+        .wasm(lab.http(verify))
+        .fcc(Fcc::AppendForward)
+        .port(append, Chains::Both)
+        .fcc(Fcc::ForwardOnly)
+        .port(forward, Chains::Both)
+        .wasm(lab.http(strip))
+        .fcc(Fcc::AppendForward)
+        .port(append_strip, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+    let hash_of = |who: &str| {
+        let element = app_xfcc(&lab.get(append, Some(who), &[])).unwrap();
+        element
+            .split(';')
+            .find_map(|kv| kv.strip_prefix("Hash="))
+            .unwrap()
+            .to_string()
+    };
+    let own = format!("Hash={};URI={BAR}", hash_of("sleep.bar"));
+    let foo = format!("Hash={};URI={FOO}", hash_of("sleep.foo"));
+    let bar = lab.pki.workload("sleep.bar").unwrap();
+    let send = |port: u16, first: &str, second: &str, http: &str| {
+        curl_with(
+            port,
+            true,
+            Some(&bar),
+            &lab.pki.root,
+            &[
+                ("x-forwarded-client-cert", first),
+                ("x-forwarded-client-cert", second),
+            ],
+            &[http],
+        )
+        .unwrap()
+    };
+    for http in ["--http1.1", "--http2"] {
+        // FORWARD_ONLY passes both lines: the joined value's last element is
+        // sleep.foo's, not the connection's ...
+        rejected(&send(forward, &own, &foo, http), "xfcc_mismatch");
+        // ... and with the lines the other way round sleep.foo's element is
+        // an earlier one, from a peer that is no trusted forwarder.
+        rejected(&send(forward, &foo, &own, http), "xfcc_smuggled");
+        // APPEND_FORWARD appends Envoy's element after both lines.
+        rejected(&send(append, &own, &foo, http), "xfcc_smuggled");
+        let cleaned = send(append_strip, &foo, &own, http);
+        assert_eq!(cleaned.status, 200, "{cleaned:?}");
+        let seen = app_xfcc(&cleaned).unwrap();
+        assert!(
+            !seen.contains(',') && seen.ends_with(&format!("URI={BAR}")),
+            "only Envoy's own element reaches the app: {seen}"
+        );
+    }
+}
