@@ -328,22 +328,23 @@ struct Stream {
     known: Option<Tcp>,
 }
 
-/// A root context: one per plugin sharing this VM (usually one), and the
-/// roots a newer configuration of the same plugin replaced.
+/// A root context: one per filter configuration sharing this VM. Envoy keys
+/// a plugin's root by its name *and* its configuration, so one `plugin_name`
+/// may have several live roots with different configurations (two listeners,
+/// or a listener draining after an update), each deciding for its own streams.
 struct Root {
     id: u32,
     /// The `plugin_name` attribute, read at configure time.
     plugin: Option<Vec<u8>>,
-    /// Replaced by a newer root of the same plugin, whose engine it now uses.
-    retired: bool,
     engine: Rc<Engine>,
 }
 
-/// Replaced roots kept per plugin: their streams (still draining on an old
-/// listener) are served by the plugin's newest engine; a stream of a root
-/// forgotten beyond this is served by the only engine, or rejected when
-/// several plugins share the VM.
-const RETIRED: usize = 16;
+/// Roots kept per plugin name. Without `proxy_on_delete` the module never
+/// learns that Envoy deleted a root, so each update of a plugin's
+/// configuration leaves one behind; beyond this many the oldest is forgotten,
+/// and a stream still served by it (only if this many configurations of one
+/// plugin are live at once) is rejected: closed, and logged.
+const ROOTS_PER_PLUGIN: usize = 16;
 
 /// Slots remembering an HTTP stream's root, by `context_id % STREAM_SLOTS`,
 /// kept only while several engines share the VM. A stream's request headers
@@ -355,8 +356,8 @@ const STREAM_SLOTS: usize = 1024;
 /// exporting it costs an entry into the VM per HTTP request (~1,900
 /// instructions, BENCHMARKS.md), and HTTP streams leave nothing behind here.
 /// TCP connections are forgotten when they close
-/// (`proxy_on_downstream_connection_close`), and a root replaced by a newer
-/// configuration of its plugin is retired when the new one is configured.
+/// (`proxy_on_downstream_connection_close`); roots are bounded per plugin
+/// name ([`ROOTS_PER_PLUGIN`]).
 #[derive(Default)]
 struct Vm {
     roots: Vec<Root>,
@@ -454,7 +455,6 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
             vm.roots.push(Root {
                 id: context_id,
                 plugin: None,
-                retired: false,
                 engine: Rc::new(Engine::unconfigured()),
             });
             return;
@@ -508,7 +508,7 @@ pub extern "C" fn proxy_on_configure(root_id: u32, size: usize) -> u32 {
     };
     let engine = Rc::new(engine);
     let plugin = Envoy.property(&["plugin_name"]).filter(|n| !n.is_empty());
-    let _ = with_vm(|vm| {
+    let forgotten = with_vm(|vm| {
         match vm.roots.iter_mut().find(|r| r.id == root_id) {
             Some(root) => {
                 root.engine.hand_over_counts(&Envoy);
@@ -518,44 +518,35 @@ pub extern "C" fn proxy_on_configure(root_id: u32, size: usize) -> u32 {
             None => vm.roots.push(Root {
                 id: root_id,
                 plugin: plugin.clone(),
-                retired: false,
                 engine: Rc::clone(&engine),
             }),
         }
-        // Envoy configures a new root for a plugin's new configuration and
-        // would tell the old one it is gone only through `proxy_on_delete`:
-        // the old root's streams move to the new engine, and its own (with
-        // its caches) is dropped once no TCP connection holds it.
-        // Only a working configuration replaces the plugin's others: a refused
-        // one leaves them serving (Envoy keeps the previous listener too).
-        if ok && plugin.is_some() {
-            for r in vm.roots.iter_mut() {
-                if r.id != root_id && r.plugin == plugin {
-                    r.retired = true;
-                    r.engine.hand_over_counts(&Envoy);
-                    r.engine = Rc::clone(&engine);
-                }
-            }
-            while vm
-                .roots
-                .iter()
-                .filter(|r| r.retired && r.plugin == plugin)
-                .count()
-                > RETIRED
-            {
-                match vm
-                    .roots
-                    .iter()
-                    .position(|r| r.retired && r.plugin == plugin)
-                {
-                    Some(at) => {
-                        vm.roots.remove(at);
-                    }
-                    None => break,
-                }
+        // A root whose name could not be read is matched with no other.
+        plugin.as_ref()?;
+        // The plugin's other roots keep their own configurations: another
+        // listener's, or an updated listener's draining one. They may be
+        // deleted before their next tick, so what they hold is counted now
+        // (and from now on at once).
+        for r in vm.roots.iter_mut() {
+            if r.id != root_id && r.plugin == plugin {
+                r.engine.hand_over_counts(&Envoy);
             }
         }
-    });
+        let same = |r: &Root| r.id != root_id && r.plugin == plugin;
+        (vm.roots.iter().filter(|r| r.plugin == plugin).count() > ROOTS_PER_PLUGIN)
+            .then(|| vm.roots.iter().position(same))
+            .flatten()
+            .map(|at| vm.roots.remove(at).id)
+    })
+    .flatten();
+    if let Some(id) = forgotten {
+        Envoy.log(
+            Level::Info,
+            &format!(
+                "peerauth: more than {ROOTS_PER_PLUGIN} configurations of this plugin in one VM: forgot the oldest (root context {id}); a request it still served is rejected"
+            ),
+        );
+    }
     u32::from(ok)
 }
 

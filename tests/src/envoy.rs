@@ -480,7 +480,7 @@ impl Sidecar {
         })
     }
 
-    fn wasm_config(&self, w: &WasmFilter, port: u16) -> Value {
+    fn wasm_config(&self, w: &WasmFilter) -> Value {
         let mut config = json!({
             "name": "peerauth",
             "root_id": "peerauth",
@@ -488,8 +488,10 @@ impl Sidecar {
                 "@type": "type.googleapis.com/google.protobuf.StringValue",
                 "value": w.plugin_config
             },
+            // No `vm_id`, as istiod writes it: every port's filter shares one
+            // VM per worker, with one root context per distinct pluginConfig
+            // under the same plugin name.
             "vm_config": {
-                "vm_id": format!("peerauth-{port}"),
                 "runtime": "envoy.wasm.runtime.v8",
                 "code": {"local": {"filename": w.wasm}}
             }
@@ -509,7 +511,7 @@ impl Sidecar {
                 "name": "envoy.filters.network.wasm",
                 "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
-                    "config": self.wasm_config(w, port)
+                    "config": self.wasm_config(w)
                 }
             }));
             filters.push(json!({
@@ -528,7 +530,7 @@ impl Sidecar {
                 "name": "envoy.filters.http.wasm",
                 "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                    "config": self.wasm_config(w, port)
+                    "config": self.wasm_config(w)
                 }
             }));
         }

@@ -1343,7 +1343,7 @@ fn two_xfcc_header_lines_are_judged_as_the_one_value_envoy_joins_them_into() {
         curl_with(
             port,
             true,
-            Some(&bar),
+            Some(bar),
             &lab.pki.root,
             &[
                 ("x-forwarded-client-cert", first),
@@ -1370,4 +1370,66 @@ fn two_xfcc_header_lines_are_judged_as_the_one_value_envoy_joins_them_into() {
             "only Envoy's own element reaches the app: {seen}"
         );
     }
+}
+
+/// Envoy keys a plugin's root context by its name and its configuration, so
+/// listeners whose filters share the name `peerauth` and one VM (no `vm_id`, as
+/// istiod writes them) get one root each. Before, configuring a second root of
+/// the same name handed it every other root's streams: the STRICT port served
+/// the PERMISSIVE port's configuration (plaintext 200, the TCP app's bytes
+/// reached a plaintext client), also when an LDS update only added a listener.
+#[test]
+fn listeners_sharing_a_vm_and_the_plugin_name_each_keep_their_own_configuration() {
+    let lab = lab();
+    let [strict, open, tcp_strict, tcp_open, added] = [(); 5].map(|_| free_port().unwrap());
+    let one = lab
+        .sidecar()
+        .wasm(lab.http(r#"{"mtls":{"mode":"STRICT"}}"#))
+        .port(strict, Chains::Both)
+        .wasm(lab.http(r#"{"mtls":{"mode":"PERMISSIVE"}}"#))
+        .port(open, Chains::Both)
+        .wasm(Some(WasmFilter::tcp(
+            &lab.wasm,
+            r#"{"protocol":"tcp","mtls":{"mode":"STRICT"}}"#,
+        )))
+        .port(tcp_strict, Chains::Both)
+        .wasm(Some(WasmFilter::tcp(
+            &lab.wasm,
+            r#"{"protocol":"tcp","mtls":{"mode":"PERMISSIVE"}}"#,
+        )))
+        .port(tcp_open, Chains::Both);
+    let (envoy, lds) = one.start_with_lds(&lab.dir).unwrap();
+    let check = |when: &str| {
+        rejected(&lab.get(strict, None, &[]), "plaintext_on_strict");
+        assert_eq!(lab.get(open, None, &[]).status, 200, "{when}");
+        let reply = plaintext_request(tcp_strict);
+        assert!(
+            reply.is_empty(),
+            "{when}: a plaintext client of the STRICT TCP port read {:?}",
+            String::from_utf8_lossy(&reply)
+        );
+        let reply = plaintext_request(tcp_open);
+        assert!(
+            reply.starts_with(b"HTTP/1.1 200"),
+            "{when}: {:?}",
+            String::from_utf8_lossy(&reply)
+        );
+    };
+    check("as started");
+    // An update that only adds a listener with yet another configuration.
+    one.clone()
+        .wasm(lab.http(r#"{"mtls":{"mode":"DISABLE"}}"#))
+        .port(added, Chains::Both)
+        .write_lds(&lds, "v2")
+        .unwrap();
+    envoy
+        .wait_counter("listener_manager.lds.update_success", 2)
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while lab.get(added, None, &[]).status != 200 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(lab.get(added, None, &[]).status, 200);
+    check("after an update added a listener");
+    assert!(!envoy.log_contains("panicked"), "{}", envoy.log_tail(20));
 }
