@@ -317,10 +317,15 @@ fn check_xfcc(
     if facts.security != Security::Mtls {
         return Some((Reason::XfccOnPlaintext, XfccAction::Strip));
     }
-    let Ok((parsed, own)) = xfcc::parse_keeping_last(header, &xfcc::Limits::default()) else {
+    let Ok((parsed, own)) = xfcc::parse_nearest(header, &xfcc::Limits::default()) else {
         return Some((Reason::XfccMalformed, XfccAction::Strip));
     };
     let last = parsed.elements.last()?;
+    // A quoted `By=` (never compared) could carry `,Hash=…;URI=<another
+    // identity>` past this check to an application that splits on `,`.
+    if own.quotes_a_bare_key() {
+        return Some((Reason::XfccMismatch, XfccAction::Strip));
+    }
     if let Some(r) = nearest_element_contradicts(last, facts) {
         return Some((r, XfccAction::Strip));
     }
@@ -328,7 +333,10 @@ fn check_xfcc(
         let trusted = peer.is_some_and(|id| matches_any(&config.trusted_forwarders, id));
         if !trusted {
             // Envoy's own element, byte for byte as Envoy wrote it.
-            return Some((Reason::XfccSmuggled, XfccAction::Replace(own.to_string())));
+            return Some((
+                Reason::XfccSmuggled,
+                XfccAction::Replace(own.text.to_string()),
+            ));
         }
     }
     None
@@ -619,6 +627,46 @@ mod tests {
         f.peer_names = None;
         f.xfcc = Some(format!("Hash={HASH}"));
         assert_eq!(decide(&cfg("{}"), &f).reason, Reason::Ok);
+    }
+
+    /// Envoy writes `By`, `Hash`, `URI` and `DNS` bare. A quoted `By=` (which
+    /// is not compared) could carry `,Hash=…;URI=<admin>` that an application
+    /// splitting on `,` reads as the nearest element; before, the element
+    /// passed because its own `Hash` and `URI` are the connection's.
+    #[test]
+    fn a_quoted_value_for_a_key_envoy_writes_bare_is_a_mismatch() {
+        const ADMIN: &str = "spiffe://cluster.local/ns/admin/sa/admin";
+        let zeros = "0".repeat(64);
+        let mut f = mtls(80, FOO);
+        for header in [
+            format!("Hash={HASH};URI={FOO};By=\"x,Hash={zeros};URI={ADMIN}\""),
+            format!("By=\"x,Hash={zeros};URI={ADMIN};By=\";Hash={HASH};URI={FOO}"),
+            format!("Hash=\"{HASH}\";URI={FOO}"),
+            format!("Hash={HASH};URI=\"{FOO}\""),
+        ] {
+            f.xfcc = Some(header.clone());
+            let d = decide(&cfg("{}"), &f);
+            assert_eq!(
+                (d.outcome, d.reason),
+                (Outcome::Rejected, Reason::XfccMismatch),
+                "{header}"
+            );
+        }
+        // Quoted where Envoy quotes (`Subject`), and a quoted `By` in an
+        // earlier element a trusted forwarder vouches for, still pass.
+        f.xfcc = Some(envoy_element(FOO));
+        assert!(f.xfcc.as_deref().is_some_and(|h| h.contains("Subject=\"")));
+        assert_eq!(decide(&cfg("{}"), &f).reason, Reason::Ok);
+        let mut g = mtls(80, GW);
+        g.xfcc = Some(format!(
+            "By=\"q,r\";Hash={HASH};URI={FOO},{}",
+            envoy_element(GW)
+        ));
+        let d = decide(
+            &cfg(r#"{"trustedForwarders":["spiffe://cluster.local/ns/istio-system/sa/*"]}"#),
+            &g,
+        );
+        assert_eq!((d.outcome, d.forgery), (Outcome::Allowed, None));
     }
 
     /// A request rejected for another reason takes its strippable forgery

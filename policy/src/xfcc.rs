@@ -217,18 +217,56 @@ pub fn parse_keeping_last<'h>(
     header: &'h str,
     limits: &Limits,
 ) -> Result<(Xfcc, &'h str), XfccError> {
+    parse_nearest(header, limits).map(|(x, nearest)| (x, nearest.text))
+}
+
+/// The last element of a header as it was written: its text (see
+/// [`parse_keeping_last`]) and which of its keys had a quoted value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nearest<'h> {
+    pub text: &'h str,
+    quoted: u8,
+}
+
+impl Nearest<'_> {
+    /// Whether a value of `key` was written in quotes.
+    pub fn quoted(&self, key: Key) -> bool {
+        self.quoted & key_bit(key) != 0
+    }
+
+    /// Whether a key Envoy always writes bare (`By`, `Hash`, `URI`, `DNS`) has
+    /// a quoted value: Envoy quotes only `Subject`, `Cert` and `Chain`
+    /// (`conn_manager_utility.cc`), so such an element is not Envoy's, and its
+    /// quotes can hide `,` and `;` that split it for a reader that does not
+    /// honour them.
+    pub fn quotes_a_bare_key(&self) -> bool {
+        [Key::By, Key::Hash, Key::Uri, Key::Dns]
+            .into_iter()
+            .any(|k| self.quoted(k))
+    }
+}
+
+fn key_bit(key: Key) -> u8 {
+    1 << (key as u8)
+}
+
+/// [`parse_keeping_last`], with the last element's quoting.
+pub fn parse_nearest<'h>(
+    header: &'h str,
+    limits: &Limits,
+) -> Result<(Xfcc, Nearest<'h>), XfccError> {
     if header.len() > limits.max_len {
         return Err(XfccError::TooLong {
             len: header.len(),
             max: limits.max_len,
         });
     }
-    let (xfcc, start) = Parser::new(limits).run(header)?;
-    let last = header
+    let (xfcc, start, quoted) = Parser::new(limits).run(header)?;
+    let text = header
         .get(start..)
         .unwrap_or_default()
         .trim_start_matches([' ', '\t']);
-    Ok((xfcc, last))
+    Ok((xfcc, Nearest { text, quoted }))
 }
 
 /// Longest key worth buffering: anything longer is unknown anyway, and the error
@@ -262,6 +300,8 @@ struct Parser<'l> {
     value_offset: usize,
     /// Byte offset just after the `,` that began the current element.
     last_start: usize,
+    /// The keys given a quoted value in the current element ([`key_bit`]).
+    quoted: u8,
 }
 
 impl<'l> Parser<'l> {
@@ -280,10 +320,11 @@ impl<'l> Parser<'l> {
             value: String::new(),
             value_offset: 0,
             last_start: 0,
+            quoted: 0,
         }
     }
 
-    fn run(mut self, header: &str) -> Result<(Xfcc, usize), XfccError> {
+    fn run(mut self, header: &str) -> Result<(Xfcc, usize, u8), XfccError> {
         for (at, c) in header.char_indices() {
             if c.is_ascii_control() && c != '\t' {
                 return Err(XfccError::ControlCharacter { offset: at });
@@ -339,6 +380,7 @@ impl<'l> Parser<'l> {
             State::ValueStart => match c {
                 '"' => {
                     self.value_offset = at + 1;
+                    self.quoted |= key_bit(self.current_key);
                     self.state = State::Quoted;
                 }
                 ';' | ',' => self.end_pair(c, at)?,
@@ -372,7 +414,7 @@ impl<'l> Parser<'l> {
         Ok(())
     }
 
-    fn finish(mut self, end: usize) -> Result<(Xfcc, usize), XfccError> {
+    fn finish(mut self, end: usize) -> Result<(Xfcc, usize, u8), XfccError> {
         match self.state {
             State::KeyStart { after_semicolon } => {
                 if after_semicolon {
@@ -396,7 +438,7 @@ impl<'l> Parser<'l> {
             State::ValueStart | State::Bare | State::AfterQuote => self.store_value()?,
         }
         self.out.elements.push(std::mem::take(&mut self.element));
-        Ok((self.out, self.last_start))
+        Ok((self.out, self.last_start, self.quoted))
     }
 
     fn start_pair(&mut self, at: usize) -> Result<(), XfccError> {
@@ -421,6 +463,7 @@ impl<'l> Parser<'l> {
         self.store_value()?;
         if separator == ',' {
             self.last_start = at + 1;
+            self.quoted = 0;
             self.out.elements.push(std::mem::take(&mut self.element));
             self.pairs_in_element = 0;
             self.state = State::KeyStart {

@@ -586,3 +586,33 @@ fn the_last_element_is_kept_as_written_and_a_quoted_comma_does_not_end_one() {
     let (_, only) = xfcc::parse_keeping_last("URI=spiffe://x", &limits).unwrap();
     assert_eq!(only, "URI=spiffe://x");
 }
+
+/// Envoy quotes only `Subject`, `Cert` and `Chain`; the last element's quoting
+/// is reported so a reader can refuse quotes Envoy never writes (they can hide
+/// `,` and `;` from an application that does not honour them).
+#[test]
+fn the_last_elements_quoted_keys_are_reported_and_envoys_own_quotes_are_not_bare_ones() {
+    let limits = Limits::default();
+    let envoy = "By=spiffe://cluster.local/ns/foo/sa/httpbin;Hash=ab12;Subject=\"\";URI=spiffe://cluster.local/ns/foo/sa/sleep";
+    let envoy = envoy.replace("ab12", &"ab".repeat(32));
+    let (_, nearest) = xfcc::parse_nearest(&envoy, &limits).unwrap();
+    assert_eq!(nearest.text, envoy);
+    assert!(nearest.quoted(Key::Subject));
+    assert!(!nearest.quotes_a_bare_key());
+    for (header, key) in [
+        ("URI=spiffe://a;By=\"x,URI=spiffe://admin\"", Key::By),
+        ("URI=\"spiffe://a\"", Key::Uri),
+        ("DNS=\"a;b\"", Key::Dns),
+    ] {
+        let (_, nearest) = xfcc::parse_nearest(header, &limits).unwrap();
+        assert!(
+            nearest.quoted(key) && nearest.quotes_a_bare_key(),
+            "{header}"
+        );
+    }
+    // Quotes in an earlier element are not the last element's.
+    let (_, nearest) =
+        xfcc::parse_nearest("By=\"a,b\";URI=spiffe://x,URI=spiffe://y", &limits).unwrap();
+    assert_eq!(nearest.text, "URI=spiffe://y");
+    assert!(!nearest.quotes_a_bare_key());
+}

@@ -480,9 +480,16 @@ fn forged_and_smuggled_xfcc_is_caught_where_each_form_can_occur() {
     );
     // Subject= and DNS= are claims about the certificate too (sleep.bar's has
     // no subject and no DNS SAN); both used to pass.
+    // So is a quoted `By=` (Envoy writes it bare): its quotes hid
+    // `,Hash=…;URI=<admin>` from the filter but not from an application that
+    // splits on `,` (it used to pass).
+    let zeros = "0".repeat(64);
     for claim in [
         format!("Hash={bar_hash};Subject=\"CN=admin\";URI={BAR}"),
         format!("Hash={bar_hash};URI={BAR};DNS=admin.admin.svc.cluster.local"),
+        format!(
+            "Hash={bar_hash};URI={BAR};By=\"x,Hash={zeros};URI=spiffe://cluster.local/ns/admin/sa/admin\""
+        ),
     ] {
         rejected(
             &lab.get(
@@ -520,7 +527,7 @@ fn forged_and_smuggled_xfcc_is_caught_where_each_form_can_occur() {
     assert_eq!(forged(always_strip, "plaintext", "stripped"), Some(1));
     assert_eq!(forged(append, "smuggled", "rejected"), Some(1));
     assert_eq!(forged(append_strip, "smuggled", "stripped"), Some(1));
-    assert_eq!(forged(forward, "mismatch", "rejected"), Some(5));
+    assert_eq!(forged(forward, "mismatch", "rejected"), Some(6));
     assert_eq!(forged(forward, "malformed", "rejected"), Some(1));
     assert_eq!(forged(gateway_cert, "mismatch", "rejected"), None);
     assert!(
