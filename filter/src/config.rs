@@ -4,6 +4,7 @@
 //! PeerAuthentication objects resolved like istiod does) plus the filter's own
 //! expectations (action, XFCC handling, trusted forwarders, identity allow-lists).
 
+use crate::facts::Pod;
 use crate::json::Json;
 use policy::mesh::PeerAuthentication;
 use policy::model::{MtlsSpec, PeerAuthenticationSpec, WorkloadSelector};
@@ -116,6 +117,17 @@ pub struct Config {
     /// `counterFlushMs`: 0 increments Envoy's counters as each decision is made;
     /// otherwise counts wait in the VM and the root's timer adds them this often.
     pub counter_flush_ms: u64,
+    /// The modes were resolved from `peerAuthentications` (for a workload or a pod).
+    pub from_policies: bool,
+    /// How the pod differs from the `workload` the pluginConfig declares, for
+    /// a warning.
+    pub pod_differs: Option<String>,
+}
+
+/// `{a=b, c=d}`, for messages.
+fn label_text(labels: &BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{{{}}}", pairs.join(", "))
 }
 
 /// The longest `counterFlushMs`: the root's timer already runs this often for
@@ -151,7 +163,7 @@ pub enum ConfigError {
     },
     #[error("give either mtls/portLevelMtls or workload+peerAuthentications, not both")]
     BothModeSources,
-    #[error("peerAuthentications needs \"workload\": {{\"namespace\": ..., \"labels\": {{...}}}}")]
+    #[error("peerAuthentications needs \"workload\": {{\"namespace\": ..., \"labels\": {{...}}}} outside an Istio sidecar (whose node metadata names its pod)")]
     MissingWorkload,
     #[error("\"workload\" is only meaningful with \"peerAuthentications\"")]
     WorkloadWithoutPolicies,
@@ -169,6 +181,8 @@ pub enum ConfigError {
     },
     #[error("allowedTrustDomains: {value:?} is not a trust domain: {reason}")]
     TrustDomain { value: String, reason: String },
+    #[error("peerAuthentications are resolved for the sidecar's pod, but {0}")]
+    Pod(crate::facts::PodError),
     #[error("{field}: {value} is not a whole number of milliseconds from 0 to {max}")]
     Millis {
         field: &'static str,
@@ -577,7 +591,18 @@ impl Config {
     /// Parse and validate. An empty input means "all defaults" (PERMISSIVE, enforce,
     /// verify XFCC), because Istio hands an absent `pluginConfig` over as empty.
     pub fn parse(json: &[u8]) -> Result<Config, ConfigError> {
+        Config::parse_for(json, None)
+    }
+
+    /// [`Config::parse`] in a sidecar that knows its pod (Envoy's node
+    /// metadata): PeerAuthentication objects are then resolved for that pod,
+    /// as istiod resolves them for each pod, whatever `workload` says — one
+    /// WasmPlugin often reaches more pods than the workload it was written
+    /// for, and a pod carries labels its template does not (the injector's).
+    /// A `workload` the pod does not match is a warning.
+    pub fn parse_for(json: &[u8], pod: Option<&Pod>) -> Result<Config, ConfigError> {
         let raw = raw_config(json)?;
+        let mut pod_differs = None;
 
         // Ports named by the allow-lists count as named too; parsed first, so
         // each mode source can resolve them with the rest.
@@ -616,7 +641,25 @@ impl Config {
             (Some(_), _) if raw.mtls.is_some() || raw.port_level_mtls.is_some() => {
                 return Err(ConfigError::BothModeSources)
             }
-            (Some(pas), Some(w)) => {
+            (Some(pas), declared) => {
+                let (namespace, labels) = match (pod, declared) {
+                    (Some(p), _) => (&p.namespace, &p.labels),
+                    (None, Some(w)) => (&w.namespace, &w.labels),
+                    (None, None) => return Err(ConfigError::MissingWorkload),
+                };
+                if let (Some(p), Some(w)) = (pod, declared) {
+                    let mismatch = w.namespace != p.namespace
+                        || w.labels.iter().any(|(k, v)| p.labels.get(k) != Some(v));
+                    pod_differs = mismatch.then(|| {
+                        format!(
+                            "workload names namespace {:?} with labels {}, but this sidecar's pod is in {:?} with labels {}: its modes are resolved for the pod, as istiod resolves them",
+                            w.namespace,
+                            label_text(&w.labels),
+                            p.namespace,
+                            label_text(&p.labels)
+                        )
+                    });
+                }
                 let mut policies = Vec::with_capacity(pas.len());
                 for (index, pa) in pas.iter().enumerate() {
                     // Refused when missing (`raw_peer_authentication`).
@@ -641,11 +684,10 @@ impl Config {
                 }
                 let root = raw.root_namespace.as_deref().unwrap_or("istio-system");
                 let resolver = policy::resolve::Resolver::new(&policies, root);
-                let mode = |port| resolver.mode(&w.namespace, &w.labels, port);
+                let mode = |port| resolver.mode(namespace, labels, port);
                 let ports = named.iter().map(|p| (*p, mode(Some(*p)))).collect();
                 (mode(None), ports)
             }
-            (Some(_), None) => return Err(ConfigError::MissingWorkload),
             (None, Some(_)) => return Err(ConfigError::WorkloadWithoutPolicies),
             (None, None) => {
                 let workload =
@@ -720,6 +762,8 @@ impl Config {
             allowed_trust_domains: raw.allowed_trust_domains,
             allowed_identities,
             counter_flush_ms: raw.counter_flush_ms.unwrap_or(0),
+            from_policies: raw.peer_authentications.is_some(),
+            pod_differs,
         })
     }
 
@@ -736,7 +780,7 @@ impl Config {
     /// DISABLE): there the list rejects every plaintext request, which the mode
     /// alone would not suggest.
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out: Vec<String> = self.pod_differs.iter().cloned().collect();
         let named = self.port_modes.iter().map(|(p, _)| Some(*p));
         for port in named.chain([None]) {
             let mode = self.mode_for(port);
@@ -1081,6 +1125,61 @@ mod tests {
         assert_eq!(e, ConfigError::BothModeSources);
         let e = Config::parse(br#"{"workload":{"namespace":"foo"}}"#).unwrap_err();
         assert_eq!(e, ConfigError::WorkloadWithoutPolicies);
+    }
+
+    /// istiod resolves PeerAuthentication for each pod with the pod's own
+    /// labels (the injector's `security.istio.io/tlsMode: istio` among them),
+    /// and one WasmPlugin may reach pods the declared workload is not: in a
+    /// sidecar that knows its pod, the pod decides. Before, a `version: v2`
+    /// pod under a pluginConfig written for v1 was PERMISSIVE where istiod
+    /// makes it STRICT.
+    #[test]
+    fn in_a_sidecar_that_knows_its_pod_policies_are_resolved_for_the_pod() {
+        let pas = r#"[
+            {"metadata":{"name":"default","namespace":"foo"},"spec":{"mtls":{"mode":"PERMISSIVE"}}},
+            {"metadata":{"name":"httpbin-v2","namespace":"foo"},"spec":{"selector":{"matchLabels":{"version":"v2"}},"mtls":{"mode":"STRICT"}}},
+            {"metadata":{"name":"injected","namespace":"foo"},"spec":{"selector":{"matchLabels":{"security.istio.io/tlsMode":"istio","app":"reviews"}},"mtls":{"mode":"STRICT"}}}
+        ]"#;
+        let declared = format!(
+            r#"{{"workload":{{"namespace":"foo","labels":{{"app":"httpbin","version":"v1"}}}},"peerAuthentications":{pas}}}"#
+        );
+        let pod = |labels: &[(&str, &str)]| Pod {
+            namespace: "foo".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let alone = Config::parse(declared.as_bytes()).unwrap();
+        assert_eq!(alone.workload_mode, MtlsMode::Permissive);
+        assert!(alone.warnings().is_empty());
+
+        let v2 = pod(&[("app", "httpbin"), ("version", "v2")]);
+        let c = Config::parse_for(declared.as_bytes(), Some(&v2)).unwrap();
+        assert_eq!(c.workload_mode, MtlsMode::Strict);
+        let w = c.warnings();
+        assert!(
+            w.len() == 1 && w[0].contains("version=v2") && w[0].contains("resolved for the pod"),
+            "{w:?}"
+        );
+        // The pod the config was written for: same answer, no warning.
+        let v1 = pod(&[("app", "httpbin"), ("version", "v1"), ("pod-x", "y")]);
+        let c = Config::parse_for(declared.as_bytes(), Some(&v1)).unwrap();
+        assert_eq!(
+            (c.workload_mode, c.warnings().len()),
+            (MtlsMode::Permissive, 0)
+        );
+
+        // No `workload` needed in a sidecar; a label only the injector adds counts.
+        let bare = format!(r#"{{"peerAuthentications":{pas}}}"#);
+        assert_eq!(
+            Config::parse(bare.as_bytes()).unwrap_err(),
+            ConfigError::MissingWorkload
+        );
+        let reviews = pod(&[("app", "reviews"), ("security.istio.io/tlsMode", "istio")]);
+        let c = Config::parse_for(bare.as_bytes(), Some(&reviews)).unwrap();
+        assert_eq!(c.workload_mode, MtlsMode::Strict);
+        assert!(c.from_policies && c.warnings().is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::config::{Config, ConfigError, Protocol};
 use crate::decide::{decide_with, Decision, Handling, Outcome, Reason, XfccAction};
 use crate::facts::{
     connection_id, destination_port, flag, source_address, ConnectionFacts, Facts, Host, PeerNames,
-    Security,
+    Pod, Security,
 };
 use crate::metrics::{self, PortLabel, MAX_PORT_LABELS};
 use policy::xfcc::{self, Key};
@@ -211,7 +211,19 @@ pub struct Engine {
 impl Engine {
     /// Parse the pluginConfig and log the outcome, its warnings included.
     pub fn configure(proxy: &dyn Proxy, raw: &[u8]) -> Result<Engine, ConfigError> {
-        match Config::parse(raw) {
+        let parsed = match Pod::from_node(proxy) {
+            Ok(pod) => Config::parse_for(raw, pod.as_ref()),
+            // Without the pod, policies would be resolved for the declared
+            // workload, which may not be this pod: refused instead.
+            Err(e) => Config::parse(raw).and_then(|c| {
+                if c.from_policies {
+                    Err(ConfigError::Pod(e))
+                } else {
+                    Ok(c)
+                }
+            }),
+        };
+        match parsed {
             Ok(c) => {
                 proxy.log(
                     Level::Info,
@@ -792,6 +804,7 @@ impl State {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use crate::facts::{PodError, Refused};
     use std::cell::Cell;
     use std::collections::BTreeMap;
 
@@ -812,6 +825,8 @@ mod tests {
         refuse_header_writes: bool,
         /// Reading a request header fails with a status other than not-found.
         unreadable_headers: bool,
+        /// Attributes the host has but refuses to hand over.
+        refused: Vec<&'static str>,
         /// `proxy_set_tick_period_milliseconds` fails, as on a host without timers.
         no_timer: bool,
         responses: RefCell<Vec<(u32, String)>>,
@@ -890,11 +905,21 @@ mod tests {
     impl Host for FakeProxy {
         fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
             self.reads.borrow_mut().push(path.join("."));
+            if self.refused.contains(&path.join(".").as_str()) {
+                return None;
+            }
             self.props
                 .borrow()
                 .get(&self.effective.get())?
                 .get(&path.join("."))
                 .cloned()
+        }
+
+        fn attribute(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Refused> {
+            if self.refused.contains(&path.join(".").as_str()) {
+                return Err(Refused);
+            }
+            Ok(self.property(path))
         }
     }
 
@@ -1692,5 +1717,29 @@ mod tests {
             .borrow()
             .iter()
             .any(|l| l.starts_with("peerauth: invalid pluginConfig: mtls.mode")));
+    }
+
+    /// Policies are resolved for the pod Envoy's node names; when the node
+    /// has a namespace Envoy will not hand over, they would be resolved for
+    /// the declared workload, which may be another pod's: refused. A config
+    /// without policies does not need the pod.
+    #[test]
+    fn policies_are_refused_when_the_pod_cannot_be_read() {
+        let with_policies = br#"{"workload":{"namespace":"foo","labels":{}},"peerAuthentications":[{"metadata":{"name":"default","namespace":"foo"},"spec":{"mtls":{"mode":"STRICT"}}}]}"#;
+        let proxy = FakeProxy {
+            refused: vec!["xds.node.metadata.NAMESPACE"],
+            ..FakeProxy::default()
+        };
+        let e = Engine::configure(&proxy, with_policies).err();
+        assert_eq!(e, Some(ConfigError::Pod(PodError::Refused("NAMESPACE"))));
+        assert!(Engine::configure(&proxy, br#"{"mtls":{"mode":"STRICT"}}"#).is_ok());
+        let log = proxy.logs.borrow().join("\n");
+        assert!(
+            log.contains("peerauth: invalid pluginConfig: peerAuthentications are resolved for the sidecar's pod, but Envoy refused to hand over the node metadata's NAMESPACE"),
+            "{log}"
+        );
+        // Without a node namespace (not an Istio sidecar) the declared workload is used.
+        let plain = FakeProxy::default();
+        assert!(Engine::configure(&plain, with_policies).is_ok());
     }
 }

@@ -5,12 +5,98 @@
 //! are one byte, ports 8-byte little-endian integers, strings raw UTF-8.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// The few host services the decision needs.
 pub trait Host {
     /// An Envoy attribute such as `["connection", "mtls"]`; `None` when absent or
     /// when the host refused (never panics).
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+
+    /// [`Host::property`], telling an absent attribute (`Ok(None)`) from one
+    /// the host has but would not hand over (`Err`).
+    fn attribute(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Refused> {
+        Ok(self.property(path))
+    }
+}
+
+/// The host refused an attribute it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused;
+
+/// The pod an Istio sidecar runs in, from the node metadata its bootstrap
+/// carries: `NAMESPACE`, and `LABELS`, which pilot-agent fills with the pod's
+/// labels (the downward API's, so the injector's `security.istio.io/tlsMode`
+/// and `service.istio.io/canonical-*` among them, all but `pod-template-hash`).
+/// Envoy 1.40 serves them as `xds.node.metadata.*` (not `node.*`), already at
+/// configure time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Why the pod could not be known although Envoy's node says there is one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PodError {
+    #[error("Envoy refused to hand over the node metadata's {0}")]
+    Refused(&'static str),
+    #[error("the node metadata's {0} is not in the encoding Envoy uses")]
+    Encoding(&'static str),
+}
+
+impl Pod {
+    /// `Ok(None)` when the node names no namespace (not an Istio sidecar, e.g.
+    /// a hand-written Envoy): then the pluginConfig's `workload` is all there is.
+    pub fn from_node(host: &dyn Host) -> Result<Option<Pod>, PodError> {
+        const NAMESPACE: &str = "NAMESPACE";
+        const LABELS: &str = "LABELS";
+        let read = |key: &'static str| {
+            host.attribute(&["xds", "node", "metadata", key])
+                .map_err(|Refused| PodError::Refused(key))
+        };
+        let Some(namespace) = read(NAMESPACE)? else {
+            return Ok(None);
+        };
+        let namespace = String::from_utf8(namespace).map_err(|_| PodError::Encoding(NAMESPACE))?;
+        if namespace.is_empty() {
+            return Ok(None);
+        }
+        // Istio leaves LABELS out of a pod without labels (`omitempty`).
+        let labels = match read(LABELS)? {
+            None => BTreeMap::new(),
+            Some(bytes) => string_pairs(&bytes).ok_or(PodError::Encoding(LABELS))?,
+        };
+        Ok(Some(Pod { namespace, labels }))
+    }
+}
+
+/// The proxy-wasm pairs encoding Envoy uses for a map attribute: a count, a
+/// key and a value length per pair (u32, little-endian), then each key and
+/// value followed by a NUL. `None` unless every byte is accounted for and
+/// every key and value is UTF-8.
+fn string_pairs(bytes: &[u8]) -> Option<BTreeMap<String, String>> {
+    let word = |at: usize| -> Option<usize> {
+        let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(b)).ok()
+    };
+    let count = word(0)?;
+    let mut data = count.checked_mul(8)?.checked_add(4)?;
+    let mut out = BTreeMap::new();
+    for i in 0..count {
+        let mut text = |len: usize| -> Option<String> {
+            let end = data.checked_add(len)?;
+            let t = std::str::from_utf8(bytes.get(data..end)?).ok()?.to_string();
+            (bytes.get(end) == Some(&0)).then_some(())?;
+            data = end + 1;
+            Some(t)
+        };
+        let (klen, vlen) = (word(4 + 8 * i)?, word(8 + 8 * i)?);
+        let key = text(klen)?;
+        let value = text(vlen)?;
+        out.insert(key, value);
+    }
+    (data == bytes.len()).then_some(out)
 }
 
 /// The transport security of the downstream connection: mutual TLS, or not
@@ -302,6 +388,68 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::fake::FakeHost;
     use super::*;
+
+    /// `xds.node.metadata.LABELS` exactly as Envoy 1.40 returned it for a node
+    /// with `LABELS: {app: httpbin, version: v1, security.istio.io/tlsMode:
+    /// istio}` (a probe module's hex dump; Envoy's own key order).
+    const ENVOY_LABELS: &str = "0300000019000000050000000300000007000000070000000200000073656375726974792e697374696f2e696f2f746c734d6f646500697374696f00617070006874747062696e0076657273696f6e00763100";
+
+    fn unhex(h: &str) -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_pod_is_read_from_envoys_node_metadata_as_envoy_encodes_it() {
+        let host = FakeHost::default()
+            .with("xds.node.metadata.NAMESPACE", b"foo")
+            .with("xds.node.metadata.LABELS", &unhex(ENVOY_LABELS));
+        let pod = Pod::from_node(&host).unwrap().unwrap();
+        assert_eq!(pod.namespace, "foo");
+        let labels: Vec<(&str, &str)> = pod
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("app", "httpbin"),
+                ("security.istio.io/tlsMode", "istio"),
+                ("version", "v1")
+            ]
+        );
+        // `LABELS: {}` comes back as a count of zero; a pod without labels has
+        // no LABELS at all (Istio's `omitempty`).
+        let empty = FakeHost::default()
+            .with("xds.node.metadata.NAMESPACE", b"foo")
+            .with("xds.node.metadata.LABELS", &[0, 0, 0, 0]);
+        assert!(Pod::from_node(&empty).unwrap().unwrap().labels.is_empty());
+        let none = FakeHost::default().with("xds.node.metadata.NAMESPACE", b"foo");
+        assert!(Pod::from_node(&none).unwrap().unwrap().labels.is_empty());
+        // Not an Istio sidecar: no pod.
+        assert_eq!(Pod::from_node(&FakeHost::default()), Ok(None));
+    }
+
+    #[test]
+    fn labels_in_any_other_encoding_are_an_error_not_an_empty_set() {
+        let good = unhex(ENVOY_LABELS);
+        for bad in [
+            good[..good.len() - 1].to_vec(),
+            [good.as_slice(), b"x"].concat(),
+            vec![1, 0, 0],
+            good.iter()
+                .map(|b| if *b == 0x76 { 0xff } else { *b })
+                .collect(),
+        ] {
+            let host = FakeHost::default()
+                .with("xds.node.metadata.NAMESPACE", b"foo")
+                .with("xds.node.metadata.LABELS", &bad);
+            assert_eq!(Pod::from_node(&host), Err(PodError::Encoding("LABELS")));
+        }
+    }
 
     #[test]
     fn an_mtls_connection_yields_the_peer_certificate_facts() {

@@ -15,7 +15,7 @@
 
 use crate::config::Protocol;
 use crate::engine::{Engine, Level, Proxy, Tcp, Unreadable, Verdict};
-use crate::facts::Host;
+use crate::facts::{Host, Refused};
 use std::cell::RefCell;
 use std::ptr::{null, null_mut, NonNull};
 use std::rc::Rc;
@@ -152,23 +152,40 @@ fn status_ok(s: u32) -> bool {
 /// Longest attribute path the filter reads, joined (`connection.uri_san_local_certificate`).
 const MAX_PATH: usize = 64;
 
+/// `proxy_get_property`: the status, and the value on `Ok`; a path longer
+/// than [`MAX_PATH`] is never asked for (`None`).
+fn get_property(path: &[&str]) -> Option<(u32, Option<Vec<u8>>)> {
+    // The ABI's path is the segments joined by NUL; joined on the stack, as
+    // this runs per request (`connection.id`) and needs no allocation.
+    let mut joined = [0u8; MAX_PATH];
+    let mut len = 0;
+    for (i, part) in path.iter().enumerate() {
+        let start = len + usize::from(i > 0);
+        let end = start + part.len();
+        joined.get_mut(start..end)?.copy_from_slice(part.as_bytes());
+        len = end;
+    }
+    let (mut data, mut size) = (null_mut(), 0);
+    // SAFETY: the path is live for the call; the host writes `data`/`size`.
+    let s = unsafe { abi::proxy_get_property(joined.as_ptr(), len, &mut data, &mut size) };
+    // SAFETY: on `Ok` the value is in memory the host got from us.
+    Some((
+        s,
+        status_ok(s).then(|| unsafe { take(data, size) }).flatten(),
+    ))
+}
+
 impl Host for Envoy {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        // The ABI's path is the segments joined by NUL; joined on the stack, as
-        // this runs per request (`connection.id`) and needs no allocation.
-        let mut joined = [0u8; MAX_PATH];
-        let mut len = 0;
-        for (i, part) in path.iter().enumerate() {
-            let start = len + usize::from(i > 0);
-            let end = start + part.len();
-            joined.get_mut(start..end)?.copy_from_slice(part.as_bytes());
-            len = end;
+        get_property(path)?.1
+    }
+
+    fn attribute(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Refused> {
+        match get_property(path) {
+            Some((NOT_FOUND, _)) => Ok(None),
+            Some((_, Some(value))) => Ok(Some(value)),
+            _ => Err(Refused),
         }
-        let (mut data, mut size) = (null_mut(), 0);
-        // SAFETY: the path is live for the call; the host writes `data`/`size`.
-        let s = unsafe { abi::proxy_get_property(joined.as_ptr(), len, &mut data, &mut size) };
-        // SAFETY: on `Ok` the value is in memory the host got from us.
-        status_ok(s).then(|| unsafe { take(data, size) }).flatten()
     }
 }
 

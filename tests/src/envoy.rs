@@ -402,6 +402,8 @@ pub struct Sidecar {
     wasm: Option<WasmFilter>,
     upstream: Upstream,
     stats_tags: Vec<(String, String)>,
+    /// Istio's node metadata (`NAMESPACE`, `LABELS`), when set.
+    pod: Option<(String, Vec<(String, String)>)>,
 }
 
 impl Sidecar {
@@ -423,7 +425,34 @@ impl Sidecar {
             wasm: None,
             upstream,
             stats_tags: Vec::new(),
+            pod: None,
         }
+    }
+
+    /// The node metadata an Istio sidecar's bootstrap carries for its pod:
+    /// `NAMESPACE` and `LABELS`.
+    pub fn pod(mut self, namespace: &str, labels: &[(&str, &str)]) -> Sidecar {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.pod = Some((namespace.to_string(), labels));
+        self
+    }
+
+    fn node(&self) -> Value {
+        let mut node = json!({"id": self.name, "cluster": self.name});
+        if let (Some((namespace, labels)), Some(obj)) = (&self.pod, node.as_object_mut()) {
+            let labels: serde_json::Map<String, Value> = labels
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            obj.insert(
+                "metadata".into(),
+                json!({"NAMESPACE": namespace, "LABELS": labels}),
+            );
+        }
+        node
     }
 
     /// Add a port with the current XFCC and filter settings (set them first).
@@ -607,7 +636,7 @@ impl Sidecar {
             .map(|(t, r)| json!({"tag_name": t, "regex": r}))
             .collect();
         json!({
-            "node": {"id": self.name, "cluster": self.name},
+            "node": self.node(),
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
             "stats_config": {"stats_tags": tags, "use_all_default_tags": true},
             "static_resources": {

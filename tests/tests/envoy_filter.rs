@@ -1440,3 +1440,50 @@ fn listeners_sharing_a_vm_and_the_plugin_name_each_keep_their_own_configuration(
     check("after an update added a listener");
     assert!(!envoy.log_contains("panicked"), "{}", envoy.log_tail(20));
 }
+
+/// One WasmPlugin written for `httpbin` v1 also reaches the v2 pods, whose
+/// own PeerAuthentication is STRICT. istiod resolves for each pod; so does
+/// the filter now, from the pod Istio's bootstrap names in Envoy's node
+/// metadata (`NAMESPACE`, `LABELS`, the injector's labels among them), and
+/// it warns that the declared workload is not this pod. Before, the v2 pod
+/// answered plaintext with 200.
+#[test]
+fn policies_are_resolved_for_the_pod_envoys_node_names_not_only_the_declared_workload() {
+    let lab = lab();
+    let port = free_port().unwrap();
+    let config = r#"{"workload":{"namespace":"foo","labels":{"app":"httpbin","version":"v1"}},
+        "peerAuthentications":[
+          {"metadata":{"name":"default","namespace":"foo"},"spec":{"mtls":{"mode":"PERMISSIVE"}}},
+          {"metadata":{"name":"httpbin-v2","namespace":"foo"},
+           "spec":{"selector":{"matchLabels":{"version":"v2"}},"mtls":{"mode":"STRICT"}}}]}"#;
+    let v2 = [
+        ("app", "httpbin"),
+        ("version", "v2"),
+        ("security.istio.io/tlsMode", "istio"),
+    ];
+    let envoy = lab
+        .sidecar()
+        .pod("foo", &v2)
+        .wasm(lab.http(config))
+        .port(port, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+    rejected(&lab.get(port, None, &[]), "plaintext_on_strict");
+    assert_eq!(lab.get(port, Some("sleep.foo"), &[]).status, 200);
+    assert!(
+        envoy.log_contains("but this sidecar's pod is in \"foo\" with labels {app=httpbin, security.istio.io/tlsMode=istio, version=v2}: its modes are resolved for the pod"),
+        "{}",
+        envoy.log_tail(20)
+    );
+    drop(envoy);
+    // The pod the config was written for: PERMISSIVE, and no warning.
+    let envoy = lab
+        .sidecar()
+        .pod("foo", &[("app", "httpbin"), ("version", "v1")])
+        .wasm(lab.http(config))
+        .port(port, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+    assert_eq!(lab.get(port, None, &[]).status, 200);
+    assert!(!envoy.log_contains("resolved for the pod"));
+}
