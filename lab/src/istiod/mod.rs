@@ -192,9 +192,18 @@ pub fn bootstrap(sidecar: &Sidecar) -> Result<Value, IstiodError> {
     // (`pkg/istio-agent/agent.go`); the cluster is `<app>.<ns>`.
     let domain = &sidecar.topology.cluster_domain;
     Ok(json!({
+        // istio-agent's node metadata (`pkg/model` NodeMetadata): the pod's
+        // namespace and its labels as the downward API shows them, the
+        // injector's among them; the filter resolves policies for this pod.
         "node": {
             "id": format!("sidecar~{}~{}.{}~{}.svc.{domain}", pod.ip, pod.name, pod.namespace, pod.namespace),
             "cluster": pod.key(),
+            "metadata": {
+                "NAMESPACE": pod.namespace,
+                "LABELS": pod.labels,
+                "NAME": pod.name,
+                "WORKLOAD_NAME": pod.name,
+            },
         },
         "admin": {"address": {"pipe": {"path": files.admin_socket}}},
         "stats_config": {"stats_tags": tags, "use_all_default_tags": true},
