@@ -450,6 +450,24 @@ fn raw_peer_authentication(field: &str, v: &Json) -> Result<RawPeerAuthenticatio
             "{field}.metadata.namespace is missing: give the namespace the policy lives in (the root namespace, istio-system by default, for a mesh-wide one)"
         )));
     }
+    // A name Kubernetes cannot have (`Foo`, `foo `) matches no namespace, so a
+    // STRICT policy written with it would silently apply to nothing.
+    if let Some(ns) = &metadata.namespace {
+        namespace_name(&format!("{field}.metadata.namespace"), ns)?;
+    }
+    if metadata.name.is_empty() {
+        return Err(json_error(format!(
+            "{field}.metadata.name is missing: istiod orders competing policies by age, then name"
+        )));
+    }
+    // Unparsable would sort as the newest and quietly lose to an older policy.
+    if let Some(t) = &metadata.creation_timestamp {
+        if policy::timestamp::parse_timestamp(t).is_none() {
+            return Err(json_error(format!(
+                "{field}.metadata.creationTimestamp: {t:?} is not an RFC 3339 time such as 2024-01-02T03:04:05Z: give the time Kubernetes gave the object, or leave it out"
+            )));
+        }
+    }
     let spec = match member(m, "spec") {
         None => PeerAuthenticationSpec::default(),
         Some(v) => pa_spec(&format!("{field}.spec"), v)?,
@@ -473,6 +491,16 @@ const FIELDS: [&str; 13] = [
     "counterFlushMs",
 ];
 
+/// `name` as a namespace, or the error that names `field`.
+fn namespace_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    if policy::validate::is_namespace_name(name) {
+        return Ok(());
+    }
+    Err(json_error(format!(
+        "{field}: {name:?} is not a Kubernetes namespace name (lowercase letters, digits and '-', at most 63): no pod can be in it"
+    )))
+}
+
 #[inline(never)]
 fn raw_config(json: &[u8]) -> Result<RawConfig, ConfigError> {
     if json.iter().all(u8::is_ascii_whitespace) {
@@ -492,8 +520,10 @@ fn raw_config(json: &[u8]) -> Result<RawConfig, ConfigError> {
                 let namespace = member(w, "namespace").ok_or_else(|| {
                     json_error("workload.namespace: missing: name the workload's namespace".into())
                 })?;
+                let namespace = text("workload.namespace", namespace)?;
+                namespace_name("workload.namespace", &namespace)?;
                 Ok(RawWorkload {
-                    namespace: text("workload.namespace", namespace)?,
+                    namespace,
                     labels: tree(members("workload.labels", member(w, "labels"), text)?),
                 })
             })
@@ -515,7 +545,11 @@ fn raw_config(json: &[u8]) -> Result<RawConfig, ConfigError> {
                     "rootNamespace is empty: name the mesh's root namespace, or leave it out for istio-system".into(),
                 ))
             }
-            other => other,
+            Some(ns) => {
+                namespace_name("rootNamespace", &ns)?;
+                Some(ns)
+            }
+            None => None,
         },
         action: opt_text("action", get("action"))?,
         xfcc: opt_text("xfcc", get("xfcc"))?,
@@ -664,6 +698,17 @@ impl Config {
                 for (index, pa) in pas.iter().enumerate() {
                     // Refused when missing (`raw_peer_authentication`).
                     let namespace = pa.metadata.namespace.as_deref().unwrap_or_default();
+                    // Kubernetes holds one object per name: two would be a
+                    // paste error, and which one counts a guess.
+                    if let Some(first) = pas.iter().take(index).position(|o| {
+                        o.metadata.name == pa.metadata.name
+                            && o.metadata.namespace.as_deref() == Some(namespace)
+                    }) {
+                        return Err(json_error(format!(
+                            "peerAuthentications[{index}]: {namespace}/{} is also peerAuthentications[{first}]: keep one of them",
+                            pa.metadata.name
+                        )));
+                    }
                     let built = PeerAuthentication::from_spec(
                         &pa.metadata.name,
                         namespace,
@@ -1025,7 +1070,7 @@ mod tests {
         let e =
             Config::parse(br#"{"workload":{"labels":{}},"peerAuthentications":[]}"#).unwrap_err();
         assert!(e.to_string().contains("workload.namespace: missing"), "{e}");
-        let e = Config::parse(br#"{"peerAuthentications":[{"metadata":{"namespace":"a"},"spec":{"mtls":{"mode":1}}}],"workload":{"namespace":"a"}}"#).unwrap_err();
+        let e = Config::parse(br#"{"peerAuthentications":[{"metadata":{"name":"p","namespace":"a"},"spec":{"mtls":{"mode":1}}}],"workload":{"namespace":"a"}}"#).unwrap_err();
         assert!(
             e.to_string().contains(
                 "peerAuthentications[0].spec.mtls.mode: expected a string, found a number"
@@ -1180,6 +1225,62 @@ mod tests {
         let c = Config::parse_for(bare.as_bytes(), Some(&reviews)).unwrap();
         assert_eq!(c.workload_mode, MtlsMode::Strict);
         assert!(c.from_policies && c.warnings().is_empty());
+    }
+
+    /// Inputs Kubernetes could never produce used to resolve quietly to a
+    /// weaker mode: a namespace no pod can be in (`"istio-system "`, `Foo`)
+    /// dropped a mesh-wide STRICT, an unparsable creationTimestamp sorted as
+    /// the newest and lost to an older PERMISSIVE policy, and a second copy of
+    /// one object was a silent tie. Each is now refused, naming the field.
+    #[test]
+    fn names_and_times_kubernetes_could_not_hold_are_refused() {
+        let pa = |meta: &str| {
+            format!(r#"{{"metadata":{{{meta}}},"spec":{{"mtls":{{"mode":"STRICT"}}}}}}"#)
+        };
+        let with = |workload_ns: &str, root: &str, pas: &[String]| {
+            format!(
+                r#"{{"workload":{{"namespace":"{workload_ns}","labels":{{}}}}{root},"peerAuthentications":[{}]}}"#,
+                pas.join(",")
+            )
+        };
+        let good = pa(r#""name":"default","namespace":"istio-system""#);
+        assert!(Config::parse(with("foo", "", std::slice::from_ref(&good)).as_bytes()).is_ok());
+        for (config, says) in [
+            (
+                with("foo", "", &[pa(r#""name":"default","namespace":"istio-system ""#)]),
+                r#"peerAuthentications[0].metadata.namespace: "istio-system " is not a Kubernetes namespace name"#,
+            ),
+            (
+                with("Foo", "", std::slice::from_ref(&good)),
+                r#"workload.namespace: "Foo" is not a Kubernetes namespace name"#,
+            ),
+            (
+                with("foo", r#","rootNamespace":"Istio-System""#, std::slice::from_ref(&good)),
+                r#"rootNamespace: "Istio-System" is not a Kubernetes namespace name"#,
+            ),
+            (
+                with("foo", "", &[pa(r#""namespace":"foo""#)]),
+                "peerAuthentications[0].metadata.name is missing",
+            ),
+            (
+                with(
+                    "foo",
+                    "",
+                    &[pa(r#""name":"a","namespace":"foo","creationTimestamp":"garbage""#)],
+                ),
+                r#"peerAuthentications[0].metadata.creationTimestamp: "garbage" is not an RFC 3339 time"#,
+            ),
+            (
+                with("foo", "", &[good.clone(), good.clone()]),
+                "peerAuthentications[1]: istio-system/default is also peerAuthentications[0]: keep one of them",
+            ),
+        ] {
+            let e = Config::parse(config.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(says), "{config}: {e}");
+        }
+        let stamped =
+            pa(r#""name":"a","namespace":"foo","creationTimestamp":"2024-01-02T03:04:05Z""#);
+        assert!(Config::parse(with("foo", "", &[stamped]).as_bytes()).is_ok());
     }
 
     #[test]

@@ -360,3 +360,16 @@ pub(crate) fn destination_rule(spec: &DestinationRuleSpec, at: &Lines<'_>) -> Ve
     }
     out
 }
+
+/// Whether `name` can name a Kubernetes namespace: an RFC 1123 label (at most
+/// 63 lowercase letters, digits and `-`, starting and ending with a letter or
+/// digit), as the API server requires of `metadata.namespace`.
+pub fn is_namespace_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let edge = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (1..=63).contains(&b.len())
+        && edge(b.first())
+        && edge(b.last())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
