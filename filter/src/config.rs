@@ -152,15 +152,8 @@ pub enum ConfigError {
         value: String,
         expected: String,
     },
-    #[error("{field}: port {key:?} is not a number between 1 and 65535")]
+    #[error("{field}: port {key:?} is not a number between 1 and 65535 written as plain decimal digits (no sign, spaces or leading zeros)")]
     Port { field: String, key: String },
-    #[error("{field}: {first:?} and {second:?} both name port {port}: keep one of them")]
-    PortTwice {
-        field: &'static str,
-        port: u32,
-        first: String,
-        second: String,
-    },
     #[error("give either mtls/portLevelMtls or workload+peerAuthentications, not both")]
     BothModeSources,
     #[error("peerAuthentications needs \"workload\": {{\"namespace\": ..., \"labels\": {{...}}}} outside an Istio sidecar (whose node metadata names its pod)")]
@@ -336,27 +329,6 @@ fn tree<T>(pairs: Vec<(String, T)>) -> BTreeMap<String, T> {
         out.insert(k, v);
     }
     out
-}
-
-/// The member before `later` in `keys` whose key names the same port, for the
-/// error that refuses the second.
-fn port_twice<'k>(
-    field: &'static str,
-    port: u32,
-    keys: impl Iterator<Item = &'k String>,
-    later: &str,
-) -> ConfigError {
-    let first = keys
-        .take_while(|k| k.as_str() != later)
-        .find(|k| policy::validate::parse_port(k) == Some(port))
-        .cloned()
-        .unwrap_or_default();
-    ConfigError::PortTwice {
-        field,
-        port,
-        first,
-        second: later.to_string(),
-    }
 }
 
 fn raw_mtls(field: &str, v: &Json) -> Result<RawMtls, ConfigError> {
@@ -652,14 +624,10 @@ impl Config {
                 .iter()
                 .map(|p| parse_pattern(&field, p))
                 .collect::<Result<Vec<_>, _>>()?;
-            // `None < Some(_)`: the "*" entry first, then by port.
+            // `None < Some(_)`: the "*" entry first, then by port. No two
+            // entries share a port: the JSON reader refuses a repeated key and
+            // `parse_port` accepts one spelling per port.
             let at = allowed_identities.partition_point(|(p, _)| *p < port);
-            if let (Some(p), Some((q, _))) = (port, allowed_identities.get(at)) {
-                if *q == port {
-                    let keys = raw.allowed_identities.iter().map(|(k, _)| k);
-                    return Err(port_twice("allowedIdentities", p, keys, key));
-                }
-            }
             allowed_identities.insert(at, (port, parsed));
         }
         // A Vec and a scan: a BTreeSet would add its own tree and sort code to
@@ -738,14 +706,9 @@ impl Config {
                 let workload =
                     MtlsMode::Permissive.overridden_by(parse_mode("mtls.mode", raw.mtls.as_ref())?);
                 let mut declared = Vec::new();
-                let raw_ports = raw.port_level_mtls.iter().flatten();
-                for (key, m) in raw_ports.clone() {
+                for (key, m) in raw.port_level_mtls.iter().flatten() {
                     let field = format!("portLevelMtls.{key}.mode");
                     let port = parse_port("portLevelMtls", key)?;
-                    if declared.iter().any(|(q, _)| *q == port) {
-                        let keys = raw_ports.map(|(k, _)| k);
-                        return Err(port_twice("portLevelMtls", port, keys, key));
-                    }
                     declared.push((port, parse_mode(&field, Some(m))?));
                     name(port);
                 }
@@ -1297,7 +1260,9 @@ mod tests {
     #[test]
     fn ports_and_trust_domains_are_accepted_exactly_where_policy_accepts_them() {
         let long = "a".repeat(256);
-        for key in ["8080", " 8080", "0", "65536", "http", "-1", "65535"] {
+        for key in [
+            "8080", " 8080", "8080 ", "+8080", "08080", "0", "65536", "http", "-1", "65535",
+        ] {
             let json = format!(r#"{{"portLevelMtls":{{"{key}":{{"mode":"STRICT"}}}}}}"#);
             assert_eq!(
                 Config::parse(json.as_bytes()).is_ok(),
@@ -1323,46 +1288,43 @@ mod tests {
     }
 
     #[test]
-    fn two_keys_naming_one_port_are_refused_with_both_keys_named() {
-        // `parse_port` trims and reads leading zeros, so these keys differ as JSON
-        // but name the same port; before, one of them was dropped without a word.
-        for (json, field, keys) in [
-            (
-                r#"{"allowedIdentities":{"8080":["spiffe://cluster.local/**"],"08080":["spiffe://a/**"]}}"#,
-                "allowedIdentities",
-                ["8080", "08080"],
-            ),
-            (
-                r#"{"portLevelMtls":{" 8080":{"mode":"STRICT"},"8080":{"mode":"DISABLE"}}}"#,
-                "portLevelMtls",
-                [" 8080", "8080"],
-            ),
-        ] {
+    fn a_port_key_kubernetes_or_istiod_would_refuse_is_refused_with_a_one_line_error() {
+        // The CRD's CEL rule refuses blanks; istiod's jsonpb refuses a sign and
+        // a leading zero. Before, each of these was read as port 8080.
+        for key in [" 8080", "8080 ", "+8080", "08080"] {
+            for (json, field) in [
+                (
+                    format!(r#"{{"portLevelMtls":{{"{key}":{{"mode":"STRICT"}}}}}}"#),
+                    "portLevelMtls",
+                ),
+                (
+                    format!(r#"{{"allowedIdentities":{{"{key}":["spiffe://cluster.local/**"]}}}}"#),
+                    "allowedIdentities",
+                ),
+            ] {
+                let e = Config::parse(json.as_bytes()).unwrap_err();
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "{field}: port {key:?} is not a number between 1 and 65535 written as plain decimal digits (no sign, spaces or leading zeros)"
+                    )
+                );
+                assert_eq!(e.to_string().lines().count(), 1, "{e}");
+            }
+            // Inside a PeerAuthentication object it is policy's own rule.
+            let json = format!(
+                r#"{{"workload":{{"namespace":"foo","labels":{{"app":"httpbin"}}}},"peerAuthentications":[{{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication","metadata":{{"name":"p","namespace":"foo"}},"spec":{{"selector":{{"matchLabels":{{"app":"httpbin"}}}},"portLevelMtls":{{"{key}":{{"mode":"DISABLE"}}}}}}}}]}}"#
+            );
             let e = Config::parse(json.as_bytes()).unwrap_err();
+            assert!(matches!(e, ConfigError::Policy { index: 0, .. }), "{e:?}");
             assert!(
-                matches!(&e, ConfigError::PortTwice { field: f, port: 8080, first, second }
-                    if *f == field && first == keys[0] && second == keys[1]),
-                "{e:?}"
+                e.to_string().contains(&format!(
+                    "port {key:?} must be a plain decimal number in range 1..65535"
+                )),
+                "{e}"
             );
-            assert_eq!(
-                e.to_string(),
-                format!(
-                    "{field}: {:?} and {:?} both name port 8080: keep one of them",
-                    keys[0], keys[1]
-                )
-            );
+            assert_eq!(e.to_string().lines().count(), 1, "{e}");
         }
-        // Inside a PeerAuthentication object too (policy's `pa-port-twice`):
-        // before, the key that sorted last silently won, here DISABLE over STRICT.
-        let e = Config::parse(
-            br#"{"workload":{"namespace":"foo","labels":{"app":"httpbin"}},"peerAuthentications":[{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication","metadata":{"name":"p","namespace":"foo"},"spec":{"selector":{"matchLabels":{"app":"httpbin"}},"portLevelMtls":{"08080":{"mode":"STRICT"},"8080":{"mode":"DISABLE"}}}}]}"#,
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("portLevelMtls keys \"08080\" and \"8080\" both name port 8080"),
-            "{e}"
-        );
         // Different ports stay accepted, in any order, with the "*" entry anywhere.
         let c = Config::parse(
             br#"{"allowedIdentities":{"9090":["spiffe://b/**"],"*":["spiffe://s/**"],"80":["spiffe://a/**"]}}"#,

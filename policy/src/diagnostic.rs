@@ -95,8 +95,7 @@ rules! {
     PA_UNKNOWN_MODE = "pa-unknown-mode", Error, Input, Some("IST0106"), "an mTLS mode is not UNSET, DISABLE, PERMISSIVE or STRICT";
     PA_PORT_LEVEL_WITHOUT_SELECTOR = "pa-port-level-without-selector", Error, Finding, Some("IST0106"), "portLevelMtls on a policy without a non-empty selector (mesh/namespace-wide)";
     PA_PORT_LEVEL_EMPTY = "pa-port-level-empty", Error, Finding, Some("IST0106"), "portLevelMtls is present but has no entries";
-    PA_PORT_OUT_OF_RANGE = "pa-port-out-of-range", Error, Finding, Some("IST0106"), "a portLevelMtls key is not a port number in 1..65535";
-    PA_PORT_TWICE = "pa-port-twice", Error, Finding, None, "two portLevelMtls keys name the same port (e.g. 8080 and 08080)";
+    PA_PORT_OUT_OF_RANGE = "pa-port-out-of-range", Error, Finding, Some("IST0106"), "a portLevelMtls key is not a plain decimal port number in 1..65535";
     PA_SELECTOR_EMPTY_KEY = "pa-selector-empty-key", Error, Finding, Some("IST0106"), "a selector label key is empty";
     PA_SELECTOR_WILDCARD = "pa-selector-wildcard", Error, Finding, Some("IST0106"), "a selector label key or value contains `*`";
     PA_SELECTOR_VALUE_TOO_LONG = "pa-selector-value-too-long", Error, Finding, None, "a selector label value is longer than 63 characters";

@@ -255,29 +255,15 @@ pub(crate) fn peer_authentication(
                 "/spec/portLevelMtls",
             ));
         }
-        let mut named: Vec<(u32, &str)> = Vec::new();
         for (port, mtls) in ports {
             let path = format!("/spec/portLevelMtls/{}", pointer_segment(port));
-            if let Some(n) = parse_port(port) {
-                // Both keys are kept by Kubernetes (they are different strings)
-                // and become one map key in istiod's proto: which mode wins is
-                // not the user's choice.
-                match named.iter().find(|(p, _)| *p == n) {
-                    Some((_, first)) => out.push(at.diag(
-                        d::PA_PORT_TWICE.diagnostic(
-                            format!("portLevelMtls keys {first:?} and {port:?} both name port {n}"),
-                            "keep one entry per port",
-                        ),
-                        &path,
-                    )),
-                    None => named.push((n, port)),
-                }
-            }
             if parse_port(port).is_none() {
                 out.push(at.diag(
                     d::PA_PORT_OUT_OF_RANGE.diagnostic(
-                        format!("port {port:?} must be in range 1..65535"),
-                        "key portLevelMtls by the container port number the workload listens on",
+                        format!(
+                            "port {port:?} must be a plain decimal number in range 1..65535 (no sign, spaces or leading zeros)"
+                        ),
+                        "key portLevelMtls by the container port number the workload listens on, written as digits only (\"8080\")",
                     ),
                     &path,
                 ));
@@ -298,10 +284,15 @@ pub(crate) fn peer_authentication(
     out
 }
 
-/// A portLevelMtls key as a port number in 1..=65535 (surrounding whitespace
-/// ignored); `None` for anything else.
+/// A portLevelMtls key as a port number in 1..=65535, or `None` for a key
+/// Kubernetes or istiod refuses. The CRD's CEL rule reads a key with Go's
+/// `strconv.ParseInt` (so no blanks) and istiod's jsonpb reads it as a JSON
+/// number (so no sign and no leading zero): only `[1-9][0-9]*` passes both.
+/// Being that strict also means two distinct keys never name one port.
 pub fn parse_port(key: &str) -> Option<u32> {
-    let port = key.trim().parse::<u32>().ok()?;
+    let mut bytes = key.bytes();
+    let plain = matches!(bytes.next(), Some(b'1'..=b'9')) && bytes.all(|b| b.is_ascii_digit());
+    let port = key.parse::<u32>().ok().filter(|_| plain)?;
     (1..=65535).contains(&port).then_some(port)
 }
 
