@@ -316,3 +316,25 @@ fn a_folder_without_manifests_is_bad_input_not_a_green_build() {
     assert_eq!(doc.diagnostics[0].code, "input-no-files");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_port_key_with_blanks_a_sign_or_a_leading_zero_is_an_error_naming_its_line() {
+    // The API server's CEL rule refuses " 8080"; istiod cannot decode "+8080"
+    // or "08080". Before, each was read as port 8080.
+    for key in [" 8080", "+8080", "08080"] {
+        let text = format!(
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: p\n  namespace: foo\nspec:\n  selector:\n    matchLabels:\n      app: x\n  portLevelMtls:\n    \"{key}\":\n      mode: DISABLE\n"
+        );
+        let out = peerauth_with_stdin(&["check", "-", "--json"], &text);
+        let doc: CheckDocument = serde_json::from_str(&out.stdout).unwrap();
+        let d = doc
+            .diagnostics
+            .iter()
+            .find(|d| d.code == "pa-port-out-of-range")
+            .unwrap_or_else(|| panic!("{key:?}: {:#?}", doc.diagnostics));
+        assert_eq!(d.severity, Severity::Error);
+        assert_eq!(d.line, Some(11), "{key:?}");
+        assert!(d.message.contains("plain decimal number"), "{}", d.message);
+        assert_eq!(out.code, 1, "{key:?}: {}", out.stdout);
+    }
+}
