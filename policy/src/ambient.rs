@@ -137,6 +137,18 @@ fn not_strict(m: MtlsMode) -> bool {
     matches!(m, MtlsMode::Permissive | MtlsMode::Disable)
 }
 
+/// The namespace and mesh policies istiod hands the conversion of a
+/// workload policy (`PolicyCollections`' `nsPol` and `rootPol`): the oldest
+/// policy without a `selector` field in the workload's namespace and in the
+/// root namespace. Its index (`PeerAuthByNamespace`) holds no policy with
+/// `selector: {}`, so these can differ from the namespace and mesh policies
+/// that decide which policies the workload references.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConversionParents<'p> {
+    pub namespace: Option<&'p PeerAuthentication>,
+    pub mesh: Option<&'p PeerAuthentication>,
+}
+
 impl ZtunnelPolicy {
     /// From the mesh, namespace and workload policies istiod picked for the
     /// workload ([`crate::resolve::Resolver::winners`]), as
@@ -150,12 +162,16 @@ impl ZtunnelPolicy {
     /// PERMISSIVE (Go's `a || b && c || d` binds as `a || (b && c) || d`);
     /// and under a STRICT mesh policy with a namespace policy whose mode is
     /// UNSET, an UNSET workload policy with a PERMISSIVE port leaves the
-    /// workload with no policy at all (every port accepts plaintext).
+    /// workload with no policy at all (every port accepts plaintext); and so
+    /// does a STRICT namespace policy written with `selector: {}` (it makes
+    /// the workload reference its converted policy, but the conversion's
+    /// `parents` lack it, so the conversion has no rule left).
     pub fn from_winners(
         root: &str,
         mesh: Option<&PeerAuthentication>,
         namespace: Option<&PeerAuthentication>,
         workload: Option<&PeerAuthentication>,
+        parents: ConversionParents<'_>,
     ) -> Self {
         let mut is_strict = strict(mesh);
         if let Some(ns) = namespace {
@@ -200,7 +216,7 @@ impl ZtunnelPolicy {
             }
         }
         let converted = if referenced {
-            convert(root, w, namespace, mesh)
+            convert(root, w, parents.namespace, parents.mesh)
         } else {
             None
         };
@@ -496,7 +512,12 @@ mod tests {
     ) -> ZtunnelPolicy {
         let m = mesh.map(|m| policy("default", "istio-system", false, m, &[]));
         let n = namespace.map(|m| policy("namespace", "foo", false, m, &[]));
-        ZtunnelPolicy::from_winners("istio-system", m.as_ref(), n.as_ref(), workload)
+        // Selector-less parents, so the conversion reads the same ones.
+        let parents = ConversionParents {
+            namespace: n.as_ref(),
+            mesh: m.as_ref(),
+        };
+        ZtunnelPolicy::from_winners("istio-system", m.as_ref(), n.as_ref(), workload, parents)
     }
 
     #[test]

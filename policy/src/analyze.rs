@@ -201,7 +201,7 @@ fn ambient_disable(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         for p in ctx
             .reach
             .resolver()
-            .winners(&w.namespace, &w.labels)
+            .ambient_winners(&w.namespace, &w.labels)
             .into_iter()
             .flatten()
         {

@@ -140,8 +140,41 @@ impl<'p> Resolver<'p> {
         namespace: &str,
         labels: &BTreeMap<String, String>,
     ) -> crate::ambient::ZtunnelPolicy {
+        let [mesh, ns, workload] = self.ambient_winners(namespace, labels);
+        let parents = crate::ambient::ConversionParents {
+            namespace: self.oldest_without_selector(namespace),
+            mesh: self.oldest_without_selector(self.root),
+        };
+        crate::ambient::ZtunnelPolicy::from_winners(self.root, mesh, ns, workload, parents)
+    }
+
+    /// [`Self::winners`] as istiod's ambient index picks them
+    /// (`fetchPeerAuthentications`): outside the root namespace it fetches
+    /// only root policies with no `selector` at all, so one with
+    /// `selector: {}` is no mesh policy there (in the workload's own
+    /// namespace, and for root-namespace workloads, an empty selector still
+    /// reads as namespace-wide).
+    pub fn ambient_winners(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> [Option<&'p PeerAuthentication>; 3] {
         let [mesh, ns, workload] = self.winners(namespace, labels);
-        crate::ambient::ZtunnelPolicy::from_winners(self.root, mesh, ns, workload)
+        if namespace == self.root {
+            return [mesh, ns, workload];
+        }
+        [self.oldest_without_selector(self.root), ns, workload]
+    }
+
+    /// The oldest policy of `namespace` without a `selector` field: the
+    /// only kind istiod's ambient indexes treat as mesh-wide elsewhere and
+    /// hand the conversion as its parents (`PeerAuthByNamespace`).
+    fn oldest_without_selector(&self, namespace: &str) -> Option<&'p PeerAuthentication> {
+        self.group(namespace)
+            .wide
+            .iter()
+            .copied()
+            .find(|p| p.selector.is_none())
     }
 
     /// Index `policies` (any namespaces) for a mesh whose root namespace is `root_namespace`.

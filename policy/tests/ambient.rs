@@ -563,3 +563,183 @@ fn a_namespace_asking_for_a_waypoint_that_exists_is_not_reported_with_or_without
         [("Workload".to_string(), "p".to_string())]
     );
 }
+
+/// `amb` is ambient; `istio-system` is the root namespace. Each pod serves
+/// 8080 and 9090.
+fn ambient_report(policies: &str, pod: &str) -> policy::resolve::AmbientReport {
+    let yaml = format!(
+        "apiVersion: v1
+kind: Namespace
+metadata: {{name: amb, labels: {{istio.io/dataplane-mode: ambient}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: httpbin, namespace: amb, labels: {{app: httpbin}}}}
+spec: {{containers: [{{name: c, ports: [{{containerPort: 8080}}, {{containerPort: 9090}}]}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: root-pod, namespace: istio-system, labels: {{app: root-pod, istio.io/dataplane-mode: ambient}}}}
+spec: {{containers: [{{name: c, ports: [{{containerPort: 8080}}, {{containerPort: 9090}}]}}]}}
+---
+{policies}"
+    );
+    let report = check(&[("mesh.yaml", &yaml)], MeshConfig::default());
+    let w = report
+        .mesh
+        .workloads
+        .iter()
+        .find(|w| w.name == pod)
+        .unwrap();
+    report.mesh.describe(w).ambient.unwrap()
+}
+
+fn modes(r: &policy::resolve::AmbientReport) -> Vec<(u32, policy::MtlsMode)> {
+    r.ports.iter().map(|(p, m)| (*p, *m)).collect()
+}
+
+#[test]
+fn a_strict_namespace_policy_with_empty_match_labels_and_a_permissive_port_leaves_every_port_open()
+{
+    // istiod: `fetchPeerAuthentications` returns both policies and
+    // `convertedSelectorPeerAuthentications` reads amb/default as the STRICT
+    // namespace policy, so the workload references only
+    // amb/converted_peer_authentication_httpbin. `PeerAuthByNamespace` holds
+    // only selector-less policies, so `convertPeerAuthentication` runs with no
+    // parents, skips the PERMISSIVE port and returns nil: no DENY rule at all.
+    let r = ambient_report(
+        "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: amb}
+spec:
+  selector: {matchLabels: {}}
+  mtls: {mode: STRICT}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: httpbin, namespace: amb}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  portLevelMtls:
+    \"8080\": {mode: PERMISSIVE}
+",
+        "httpbin",
+    );
+    assert!(r.ztunnel_policies.is_empty(), "{:?}", r.ztunnel_policies);
+    assert_eq!(r.workload, policy::MtlsMode::Permissive);
+    assert_eq!(
+        modes(&r),
+        [
+            (8080, policy::MtlsMode::Permissive),
+            (9090, policy::MtlsMode::Permissive)
+        ]
+    );
+}
+
+#[test]
+fn the_same_exception_under_a_selector_less_strict_namespace_policy_keeps_9090_strict() {
+    // TestAmbientIndex_PeerAuthenticationNamespacePolicyChange's shape: the
+    // namespace policy is a conversion parent, so 9090 stays denied.
+    let r = ambient_report(
+        "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: amb}
+spec:
+  mtls: {mode: STRICT}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: httpbin, namespace: amb}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  portLevelMtls:
+    \"8080\": {mode: PERMISSIVE}
+",
+        "httpbin",
+    );
+    assert_eq!(
+        r.ztunnel_policies,
+        ["amb/converted_peer_authentication_httpbin"]
+    );
+    assert_eq!(
+        modes(&r),
+        [
+            (8080, policy::MtlsMode::Permissive),
+            (9090, policy::MtlsMode::Strict)
+        ]
+    );
+}
+
+#[test]
+fn a_namespace_policy_with_an_empty_selector_alone_is_namespace_wide_for_ambient_workloads() {
+    // `convertedSelectorPeerAuthentications` reads an empty `matchLabels` as
+    // namespace-level: STRICT attaches the static STRICT policy.
+    for selector in ["{}", "{matchLabels: {}}"] {
+        let r = ambient_report(
+            &format!(
+                "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: amb}}
+spec:
+  selector: {selector}
+  mtls: {{mode: STRICT}}
+"
+            ),
+            "httpbin",
+        );
+        assert_eq!(
+            r.ztunnel_policies,
+            ["istio-system/istio_converted_static_strict"],
+            "{selector}"
+        );
+        assert_eq!(r.workload, policy::MtlsMode::Strict, "{selector}");
+    }
+}
+
+#[test]
+fn a_root_namespace_policy_with_an_empty_selector_is_no_mesh_policy_for_ambient_workloads_elsewhere(
+) {
+    // `fetchPeerAuthentications` fetches root-namespace policies for another
+    // namespace's workload only when `selector` is nil.
+    for selector in ["{}", "{matchLabels: {}}"] {
+        let policies = format!(
+            "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: istio-system}}
+spec:
+  selector: {selector}
+  mtls: {{mode: STRICT}}
+"
+        );
+        let r = ambient_report(&policies, "httpbin");
+        assert!(r.ztunnel_policies.is_empty(), "{selector}");
+        assert_eq!(r.workload, policy::MtlsMode::Permissive, "{selector}");
+        // A workload of the root namespace fetches it with its own
+        // namespace's policies, where an empty selector matches and reads as
+        // mesh-level.
+        let r = ambient_report(&policies, "root-pod");
+        assert_eq!(
+            r.ztunnel_policies,
+            ["istio-system/istio_converted_static_strict"],
+            "{selector}"
+        );
+    }
+}
+
+#[test]
+fn a_selector_less_root_namespace_strict_policy_stays_mesh_wide_for_ambient_workloads() {
+    let r = ambient_report(
+        "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec:
+  mtls: {mode: STRICT}
+",
+        "httpbin",
+    );
+    assert_eq!(
+        r.ztunnel_policies,
+        ["istio-system/istio_converted_static_strict"]
+    );
+    assert_eq!(r.workload, policy::MtlsMode::Strict);
+}
