@@ -136,6 +136,7 @@ fn findings(mesh: &Mesh) -> Vec<Finding> {
     destination_rules(&ctx, &mut out);
     resets(&ctx, &mut out);
     ambient_disable(&ctx, &mut out);
+    ambient_selector_without_labels(&ctx, &mut out);
     ambient_sidecar_only_annotations(mesh, &mut out);
     wasmplugin_selector_on_ambient(&ctx, &mut out);
     waypoints_missing(mesh, &mut out);
@@ -238,6 +239,52 @@ fn ambient_disable(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             "use PERMISSIVE to accept plaintext in ambient mode; mTLS between ambient workloads cannot be turned off",
         );
         out.push(on_policy(diag, p, disable_path(p)));
+    }
+}
+
+/// istiod's ambient index reads "namespace-wide" as "no `selector`" where
+/// it fetches root policies for other namespaces and where it picks a
+/// conversion's parents ([`crate::resolve::Resolver::ambient_winners`],
+/// [`crate::ambient::ConversionParents`]), so `selector: {}` does less for
+/// ambient workloads than the sidecar reading (`pa-selector-without-labels`)
+/// suggests.
+fn ambient_selector_without_labels(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+    let mesh = ctx.mesh;
+    let root = ctx.reach.resolver().root();
+    let ambient_in = |ns: &str| {
+        mesh.ambient_namespaces.contains(ns) || ctx.workloads_in(ns).iter().any(|w| w.ambient)
+    };
+    for p in &mesh.peer_authentications {
+        if p.selector.as_ref().is_none_or(|s| !s.is_empty()) {
+            continue;
+        }
+        let message = if p.namespace == root {
+            let elsewhere = mesh.ambient_namespaces.iter().any(|n| n != root)
+                || mesh
+                    .workloads
+                    .iter()
+                    .any(|w| w.ambient && w.namespace != root);
+            if !elsewhere {
+                continue;
+            }
+            format!(
+                "{}/{} has `selector` without labels: istiod's ambient index does not read it as mesh-wide, so ambient workloads outside {root} get nothing from it",
+                p.namespace, p.name
+            )
+        } else {
+            if !ambient_in(&p.namespace) {
+                continue;
+            }
+            format!(
+                "{}/{} has `selector` without labels: for ambient workloads istiod reads it as namespace-wide when it picks their policies but not when it converts a workload policy's portLevelMtls, which then ignores this policy's mode",
+                p.namespace, p.name
+            )
+        };
+        let diag = d::AMBIENT_SELECTOR_WITHOUT_LABELS.diagnostic(
+            message,
+            "delete the `selector` field: without it the policy is namespace-wide (mesh-wide in the root namespace) for ambient workloads too",
+        );
+        out.push(on_policy(diag, p, selector_path()));
     }
 }
 

@@ -122,6 +122,7 @@ rules! {
     DR_OTHER_TLS_TO_SIDECAR = "dr-non-istio-tls-to-sidecar", Error, Finding, None, "SIMPLE/MUTUAL TLS to a sidecar: PERMISSIVE passes it through, STRICT resets it";
     DR_OTHER_TLS_TO_AMBIENT = "dr-non-istio-tls-to-ambient", Error, Finding, None, "SIMPLE/MUTUAL TLS to an ambient workload whose port is not named for TLS: sidecars carry it inside HBONE and the plaintext app gets TLS bytes";
     AMBIENT_DISABLE = "ambient-disable", Warning, Finding, None, "DISABLE (workload or port level) applies to ambient workloads: ztunnel treats it as PERMISSIVE, mesh traffic stays HBONE mTLS";
+    AMBIENT_SELECTOR_WITHOUT_LABELS = "ambient-selector-without-labels", Warning, Finding, None, "`selector` without labels on a policy reaching ambient workloads: istiod's ambient index does not read it as namespace-/mesh-wide everywhere";
     AMBIENT_SIDECAR_ONLY_ANNOTATION = "ambient-sidecar-only-annotation", Warning, Finding, None, "an ambient pod carries traffic.sidecar.istio.io/* annotations, which only sidecar traffic redirection reads";
     WASMPLUGIN_SELECTOR_ON_AMBIENT = "wasmplugin-selector-on-ambient", Warning, Finding, None, "a WasmPlugin uses `selector` but the workloads it selects are ambient (no Envoy); waypoints ignore `selector` and need `targetRefs`";
     WASMPLUGIN_PORTS_ON_WAYPOINT = "wasmplugin-ports-on-waypoint", Warning, Finding, None, "a WasmPlugin attached to a waypoint selects ports: istiod matches waypoint plugins without a port, so it is never applied";

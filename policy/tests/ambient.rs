@@ -743,3 +743,60 @@ spec:
     );
     assert_eq!(r.workload, policy::MtlsMode::Strict);
 }
+
+fn warned(yaml: &str) -> Vec<(String, u32)> {
+    let report = check(&[("mesh.yaml", yaml)], MeshConfig::default());
+    report
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == "ambient-selector-without-labels")
+        .map(|d| (d.message.clone(), d.location.as_ref().map_or(0, |l| l.line)))
+        .collect()
+}
+
+#[test]
+fn an_empty_selector_is_warned_about_where_it_reaches_ambient_workloads_and_nowhere_else() {
+    let root_policy = "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec:
+  selector: {}
+  mtls: {mode: STRICT}
+";
+    let ambient_ns = "apiVersion: v1
+kind: Namespace
+metadata: {name: amb, labels: {istio.io/dataplane-mode: ambient}}
+---
+";
+    // Root namespace, ambient namespaces elsewhere: no mesh policy for them.
+    let found = warned(&format!("{ambient_ns}{root_policy}"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].0.contains("does not read it as mesh-wide"),
+        "{found:?}"
+    );
+    assert_eq!(found[0].1, 9);
+    // No ambient workload anywhere: sidecars read it as mesh-wide, nothing to say.
+    assert!(warned(root_policy).is_empty());
+    // A sidecar namespace's `selector: {}` is not ambient's business.
+    let side = "apiVersion: v1
+kind: Namespace
+metadata: {name: side, labels: {istio-injection: enabled}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: side}
+spec:
+  selector: {}
+  mtls: {mode: STRICT}
+";
+    assert!(warned(&format!("{ambient_ns}{side}")).is_empty());
+    // A selector-less policy is never warned about.
+    let plain = "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: amb}
+spec:
+  mtls: {mode: STRICT}
+";
+    assert!(warned(&format!("{ambient_ns}{plain}")).is_empty());
+}
