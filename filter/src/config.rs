@@ -117,6 +117,10 @@ pub struct Config {
     /// `counterFlushMs`: 0 increments Envoy's counters as each decision is made;
     /// otherwise counts wait in the VM and the root's timer adds them this often.
     pub counter_flush_ms: u64,
+    /// `xfccLookalikes: check`: every request header is read (one host call
+    /// that returns them all, instead of the XFCC header alone) to find
+    /// `x_forwarded_client_cert` and other spellings with `_`.
+    pub xfcc_lookalikes: bool,
     /// The modes were resolved from `peerAuthentications` (for a workload or a pod).
     pub from_policies: bool,
     /// How the pod differs from the `workload` the pluginConfig declares, for
@@ -200,6 +204,7 @@ struct RawConfig {
     allowed_trust_domains: Vec<String>,
     allowed_identities: Vec<(String, Vec<String>)>,
     counter_flush_ms: Option<u64>,
+    xfcc_lookalikes: Option<String>,
 }
 
 struct RawMtls {
@@ -447,7 +452,7 @@ fn raw_peer_authentication(field: &str, v: &Json) -> Result<RawPeerAuthenticatio
     Ok(RawPeerAuthentication { metadata, spec })
 }
 
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 14] = [
     "mtls",
     "portLevelMtls",
     "workload",
@@ -461,6 +466,7 @@ const FIELDS: [&str; 13] = [
     "allowedTrustDomains",
     "allowedIdentities",
     "counterFlushMs",
+    "xfccLookalikes",
 ];
 
 /// `name` as a namespace, or the error that names `field`.
@@ -535,6 +541,7 @@ fn raw_config(json: &[u8]) -> Result<RawConfig, ConfigError> {
         allowed_identities: members("allowedIdentities", get("allowedIdentities"), |f, v| {
             texts(f, Some(v))
         })?,
+        xfcc_lookalikes: opt_text("xfccLookalikes", get("xfccLookalikes"))?,
         counter_flush_ms: get("counterFlushMs")
             .map(|v| millis("counterFlushMs", v, MAX_COUNTER_FLUSH_MS))
             .transpose()?,
@@ -770,6 +777,12 @@ impl Config {
             allowed_trust_domains: raw.allowed_trust_domains,
             allowed_identities,
             counter_flush_ms: raw.counter_flush_ms.unwrap_or(0),
+            xfcc_lookalikes: choice(
+                "xfccLookalikes",
+                raw.xfcc_lookalikes.as_deref(),
+                [false, true],
+                |check| if check { "check" } else { "ignore" },
+            )?,
             from_policies: raw.peer_authentications.is_some(),
             pod_differs,
         })

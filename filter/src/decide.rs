@@ -47,6 +47,10 @@ pub enum Reason {
     /// Stripping or replacing the header failed in the host, so the untrusted
     /// header would have passed on.
     XfccRewriteFailed,
+    /// A request header spelled like XFCC with `_` for `-` (`x_forwarded_client_cert`):
+    /// Envoy's XFCC handling ignores it, and a CGI-style application server
+    /// reads it as the same header (`xfccLookalikes: check`).
+    XfccLookalike,
     /// An identity allow-list applies but the peer has no valid SPIFFE URI SAN.
     PeerIdentityMissing,
     /// An identity allow-list applies but the connection is not mutual TLS, so
@@ -70,6 +74,7 @@ impl Reason {
             Reason::XfccMalformed => "xfcc_malformed",
             Reason::XfccCertInvalid => "xfcc_cert_invalid",
             Reason::XfccRewriteFailed => "xfcc_rewrite_failed",
+            Reason::XfccLookalike => "xfcc_lookalike",
             Reason::PeerIdentityMissing => "peer_identity_missing",
             Reason::PlaintextNotAllowed => "plaintext_not_allowed",
             Reason::TrustDomainNotAllowed => "trust_domain_not_allowed",
@@ -126,6 +131,7 @@ impl Forgery {
             Reason::XfccSmuggled => "smuggled",
             Reason::XfccMismatch => "mismatch",
             Reason::XfccCertInvalid => "cert_invalid",
+            Reason::XfccLookalike => "lookalike",
             _ => "malformed",
         }
     }
@@ -254,6 +260,51 @@ pub fn decide_with(config: &Config, facts: &Facts, rules: PortRules) -> Decision
             Security::Plaintext => None,
         },
     }
+}
+
+impl Decision {
+    /// The request also carried an XFCC lookalike header: nothing Envoy or
+    /// this filter wrote, and no element to keep, so it cannot be stripped
+    /// into something trustworthy. Rejected (`would_reject` in audit) under
+    /// `xfcc: verify` and `strip`, counted only under `ignore`; a request
+    /// already rejected keeps its reason.
+    pub fn with_lookalike(mut self, config: &Config) -> Decision {
+        let enforce = config.action == Action::Enforce;
+        let handling = match (config.xfcc, enforce) {
+            (XfccPolicy::Ignore, _) => Handling::Ignored,
+            (_, true) => Handling::Rejected,
+            (_, false) => Handling::WouldReject,
+        };
+        if handling != Handling::Ignored && self.outcome == Outcome::Allowed {
+            self.outcome = if enforce {
+                Outcome::Rejected
+            } else {
+                Outcome::WouldReject
+            };
+            self.reason = Reason::XfccLookalike;
+            self.xfcc_action = XfccAction::Keep;
+        }
+        if self.forgery.is_none() || self.reason == Reason::XfccLookalike {
+            self.forgery = Some(Forgery {
+                form: Reason::XfccLookalike,
+                handling,
+            });
+        }
+        self
+    }
+}
+
+/// Whether a request header's name is XFCC's with `_` in place of some `-`
+/// (Envoy hands names over lowercased): CGI-style servers map `-` and `_` to
+/// one variable name, so such a header reaches the application as XFCC.
+pub fn is_xfcc_lookalike(name: &str) -> bool {
+    const XFCC: &str = "x-forwarded-client-cert";
+    name != XFCC
+        && name.len() == XFCC.len()
+        && name
+            .bytes()
+            .zip(XFCC.bytes())
+            .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
 }
 
 fn matches_any(patterns: &[SpiffePattern], id: &SpiffeId) -> bool {

@@ -5,7 +5,9 @@
 //! `cargo test`.
 
 use crate::config::{Config, ConfigError, Protocol};
-use crate::decide::{decide_with, Decision, Handling, Outcome, Reason, XfccAction};
+use crate::decide::{
+    decide_with, is_xfcc_lookalike, Decision, Handling, Outcome, Reason, XfccAction,
+};
 use crate::facts::{
     connection_id, destination_port, flag, source_address, ConnectionFacts, Facts, Host, PeerNames,
     Pod, Security,
@@ -21,6 +23,30 @@ pub const XFCC: &str = "x-forwarded-client-cert";
 /// The host could not read a header it may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unreadable;
+
+/// The XFCC value among all request headers (several, as one value joined
+/// with `,` as Envoy joins them), and whether a lookalike name is among them;
+/// only the XFCC value is copied out. A value that is not UTF-8 is read
+/// lossily, as the single-header read does.
+fn xfcc_and_lookalike(all: &[(&[u8], &[u8])]) -> (Option<String>, bool) {
+    let mut xfcc: Option<String> = None;
+    let mut lookalike = false;
+    for (name, value) in all {
+        if *name == XFCC.as_bytes() {
+            let v = String::from_utf8_lossy(value);
+            match xfcc.as_mut() {
+                Some(x) => {
+                    x.push(',');
+                    x.push_str(&v);
+                }
+                None => xfcc = Some(v.into_owned()),
+            }
+        } else if std::str::from_utf8(name).is_ok_and(is_xfcc_lookalike) {
+            lookalike = true;
+        }
+    }
+    (xfcc, lookalike)
+}
 
 /// What an XFCC header the host could not read is judged as: a value the
 /// parser refuses (a control character), so it meets exactly the rules of a
@@ -61,6 +87,9 @@ pub trait Proxy: Host {
     /// `Ok(None)` when the request has no such header; `Err` when the host
     /// failed to say (any status but not-found).
     fn request_header(&self, name: &str) -> Result<Option<String>, Unreadable>;
+    /// Every request header in the ABI's pairs encoding ([`crate::facts::pairs`]),
+    /// names lowercased as Envoy hands them over.
+    fn request_headers(&self) -> Result<Vec<u8>, Unreadable>;
     /// Replace (`Some`) or remove (`None`) a request header.
     fn set_request_header(&self, name: &str, value: Option<&str>) -> bool;
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool;
@@ -296,9 +325,18 @@ impl Engine {
             }
             return Verdict::Pause;
         };
-        let xfcc = proxy
-            .request_header(XFCC)
-            .unwrap_or_else(|Unreadable| Some(UNREADABLE_XFCC.to_string()));
+        let (xfcc, lookalike) = if config.xfcc_lookalikes {
+            let bytes = proxy.request_headers();
+            match bytes.as_deref().ok().and_then(crate::facts::pairs) {
+                Some(all) => xfcc_and_lookalike(&all),
+                None => (Some(UNREADABLE_XFCC.to_string()), false),
+            }
+        } else {
+            let xfcc = proxy
+                .request_header(XFCC)
+                .unwrap_or_else(|Unreadable| Some(UNREADABLE_XFCC.to_string()));
+            (xfcc, false)
+        };
         let Ok(mut state) = self.state.try_borrow_mut() else {
             // Unreachable in a single-threaded VM; still a defined outcome.
             return reject(proxy, 503, "busy");
@@ -308,6 +346,11 @@ impl Engine {
         } else {
             let conn = state.connection(proxy);
             state.decide(config, proxy, &conn, xfcc)
+        };
+        let d = if lookalike {
+            Rc::new(Decision::clone(&d).with_lookalike(config))
+        } else {
+            d
         };
         let applied = match &d.xfcc_action {
             XfccAction::Keep => true,
@@ -930,6 +973,15 @@ mod tests {
             }
             Ok(self.headers.borrow().get(name).cloned())
         }
+        fn request_headers(&self) -> Result<Vec<u8>, Unreadable> {
+            if self.unreadable_headers {
+                return Err(Unreadable);
+            }
+            let h = self.headers.borrow();
+            Ok(encode_pairs(
+                h.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ))
+        }
         fn set_request_header(&self, name: &str, value: Option<&str>) -> bool {
             if self.refuse_header_writes {
                 return false;
@@ -990,12 +1042,97 @@ mod tests {
         }
     }
 
+    /// The ABI's pairs encoding, as Envoy writes a header map.
+    pub(crate) fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<u8> {
+        let pairs: Vec<_> = pairs.collect();
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (k, v) in &pairs {
+            out.extend((k.len() as u32).to_le_bytes());
+            out.extend((v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in &pairs {
+            out.extend(k.as_bytes());
+            out.push(0);
+            out.extend(v.as_bytes());
+            out.push(0);
+        }
+        out
+    }
+
     fn engine(proxy: &FakeProxy, json: &str) -> Engine {
         Engine::configure(proxy, json.as_bytes()).unwrap()
     }
 
     fn element(peer: &str) -> String {
         format!("By=spiffe://cluster.local/ns/foo/sa/httpbin;Hash={HASH};Subject=\"\";URI={peer}")
+    }
+
+    /// `x_forwarded_client_cert` is no header Envoy's XFCC handling touches,
+    /// and a CGI-style server reads it as XFCC: with `xfccLookalikes: check`
+    /// it is rejected under `verify` and `strip` (`would_reject` in audit),
+    /// counted under `ignore`; without the field it is not looked for.
+    #[test]
+    fn with_xfcc_lookalikes_checked_an_underscore_spelling_is_rejected_and_counted() {
+        const ADMIN: &str = "URI=spiffe://cluster.local/ns/admin/sa/admin";
+        for (extra, want, outcome, handling) in [
+            (
+                r#""xfccLookalikes":"check""#,
+                Verdict::Pause,
+                "rejected",
+                "rejected",
+            ),
+            (
+                r#""xfccLookalikes":"check","xfcc":"strip""#,
+                Verdict::Pause,
+                "rejected",
+                "rejected",
+            ),
+            (
+                r#""xfccLookalikes":"check","action":"audit""#,
+                Verdict::Continue,
+                "would_reject",
+                "would_reject",
+            ),
+            (
+                r#""xfccLookalikes":"check","xfcc":"ignore""#,
+                Verdict::Continue,
+                "allowed",
+                "ignored",
+            ),
+        ] {
+            let proxy = FakeProxy::mtls_request(FOO, &element(FOO));
+            proxy
+                .headers
+                .borrow_mut()
+                .insert("x_forwarded_client_cert".into(), ADMIN.into());
+            let e = engine(&proxy, &format!("{{{extra}}}"));
+            assert_eq!(e.on_request_headers(&proxy), want, "{extra}");
+            assert_eq!(
+                proxy.count(&format!("form=.=lookalike;.;handling=.={handling}")),
+                1,
+                "{extra}"
+            );
+            assert_eq!(proxy.count(&format!("outcome=.={outcome}")), 1, "{extra}");
+            if want == Verdict::Pause {
+                let r = proxy.responses.borrow();
+                assert_eq!(r[0], (403, "xfcc_lookalike".into()));
+            }
+        }
+        // Not asked for: the header alone is read, and the request passes.
+        let proxy = FakeProxy::mtls_request(FOO, &element(FOO));
+        proxy
+            .headers
+            .borrow_mut()
+            .insert("x-forwarded_client-cert".into(), ADMIN.into());
+        let e = engine(&proxy, "{}");
+        assert_eq!(e.on_request_headers(&proxy), Verdict::Continue);
+        assert_eq!(proxy.count("lookalike"), 0);
+        // Spellings: `_` for any `-`, and only those.
+        assert!(is_xfcc_lookalike("x_forwarded_client_cert"));
+        assert!(is_xfcc_lookalike("x-forwarded_client-cert"));
+        assert!(!is_xfcc_lookalike("x-forwarded-client-cert"));
+        assert!(!is_xfcc_lookalike("x-forwarded-client-certs"));
+        assert!(!is_xfcc_lookalike("x.forwarded.client.cert"));
     }
 
     #[test]

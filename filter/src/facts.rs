@@ -71,22 +71,22 @@ impl Pod {
     }
 }
 
-/// The proxy-wasm pairs encoding Envoy uses for a map attribute: a count, a
-/// key and a value length per pair (u32, little-endian), then each key and
-/// value followed by a NUL. `None` unless every byte is accounted for and
-/// every key and value is UTF-8.
-fn string_pairs(bytes: &[u8]) -> Option<BTreeMap<String, String>> {
+/// The proxy-wasm pairs encoding Envoy uses for a map (an attribute such as
+/// `LABELS`, a header map): a count, a key and a value length per pair (u32,
+/// little-endian), then each key and value followed by a NUL. `None` unless
+/// every byte is accounted for.
+pub fn pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     let word = |at: usize| -> Option<usize> {
         let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(b)).ok()
     };
     let count = word(0)?;
     let mut data = count.checked_mul(8)?.checked_add(4)?;
-    let mut out = BTreeMap::new();
+    let mut out = Vec::new();
     for i in 0..count {
-        let mut text = |len: usize| -> Option<String> {
+        let mut text = |len: usize| -> Option<&[u8]> {
             let end = data.checked_add(len)?;
-            let t = std::str::from_utf8(bytes.get(data..end)?).ok()?.to_string();
+            let t = bytes.get(data..end)?;
             (bytes.get(end) == Some(&0)).then_some(())?;
             data = end + 1;
             Some(t)
@@ -94,9 +94,22 @@ fn string_pairs(bytes: &[u8]) -> Option<BTreeMap<String, String>> {
         let (klen, vlen) = (word(4 + 8 * i)?, word(8 + 8 * i)?);
         let key = text(klen)?;
         let value = text(vlen)?;
-        out.insert(key, value);
+        out.push((key, value));
     }
     (data == bytes.len()).then_some(out)
+}
+
+/// [`pairs`] whose keys and values are all UTF-8, as a map. Inserted one by
+/// one: collecting into a `BTreeMap` links a sort and a bulk builder (~6 KB of
+/// module code) for the handful of labels a pod has.
+fn string_pairs(bytes: &[u8]) -> Option<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (k, v) in pairs(bytes)? {
+        let k = std::str::from_utf8(k).ok()?;
+        let v = std::str::from_utf8(v).ok()?;
+        out.insert(k.to_string(), v.to_string());
+    }
+    Some(out)
 }
 
 /// The transport security of the downstream connection: mutual TLS, or not

@@ -37,6 +37,11 @@ mod abi {
             value: *mut *mut u8,
             value_size: *mut usize,
         ) -> u32;
+        pub fn proxy_get_header_map_pairs(
+            map: u32,
+            value: *mut *mut u8,
+            value_size: *mut usize,
+        ) -> u32;
         pub fn proxy_replace_header_map_value(
             map: u32,
             key: *const u8,
@@ -216,6 +221,17 @@ impl Proxy for Envoy {
             Ok(s) => s,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         }))
+    }
+
+    fn request_headers(&self) -> Result<Vec<u8>, Unreadable> {
+        let (mut data, mut size) = (null_mut(), 0);
+        // SAFETY: the host writes `data`/`size`.
+        let s = unsafe { abi::proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) };
+        // SAFETY: on `Ok` the value is in memory the host got from us.
+        status_ok(s)
+            .then(|| unsafe { take(data, size) })
+            .flatten()
+            .ok_or(Unreadable)
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) -> bool {

@@ -66,6 +66,10 @@ impl Proxy for Connections {
     fn request_header(&self, name: &str) -> Result<Option<String>, Unreadable> {
         Ok((name == XFCC).then(|| self.xfcc.clone()))
     }
+    fn request_headers(&self) -> Result<Vec<u8>, Unreadable> {
+        // Never asked for: the configurations here do not check lookalikes.
+        Err(Unreadable)
+    }
     fn set_request_header(&self, _: &str, _: Option<&str>) -> bool {
         true
     }

@@ -70,7 +70,7 @@ use std::process::{Command, Stdio};
 
 const USAGE: &str = "usage: filter_bench [--rounds N] [--duration SECS] [--connections C] \
 [--wrk-cpu CPU] [--upstream direct|app] [--rate R] \
-[--variants none,bare,noop,peerauth,peerauth-fast,peerauth-fast-batched,lua,rbac] [--perf SECS] [--callgrind N]";
+[--variants none,bare,noop,peerauth,peerauth-fast,peerauth-fast-batched,peerauth-lookalikes,lua,rbac] [--perf SECS] [--callgrind N]";
 
 /// The peerauth configuration every checking variant enforces.
 const PEERAUTH_CONFIG: &str =
@@ -83,6 +83,9 @@ const PEERAUTH_FAST_CONFIG: &str = r#"{"mtls":{"mode":"STRICT"},"allowedTrustDom
 
 /// The fast path with counts added by the timer once a second: the cheapest
 /// configuration of the same rule (filter/README.md, `counterFlushMs`).
+/// The default path with `xfccLookalikes: check`: every request header read
+/// in place of the XFCC header alone (filter/README.md).
+const PEERAUTH_LOOKALIKES_CONFIG: &str = r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"],"xfccLookalikes":"check"}"#;
 const PEERAUTH_FAST_BATCHED_CONFIG: &str = r#"{"mtls":{"mode":"STRICT"},"allowedTrustDomains":["cluster.local"],"forwardClientCertDetails":"APPEND_FORWARD","counterFlushMs":1000}"#;
 
 /// The same rule as a Lua script: no downstream TLS, no client certificate, or a
@@ -162,18 +165,20 @@ enum Kind {
     Peerauth,
     PeerauthFast,
     PeerauthFastBatched,
+    PeerauthLookalikes,
     Lua,
     Rbac,
 }
 
 impl Kind {
-    const ALL: [Kind; 8] = [
+    const ALL: [Kind; 9] = [
         Kind::None,
         Kind::Bare,
         Kind::Noop,
         Kind::Peerauth,
         Kind::PeerauthFast,
         Kind::PeerauthFastBatched,
+        Kind::PeerauthLookalikes,
         Kind::Lua,
         Kind::Rbac,
     ];
@@ -186,6 +191,7 @@ impl Kind {
             Kind::Peerauth => "peerauth",
             Kind::PeerauthFast => "peerauth-fast",
             Kind::PeerauthFastBatched => "peerauth-fast-batched",
+            Kind::PeerauthLookalikes => "peerauth-lookalikes",
             Kind::Lua => "lua",
             Kind::Rbac => "rbac",
         }
@@ -201,6 +207,7 @@ impl Kind {
             Kind::PeerauthFastBatched => {
                 "peerauth, `forwardClientCertDetails: APPEND_FORWARD`, `counterFlushMs: 1000`"
             }
+            Kind::PeerauthLookalikes => "peerauth, `xfccLookalikes: check`",
             Kind::Lua => "Lua filter",
             Kind::Rbac => "RBAC filter (Istio's rule)",
         }
@@ -213,6 +220,7 @@ impl Kind {
             Kind::Peerauth
                 | Kind::PeerauthFast
                 | Kind::PeerauthFastBatched
+                | Kind::PeerauthLookalikes
                 | Kind::Lua
                 | Kind::Rbac
         )
@@ -579,7 +587,8 @@ fn main() {
     let modules = Modules {
         peerauth: (needs(Kind::Peerauth)
             || needs(Kind::PeerauthFast)
-            || needs(Kind::PeerauthFastBatched))
+            || needs(Kind::PeerauthFastBatched)
+            || needs(Kind::PeerauthLookalikes))
         .then(|| {
             snapshot(
                 "PEERAUTH_FILTER_WASM",
@@ -629,6 +638,10 @@ fn main() {
                 .peerauth
                 .as_ref()
                 .map(|m| (m, PEERAUTH_FAST_BATCHED_CONFIG)),
+            Kind::PeerauthLookalikes => modules
+                .peerauth
+                .as_ref()
+                .map(|m| (m, PEERAUTH_LOOKALIKES_CONFIG)),
             Kind::None | Kind::Lua | Kind::Rbac => None,
         };
         // Both chains, as for PERMISSIVE: a plaintext request reaches the HTTP

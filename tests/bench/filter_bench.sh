@@ -4,7 +4,7 @@
 # (the SDK), peerauth, a Lua filter and Istio's RBAC rule (see filter_bench.rs).
 #   tests/bench/filter_bench.sh [--rounds N] [--duration SECS] [--connections C] [--upstream direct|app]
 #                               [--rate R]   (fixed R requests/s with h2load instead of saturating with wrk)
-#                               [--variants none,bare,noop,peerauth,lua,rbac]   (a subset; none always runs)
+#                               [--variants none,bare,noop,peerauth,peerauth-fast,peerauth-fast-batched,peerauth-lookalikes,lua,rbac]   (a subset; none always runs)
 #                               [--perf SECS] (then a perf profile of each server Envoy, by object)
 # PEERAUTH_FILTER_WASM=<module> measures another module as the peerauth variant;
 # PEERAUTH_BARE_WASM / PEERAUTH_NOOP_WASM replace the baselines.

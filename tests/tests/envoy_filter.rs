@@ -1487,3 +1487,66 @@ fn policies_are_resolved_for_the_pod_envoys_node_names_not_only_the_declared_wor
     assert_eq!(lab.get(port, None, &[]).status, 200);
     assert!(!envoy.log_contains("resolved for the pod"));
 }
+
+/// Envoy allows header names with `_` by default (Istio's sidecars keep that
+/// default) and its XFCC handling touches only the exact name, so
+/// `x_forwarded_client_cert` reaches the application, which a CGI-style
+/// server reads as XFCC. With `xfccLookalikes: check` every request header is
+/// read and such a spelling is rejected; without it the header passes, as the
+/// filter/README says.
+#[test]
+fn an_underscore_spelling_of_xfcc_is_rejected_when_lookalikes_are_checked() {
+    let lab = lab();
+    let [checked, unchecked] = [(); 2].map(|_| free_port().unwrap());
+    let envoy = lab
+        .sidecar()
+        .wasm(lab.http(r#"{"mtls":{"mode":"PERMISSIVE"},"xfccLookalikes":"check"}"#))
+        .port(checked, Chains::Both)
+        .wasm(lab.http(r#"{"mtls":{"mode":"PERMISSIVE"}}"#))
+        .port(unchecked, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+    let forged = format!("Hash={};URI={FOO}", "a".repeat(64));
+    let bar = lab.pki.workload("sleep.bar").unwrap();
+    for http in ["--http1.1", "--http2"] {
+        for name in ["x_forwarded_client_cert", "X_Forwarded_Client_Cert"] {
+            let header = [(name, forged.as_str())];
+            let plain = curl_with(checked, false, None, &lab.pki.root, &header, &[http]).unwrap();
+            rejected(&plain, "xfcc_lookalike");
+            let mtls =
+                curl_with(checked, true, Some(bar), &lab.pki.root, &header, &[http]).unwrap();
+            rejected(&mtls, "xfcc_lookalike");
+        }
+        let clean = curl_with(checked, true, Some(bar), &lab.pki.root, &[], &[http]).unwrap();
+        assert_eq!(clean.status, 200, "{clean:?}");
+        assert!(app_xfcc(&clean).is_some_and(|x| x.ends_with(&format!("URI={BAR}"))));
+        let passed = curl_with(
+            unchecked,
+            false,
+            None,
+            &lab.pki.root,
+            &[("x_forwarded_client_cert", forged.as_str())],
+            &[http],
+        )
+        .unwrap();
+        assert_eq!(passed.status, 200, "{passed:?}");
+        assert!(
+            passed.body.contains(&forged),
+            "the app got it: {}",
+            passed.body
+        );
+    }
+    let p = checked.to_string();
+    assert_eq!(
+        prom(
+            &envoy,
+            "peerauth_xfcc_forged_total",
+            &[
+                ("port", &p),
+                ("form", "lookalike"),
+                ("handling", "rejected")
+            ]
+        ),
+        Some(8)
+    );
+}

@@ -31,6 +31,8 @@ enum Call {
     Metric,
     Time,
     Header(&'static str),
+    /// Every request header in one call (`proxy_get_header_map_pairs`).
+    Pairs,
     Property(&'static [&'static str]),
 }
 
@@ -75,6 +77,7 @@ impl RootContext for Probe {
                     "time" => Some(Call::Time),
                     "header" => Some(Call::Header(":path")),
                     "xfcc" => Some(Call::Header("x-forwarded-client-cert")),
+                    "pairs" => Some(Call::Pairs),
                     "connection.id" => Some(Call::Property(&["connection", "id"])),
                     "source.port" => Some(Call::Property(&["source", "port"])),
                     "connection.mtls" => Some(Call::Property(&["connection", "mtls"])),
@@ -131,6 +134,9 @@ impl HttpContext for Request {
                 }
                 Call::Header(name) => {
                     let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, name);
+                }
+                Call::Pairs => {
+                    let _ = hostcalls::get_map_bytes(MapType::HttpRequestHeaders);
                 }
                 Call::Property(path) => {
                     let _ = hostcalls::get_property(path.to_vec());
