@@ -7,7 +7,8 @@
 //!   (which kinds become which resources is the private `kinds` module).
 //! * [`mesh`] turns resources into a [`mesh::Mesh`] (policies, destination rules,
 //!   workloads) under the mesh-wide [`config::MeshConfig`]; [`timestamp`] orders
-//!   policies by age as istiod does.
+//!   policies by age as istiod does; [`inject`] adds the labels Istio's sidecar
+//!   injector puts on a pod, which selectors see.
 //! * [`diagnostic`] + [`validate`] + [`analyze`] produce Istio's admission errors and
 //!   the `istioctl analyze` / Kiali style mTLS findings; each rule declares there
 //!   whether it is bad input or a finding ([`diagnostic::Class`]).
@@ -50,6 +51,7 @@ pub mod analyze;
 pub mod config;
 pub mod diagnostic;
 pub mod documents;
+pub mod inject;
 mod kinds;
 pub mod mesh;
 pub mod mode;

@@ -152,6 +152,9 @@ impl DestinationRule {
 pub struct Workload {
     pub name: String,
     pub namespace: String,
+    /// The live pod's labels, which istiod's selectors match: the pod
+    /// template's, plus the injector's ([`crate::inject::labels`]) on a
+    /// sidecar pod.
     pub labels: BTreeMap<String, String>,
     pub sidecar: bool,
     /// Captured by ztunnel ([`crate::ambient::data_plane`]); never with `sidecar`.
@@ -252,7 +255,8 @@ impl Mesh {
     /// value other than y/yes/true/on turns injection off; in any other
     /// namespace only a truthy *label* turns it on (the webhook's object
     /// selector sees labels, not annotations). A namespace never declared
-    /// does not inject.
+    /// does not inject. An injected workload's labels gain the injector's
+    /// ([`crate::inject`]); an ambient one's do not.
     ///
     /// The same resource (kind, namespace, name) defined more than once is
     /// reported as `resource-duplicate` and only its last valid definition is
@@ -389,10 +393,15 @@ impl Mesh {
                     } else {
                         Vec::new()
                     };
+                    let labels = if sidecar {
+                        crate::inject::labels(&meta.name, pod_labels)
+                    } else {
+                        pod_labels.clone()
+                    };
                     mesh.workloads.push(Workload {
                         name: meta.name.clone(),
                         namespace,
-                        labels: pod_labels.clone(),
+                        labels,
                         sidecar,
                         ambient,
                         use_waypoint,
