@@ -558,22 +558,46 @@ fn selectors_matching_nothing(ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
                 .flatten()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
+            let unmodelled: Vec<&str> = p
+                .selector
+                .iter()
+                .flatten()
+                .map(|(k, _)| k.as_str())
+                .filter(|k| added_by_istiod(k))
+                .collect();
+            let caveat = if unmodelled.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (but {} is added by istiod from the pod's cluster, network, locality or node, which peerauth does not model: a pod may still match)",
+                    unmodelled.join(", ")
+                )
+            };
             out.push(on_policy(
                 d::PA_SELECTOR_MATCHES_NO_WORKLOAD.diagnostic(
                     format!(
-                        "selector {} of {}/{} matches no workload in namespace {}",
+                        "selector {} of {}/{} matches no workload in namespace {}{caveat}",
                         labels.join(","),
                         p.namespace,
                         p.name,
                         p.namespace
                     ),
-                    "fix the labels so they are a subset of the pod template's labels, or delete the policy",
+                    "fix the labels so they are a subset of the pod's labels (its template's, plus the sidecar injector's on an injected pod), or delete the policy",
                 ),
                 p,
                 selector_path(),
             ));
         }
     }
+}
+
+/// Labels istiod adds to every proxy's own labels before matching selectors
+/// (istio/istio `pilot/pkg/serviceregistry/util/label/label.go`
+/// `AugmentLabels`), from facts no manifest carries.
+fn added_by_istiod(key: &str) -> bool {
+    key.starts_with("topology.istio.io/")
+        || key.starts_with("topology.kubernetes.io/")
+        || key == "kubernetes.io/hostname"
 }
 
 /// #49098: portLevelMtls is keyed by the container port.

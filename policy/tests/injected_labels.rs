@@ -167,3 +167,37 @@ fn an_ambient_pod_is_not_injected_so_it_has_no_tls_mode_label() {
     assert!(!w.labels.contains_key("service.istio.io/canonical-name"));
     assert_eq!(warnings(&report).len(), 1, "{:#?}", report.diagnostics);
 }
+
+#[test]
+fn a_selector_on_a_topology_label_that_matches_nothing_says_istiod_adds_it() {
+    let report = run(&mesh_with(
+        "{istio-injection: enabled}",
+        "topology.istio.io/cluster: east",
+    ));
+    let found = warnings(&report);
+    assert_eq!(found.len(), 1, "{:#?}", report.diagnostics);
+    assert!(
+        found[0].contains("topology.istio.io/cluster is added by istiod")
+            && found[0].contains("not model"),
+        "{}",
+        found[0]
+    );
+    let zone = run(&mesh_with(
+        "{istio-injection: enabled}",
+        "topology.kubernetes.io/zone: a",
+    ));
+    assert!(
+        warnings(&zone)[0].contains("topology.kubernetes.io/zone is added by istiod"),
+        "{:#?}",
+        zone.diagnostics
+    );
+}
+
+#[test]
+fn a_selector_without_topology_labels_gets_no_caveat() {
+    let report = run(&mesh_with("{istio-injection: enabled}", "app: httbin"));
+    assert_eq!(
+        warnings(&report),
+        ["selector app=httbin of foo/strict matches no workload in namespace foo"]
+    );
+}
