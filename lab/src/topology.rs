@@ -17,7 +17,8 @@ use std::net::Ipv4Addr;
 /// The label Istio's injector puts on every injected pod; istiod copies it into the
 /// endpoint's `envoy.transport_socket_match` metadata, which drives auto mTLS
 /// (`pilot/pkg/networking/util/util.go`, see shared/notes/istio-sidecar-dataplane.md §3).
-pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+/// policy already puts it in an injected workload's labels.
+pub use policy::inject::TLS_MODE as TLS_MODE_LABEL;
 
 /// How istiod reads a port's protocol from its name or `appProtocol`
 /// (`pkg/config/protocol/instance.go`: the name's prefix before the first `-`).
@@ -55,7 +56,8 @@ pub struct Pod {
     /// The workload (Deployment) name, e.g. `httpbin`.
     pub name: String,
     pub ip: Ipv4Addr,
-    /// Pod template labels, plus `security.istio.io/tlsMode: istio` when injected.
+    /// The workload's labels as policy builds them: the pod template's, plus
+    /// the injector's (`security.istio.io/tlsMode` …) when injected.
     pub labels: BTreeMap<String, String>,
     pub service_account: String,
     pub sidecar: bool,
@@ -281,16 +283,11 @@ fn pod_of(w: &Workload, ip: Ipv4Addr, documents: &[Value]) -> Pod {
         .and_then(|s| s["serviceAccountName"].as_str())
         .unwrap_or("default")
         .to_string();
-    let mut labels = w.labels.clone();
-    if w.sidecar {
-        // The injector's label (`injection-template.yaml`); istiod reads it back.
-        labels.insert(TLS_MODE_LABEL.into(), "istio".into());
-    }
     Pod {
         namespace: w.namespace.clone(),
         name: w.name.clone(),
         ip,
-        labels,
+        labels: w.labels.clone(),
         service_account,
         sidecar: w.sidecar,
         container_ports: w.ports.iter().map(|p| p.port).collect(),
