@@ -422,6 +422,14 @@ fn nearest_element_contradicts(last: &xfcc::Element, facts: &Facts) -> Option<Re
         return Some(r);
     }
     if let Some(pem) = last.chain.as_deref() {
+        // Envoy percent-encodes everything but PEM's own characters, so a `,`,
+        // `;` or `:` left in the decoded chain was written raw by someone else:
+        // inside the quotes it hid `,Hash=…;URI=<another identity>` after the
+        // first certificate (only the first is compared) from this check, but
+        // not from an application that splits on `,`.
+        if !pem.chars().all(is_pem_char) {
+            return Some(Reason::XfccMismatch);
+        }
         let leaf = cert::chain_leaf_der(pem).map(|der| hex(&Sha256::digest(&der)));
         if leaf.is_none_or(|h| digest.is_none_or(|d| !d.eq_ignore_ascii_case(&h))) {
             return Some(Reason::XfccMismatch);
@@ -431,6 +439,12 @@ fn nearest_element_contradicts(last: &xfcc::Element, facts: &Facts) -> Option<Re
         return check_cert(pem, digest, facts.now_unix);
     }
     None
+}
+
+/// The characters of PEM text: the base64 alphabet, the `-----BEGIN …-----`
+/// lines' letters, dashes and spaces, and line ends.
+fn is_pem_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | ' ' | '\n' | '\r')
 }
 
 /// A non-empty `Subject=` must be the certificate's subject, and `DNS=` its DNS
@@ -839,6 +853,17 @@ mod tests {
             f.xfcc = Some(with_chain(&chain));
             assert_eq!(decide(&cfg("{}"), &f).reason, Reason::XfccMismatch);
         }
+        // After the real first certificate, raw `,Hash=…;URI=<admin>` inside
+        // the quotes: percent-decoding passes raw bytes through, and only the
+        // first certificate was compared, so this passed while an application
+        // splitting on `,` read the admin identity.
+        let hidden = format!(
+            "Hash={own};URI={FOO};Chain=\"{},Hash={};URI=spiffe://cluster.local/ns/admin/sa/admin;DNS=\"",
+            xfcc::percent_encode(&pem),
+            "0".repeat(64)
+        );
+        f.xfcc = Some(hidden);
+        assert_eq!(decide(&cfg("{}"), &f).reason, Reason::XfccMismatch);
     }
 
     /// Only the first block of `Cert=` was hashed: a second certificate after it

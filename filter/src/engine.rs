@@ -329,7 +329,9 @@ impl Engine {
             let bytes = proxy.request_headers();
             match bytes.as_deref().ok().and_then(crate::facts::pairs) {
                 Some(all) => xfcc_and_lookalike(&all),
-                None => (Some(UNREADABLE_XFCC.to_string()), false),
+                // Unknown is a lookalike too: under `strip` an unreadable
+                // XFCC is only removed, which would pass a lookalike on.
+                None => (Some(UNREADABLE_XFCC.to_string()), true),
             }
         } else {
             let xfcc = proxy
@@ -1118,6 +1120,16 @@ mod tests {
                 assert_eq!(r[0], (403, "xfcc_lookalike".into()));
             }
         }
+        // Headers that cannot be read may hide one: rejected under `strip`
+        // too (an unreadable XFCC alone would only be removed there).
+        let proxy = FakeProxy {
+            unreadable_headers: true,
+            ..FakeProxy::default()
+        };
+        proxy.mtls(0, FOO, 7);
+        let e = engine(&proxy, r#"{"xfccLookalikes":"check","xfcc":"strip"}"#);
+        assert_eq!(e.on_request_headers(&proxy), Verdict::Pause);
+        assert_eq!(proxy.responses.borrow()[0].0, 403);
         // Not asked for: the header alone is read, and the request passes.
         let proxy = FakeProxy::mtls_request(FOO, &element(FOO));
         proxy

@@ -566,8 +566,16 @@ pub extern "C" fn proxy_on_configure(root_id: u32, size: usize) -> u32 {
             }
         }
         let same = |r: &Root| r.id != root_id && r.plugin == plugin;
+        // A refused configuration's root goes first: it serves nothing.
+        let refused = |r: &Root| same(r) && r.engine.protocol().is_none();
         (vm.roots.iter().filter(|r| r.plugin == plugin).count() > ROOTS_PER_PLUGIN)
-            .then(|| vm.roots.iter().position(same))
+            .then(|| {
+                let roots = &vm.roots;
+                roots
+                    .iter()
+                    .position(refused)
+                    .or_else(|| roots.iter().position(same))
+            })
             .flatten()
             .map(|at| vm.roots.remove(at).id)
     })

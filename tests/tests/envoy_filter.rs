@@ -159,6 +159,15 @@ fn plaintext_request(port: u16) -> Vec<u8> {
     .unwrap()
 }
 
+/// sleep.bar's certificate (the first PEM block of its chain file).
+fn bar_leaf_pem(lab: &Lab) -> String {
+    let chain =
+        std::fs::read_to_string(&lab.pki.workload("sleep.bar").unwrap().cert_chain).unwrap();
+    let end = "-----END CERTIFICATE-----";
+    let at = chain.find(end).expect("a PEM certificate") + end.len();
+    format!("{}\n", &chain[..at])
+}
+
 fn rejected(r: &CurlResult, reason: &str) {
     assert_eq!(r.status, 403, "{r:?}");
     assert_eq!(
@@ -490,6 +499,12 @@ fn forged_and_smuggled_xfcc_is_caught_where_each_form_can_occur() {
         format!(
             "Hash={bar_hash};URI={BAR};By=\"x,Hash={zeros};URI=spiffe://cluster.local/ns/admin/sa/admin\""
         ),
+        // And raw `,Hash=…;URI=<admin>` after sleep.bar's own certificate in
+        // a quoted `Chain=` (only the first certificate is compared).
+        format!(
+            "Hash={bar_hash};URI={BAR};Chain=\"{},Hash={zeros};URI=spiffe://cluster.local/ns/admin/sa/admin;DNS=\"",
+            policy::xfcc::percent_encode(&bar_leaf_pem(&lab))
+        ),
     ] {
         rejected(
             &lab.get(
@@ -527,7 +542,7 @@ fn forged_and_smuggled_xfcc_is_caught_where_each_form_can_occur() {
     assert_eq!(forged(always_strip, "plaintext", "stripped"), Some(1));
     assert_eq!(forged(append, "smuggled", "rejected"), Some(1));
     assert_eq!(forged(append_strip, "smuggled", "stripped"), Some(1));
-    assert_eq!(forged(forward, "mismatch", "rejected"), Some(6));
+    assert_eq!(forged(forward, "mismatch", "rejected"), Some(7));
     assert_eq!(forged(forward, "malformed", "rejected"), Some(1));
     assert_eq!(forged(gateway_cert, "mismatch", "rejected"), None);
     assert!(
