@@ -1565,3 +1565,34 @@ fn an_underscore_spelling_of_xfcc_is_rejected_when_lookalikes_are_checked() {
         Some(8)
     );
 }
+
+/// The network filter's root reads the node metadata too: the v2 pod's TCP
+/// port is STRICT under a config written for v1, so a plaintext client reads
+/// nothing.
+#[test]
+fn in_tcp_mode_too_policies_are_resolved_for_the_pod_envoys_node_names() {
+    let lab = lab();
+    let port = free_port().unwrap();
+    let config = r#"{"protocol":"tcp","workload":{"namespace":"foo","labels":{"app":"httpbin","version":"v1"}},
+        "peerAuthentications":[
+          {"metadata":{"name":"default","namespace":"foo"},"spec":{"mtls":{"mode":"PERMISSIVE"}}},
+          {"metadata":{"name":"httpbin-v2","namespace":"foo"},
+           "spec":{"selector":{"matchLabels":{"version":"v2"}},"mtls":{"mode":"STRICT"}}}]}"#;
+    let envoy = lab
+        .sidecar()
+        .pod("foo", &[("app", "httpbin"), ("version", "v2")])
+        .wasm(Some(WasmFilter::tcp(&lab.wasm, config)))
+        .port(port, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+    let reply = plaintext_request(port);
+    assert!(
+        reply.is_empty(),
+        "a plaintext client read {:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert!(envoy.log_contains("its modes are resolved for the pod"));
+    let foo = lab.pki.workload("sleep.foo").unwrap();
+    let ok = curl_with(port, true, Some(foo), &lab.pki.root, &[], &["--http1.1"]).unwrap();
+    assert_eq!(ok.status, 200, "{ok:?}");
+}
