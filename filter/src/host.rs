@@ -380,7 +380,7 @@ struct Root {
 const ROOTS_PER_PLUGIN: usize = 16;
 
 /// Slots remembering an HTTP stream's root, by `context_id % STREAM_SLOTS`,
-/// kept only while several engines share the VM. A stream's request headers
+/// read only while several engines share the VM. A stream's request headers
 /// follow its creation at once, so a slot is overwritten only long after
 /// its stream was decided.
 const STREAM_SLOTS: usize = 1024;
@@ -501,7 +501,11 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
                 engine,
                 known: None,
             });
-        } else if vm.only_engine().is_none() {
+        } else {
+            // Recorded even while one engine serves every stream: a root
+            // configured between this stream's creation and its request
+            // headers (a filter before this one paused it) must not leave it
+            // without its own.
             if vm.http.is_empty() {
                 vm.http.resize(STREAM_SLOTS, (0, 0));
             }
