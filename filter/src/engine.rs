@@ -244,13 +244,13 @@ impl Engine {
             Ok(pod) => Config::parse_for(raw, pod.as_ref()),
             // Without the pod, policies would be resolved for the declared
             // workload, which may not be this pod: refused instead.
-            Err(e) => Config::parse(raw).and_then(|c| {
-                if c.from_policies {
-                    Err(ConfigError::Pod(e))
-                } else {
-                    Ok(c)
-                }
-            }),
+            Err(e) => match Config::parse(raw) {
+                Ok(c) if !c.from_policies => Ok(c),
+                // Policies without a `workload` need the pod: its error is
+                // the one to fix.
+                Ok(_) | Err(ConfigError::MissingWorkload) => Err(ConfigError::Pod(e)),
+                Err(other) => Err(other),
+            },
         };
         match parsed {
             Ok(c) => {

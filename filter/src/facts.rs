@@ -43,6 +43,8 @@ pub enum PodError {
     Refused(&'static str),
     #[error("the node metadata's {0} is not in the encoding Envoy uses")]
     Encoding(&'static str),
+    #[error("the node metadata's {field} holds {value:?}, which no Kubernetes pod has (a hand-written bootstrap? istio-agent writes the pod's namespace and labels as strings)")]
+    NotKubernetes { field: &'static str, value: String },
 }
 
 impl Pod {
@@ -62,11 +64,25 @@ impl Pod {
         if namespace.is_empty() {
             return Ok(None);
         }
+        // Envoy hands a number, a boolean or a nested value over as bytes that
+        // may well be UTF-8: only Kubernetes' own syntax tells them apart.
+        let not_kubernetes = |field, value: &str| PodError::NotKubernetes {
+            field,
+            value: value.to_string(),
+        };
+        if !policy::validate::is_namespace_name(&namespace) {
+            return Err(not_kubernetes(NAMESPACE, &namespace));
+        }
         // Istio leaves LABELS out of a pod without labels (`omitempty`).
         let labels = match read(LABELS)? {
             None => BTreeMap::new(),
             Some(bytes) => string_pairs(&bytes).ok_or(PodError::Encoding(LABELS))?,
         };
+        for (k, v) in &labels {
+            if !policy::validate::is_label_key(k) || !policy::validate::is_label_value(v) {
+                return Err(not_kubernetes(LABELS, &format!("{k}={v}")));
+            }
+        }
         Ok(Some(Pod { namespace, labels }))
     }
 }
@@ -444,6 +460,46 @@ mod tests {
         assert!(Pod::from_node(&none).unwrap().unwrap().labels.is_empty());
         // Not an Istio sidecar: no pod.
         assert_eq!(Pod::from_node(&FakeHost::default()), Ok(None));
+    }
+
+    /// What Envoy hands over for a hand-written bootstrap whose metadata has a
+    /// number where a label value belongs (8 bytes of a double: UTF-8, but no
+    /// label value) or a namespace no pod can be in: refused, not resolved
+    /// with a made-up pod (a STRICT policy became PERMISSIVE).
+    #[test]
+    fn node_metadata_that_no_kubernetes_pod_has_is_refused() {
+        let number = [b"n".as_slice(), &[0, 0, 0, 0, 0, 0, 8, 64]];
+        let mut labels = 1u32.to_le_bytes().to_vec();
+        labels.extend(1u32.to_le_bytes());
+        labels.extend(8u32.to_le_bytes());
+        labels.extend(number[0]);
+        labels.push(0);
+        labels.extend(number[1]);
+        labels.push(0);
+        let host = FakeHost::default()
+            .with("xds.node.metadata.NAMESPACE", b"foo")
+            .with("xds.node.metadata.LABELS", &labels);
+        assert!(matches!(
+            Pod::from_node(&host),
+            Err(PodError::NotKubernetes {
+                field: "LABELS",
+                ..
+            })
+        ));
+        for ns in [b"Foo".as_slice(), b"foo ", &5f64.to_le_bytes()[..]] {
+            let host = FakeHost::default().with("xds.node.metadata.NAMESPACE", ns);
+            let e = Pod::from_node(&host).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    PodError::NotKubernetes {
+                        field: "NAMESPACE",
+                        ..
+                    } | PodError::Encoding("NAMESPACE")
+                ),
+                "{e:?}"
+            );
+        }
     }
 
     #[test]

@@ -364,3 +364,30 @@ pub fn is_namespace_name(name: &str) -> bool {
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
+
+/// Whether `key` can be a Kubernetes label key: an optional DNS subdomain
+/// prefix and `/`, then a name of at most 63 letters, digits, `-`, `_` and
+/// `.` that starts and ends with a letter or digit (apimachinery's qualified
+/// name).
+pub fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let prefix_ok =
+        prefix.is_none_or(|p| (1..=253).contains(&p.len()) && p.split('.').all(is_namespace_name));
+    prefix_ok && !name.is_empty() && is_label_value(name)
+}
+
+/// Whether `value` can be a Kubernetes label value: empty, or at most 63
+/// letters, digits, `-`, `_` and `.` starting and ending with a letter or digit.
+pub fn is_label_value(value: &str) -> bool {
+    let b = value.as_bytes();
+    let edge = |c: Option<&u8>| c.is_some_and(u8::is_ascii_alphanumeric);
+    b.is_empty()
+        || (b.len() <= 63
+            && edge(b.first())
+            && edge(b.last())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')))
+}

@@ -402,8 +402,8 @@ pub struct Sidecar {
     wasm: Option<WasmFilter>,
     upstream: Upstream,
     stats_tags: Vec<(String, String)>,
-    /// Istio's node metadata (`NAMESPACE`, `LABELS`), when set.
-    pod: Option<(String, Vec<(String, String)>)>,
+    /// The node's `metadata` (Istio's `NAMESPACE`, `LABELS`), when set.
+    node_metadata: Option<Value>,
 }
 
 impl Sidecar {
@@ -425,32 +425,30 @@ impl Sidecar {
             wasm: None,
             upstream,
             stats_tags: Vec::new(),
-            pod: None,
+            node_metadata: None,
         }
     }
 
     /// The node metadata an Istio sidecar's bootstrap carries for its pod:
     /// `NAMESPACE` and `LABELS`.
-    pub fn pod(mut self, namespace: &str, labels: &[(&str, &str)]) -> Sidecar {
-        let labels = labels
+    pub fn pod(self, namespace: &str, labels: &[(&str, &str)]) -> Sidecar {
+        let labels: serde_json::Map<String, Value> = labels
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
             .collect();
-        self.pod = Some((namespace.to_string(), labels));
+        self.node_metadata(json!({"NAMESPACE": namespace, "LABELS": labels}))
+    }
+
+    /// Any node `metadata` (a hand-written bootstrap's, say).
+    pub fn node_metadata(mut self, metadata: Value) -> Sidecar {
+        self.node_metadata = Some(metadata);
         self
     }
 
     fn node(&self) -> Value {
         let mut node = json!({"id": self.name, "cluster": self.name});
-        if let (Some((namespace, labels)), Some(obj)) = (&self.pod, node.as_object_mut()) {
-            let labels: serde_json::Map<String, Value> = labels
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect();
-            obj.insert(
-                "metadata".into(),
-                json!({"NAMESPACE": namespace, "LABELS": labels}),
-            );
+        if let (Some(metadata), Some(obj)) = (&self.node_metadata, node.as_object_mut()) {
+            obj.insert("metadata".into(), metadata.clone());
         }
         node
     }

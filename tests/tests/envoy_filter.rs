@@ -1596,3 +1596,44 @@ fn in_tcp_mode_too_policies_are_resolved_for_the_pod_envoys_node_names() {
     let ok = curl_with(port, true, Some(foo), &lab.pki.root, &[], &["--http1.1"]).unwrap();
     assert_eq!(ok.status, 200, "{ok:?}");
 }
+
+/// A hand-written bootstrap's node metadata with a number among the labels:
+/// Envoy hands it over as the 8 bytes of a double, which the filter once took
+/// as a label value (and a STRICT policy selecting the pod became PERMISSIVE).
+/// Now a configuration with policies is refused, so Envoy refuses the listener.
+#[test]
+fn node_metadata_no_kubernetes_pod_has_refuses_a_configuration_with_policies() {
+    let lab = lab();
+    let port = free_port().unwrap();
+    let config = r#"{"peerAuthentications":[
+        {"metadata":{"name":"default","namespace":"foo"},"spec":{"mtls":{"mode":"PERMISSIVE"}}},
+        {"metadata":{"name":"httpbin","namespace":"foo"},
+         "spec":{"selector":{"matchLabels":{"app":"httpbin"}},"mtls":{"mode":"STRICT"}}}]}"#;
+    let result = lab
+        .sidecar()
+        .node_metadata(
+            serde_json::json!({"NAMESPACE": "foo", "LABELS": {"app": "httpbin", "n": 3}}),
+        )
+        .wasm(lab.http(config))
+        .port(port, Chains::Both)
+        .start(&lab.dir);
+    let Err(envoy::EnvoyError::NotReady { log, .. }) = result else {
+        panic!("Envoy must not serve policies resolved for a made-up pod");
+    };
+    assert!(
+        log.contains("peerauth: invalid pluginConfig: peerAuthentications are resolved for the sidecar's pod, but the node metadata's LABELS holds"),
+        "{log}"
+    );
+    // The same labels as strings: the pod is known, and STRICT holds.
+    let envoy = lab
+        .sidecar()
+        .node_metadata(
+            serde_json::json!({"NAMESPACE": "foo", "LABELS": {"app": "httpbin", "n": "3"}}),
+        )
+        .wasm(lab.http(config))
+        .port(port, Chains::Both)
+        .start(&lab.dir)
+        .unwrap();
+    rejected(&lab.get(port, None, &[]), "plaintext_on_strict");
+    drop(envoy);
+}
