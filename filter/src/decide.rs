@@ -147,6 +147,9 @@ pub struct Decision {
     pub reason: Reason,
     pub xfcc_action: XfccAction,
     pub forgery: Option<Forgery>,
+    /// An XFCC lookalike header beside it (`xfccLookalikes: check`), counted
+    /// as its own forgery so neither hides the other.
+    pub lookalike: Option<Handling>,
     /// The peer's URI SAN as the connection proved it (never taken from XFCC).
     pub peer: Option<String>,
 }
@@ -172,6 +175,9 @@ impl Decision {
                 f.form_label(),
                 f.handling.label()
             ));
+        }
+        if let Some(h) = self.lookalike {
+            line.push_str(&format!(" xfcc_lookalike={}", h.label()));
         }
         line
     }
@@ -255,6 +261,7 @@ pub fn decide_with(config: &Config, facts: &Facts, rules: PortRules) -> Decision
         reason,
         xfcc_action,
         forgery,
+        lookalike: None,
         peer: match facts.security {
             Security::Mtls => facts.peer_uri.clone(),
             Security::Plaintext => None,
@@ -283,13 +290,16 @@ impl Decision {
             };
             self.reason = Reason::XfccLookalike;
             self.xfcc_action = XfccAction::Keep;
+            // A forgery `strip` would have repaired rides on the rejection.
+            if let Some(f) = self.forgery.as_mut() {
+                f.handling = match f.handling {
+                    Handling::Stripped => Handling::Rejected,
+                    Handling::WouldStrip => Handling::WouldReject,
+                    other => other,
+                };
+            }
         }
-        if self.forgery.is_none() || self.reason == Reason::XfccLookalike {
-            self.forgery = Some(Forgery {
-                form: Reason::XfccLookalike,
-                handling,
-            });
-        }
+        self.lookalike = Some(handling);
         self
     }
 }

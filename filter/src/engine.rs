@@ -6,7 +6,7 @@
 
 use crate::config::{Config, ConfigError, Protocol};
 use crate::decide::{
-    decide_with, is_xfcc_lookalike, Decision, Handling, Outcome, Reason, XfccAction,
+    decide_with, is_xfcc_lookalike, Decision, Forgery, Handling, Outcome, Reason, XfccAction,
 };
 use crate::facts::{
     connection_id, destination_port, flag, source_address, ConnectionFacts, Facts, Host, PeerNames,
@@ -829,7 +829,11 @@ impl State {
         if let Some(id) = id {
             self.count(proxy, id, batch);
         }
-        if let Some(f) = &d.forgery {
+        let lookalike = d.lookalike.map(|handling| Forgery {
+            form: Reason::XfccLookalike,
+            handling,
+        });
+        for f in d.forgery.iter().chain(lookalike.iter()) {
             let key = (port, f.form_label(), f.handling.label());
             let id = match self.forgeries.get(&key) {
                 Some(id) => Some(id),
@@ -841,7 +845,7 @@ impl State {
                 self.count(proxy, id, batch);
             }
         }
-        d.outcome != Outcome::Allowed || d.forgery.is_some()
+        d.outcome != Outcome::Allowed || d.forgery.is_some() || d.lookalike.is_some()
     }
 }
 
@@ -1118,6 +1122,35 @@ mod tests {
             if want == Verdict::Pause {
                 let r = proxy.responses.borrow();
                 assert_eq!(r[0], (403, "xfcc_lookalike".into()));
+            }
+        }
+        // Beside another forgery each is counted: before, one hid the other
+        // (audit counted only `smuggled`; under `strip` the lookalike's
+        // rejection took the smuggled element's count).
+        let smuggled = format!(
+            "Hash={HASH};URI=spiffe://cluster.local/ns/x/sa/y,{}",
+            element(FOO)
+        );
+        for (extra, handling) in [
+            (
+                r#""xfccLookalikes":"check","action":"audit""#,
+                "would_reject",
+            ),
+            (r#""xfccLookalikes":"check","xfcc":"strip""#, "rejected"),
+        ] {
+            let proxy = FakeProxy::mtls_request(FOO, &smuggled);
+            proxy
+                .headers
+                .borrow_mut()
+                .insert("x_forwarded_client_cert".into(), ADMIN.into());
+            let e = engine(&proxy, &format!("{{{extra}}}"));
+            e.on_request_headers(&proxy);
+            for form in ["smuggled", "lookalike"] {
+                assert_eq!(
+                    proxy.count(&format!("form=.={form};.;handling=.={handling}")),
+                    1,
+                    "{extra}: {form}"
+                );
             }
         }
         // Headers that cannot be read may hide one: rejected under `strip`
