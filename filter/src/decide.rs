@@ -307,14 +307,14 @@ impl Decision {
 /// Whether a request header's name is XFCC's with `_` in place of some `-`
 /// (Envoy hands names over lowercased): CGI-style servers map `-` and `_` to
 /// one variable name, so such a header reaches the application as XFCC.
-pub fn is_xfcc_lookalike(name: &str) -> bool {
-    const XFCC: &str = "x-forwarded-client-cert";
+pub fn is_xfcc_lookalike(name: &[u8]) -> bool {
+    const XFCC: &[u8] = b"x-forwarded-client-cert";
     name != XFCC
         && name.len() == XFCC.len()
         && name
-            .bytes()
-            .zip(XFCC.bytes())
-            .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+            .iter()
+            .zip(XFCC)
+            .all(|(a, b)| a.to_ascii_lowercase() == *b || (*a == b'_' && *b == b'-'))
 }
 
 fn matches_any(patterns: &[SpiffePattern], id: &SpiffeId) -> bool {

@@ -405,6 +405,24 @@ pub(crate) mod fake {
         }
     }
 
+    /// The ABI's pairs encoding, as Envoy writes a map (a header map, or a
+    /// node metadata struct).
+    pub fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
+        let pairs: Vec<_> = pairs.collect();
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (k, v) in &pairs {
+            out.extend((k.len() as u32).to_le_bytes());
+            out.extend((v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in &pairs {
+            out.extend(*k);
+            out.push(0);
+            out.extend(*v);
+            out.push(0);
+        }
+        out
+    }
+
     impl Host for FakeHost {
         fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
             self.props.get(&path.join(".")).cloned()
@@ -415,7 +433,7 @@ pub(crate) mod fake {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use super::fake::FakeHost;
+    use super::fake::{encode_pairs, FakeHost};
     use super::*;
 
     /// `xds.node.metadata.LABELS` exactly as Envoy 1.40 returned it for a node
@@ -468,14 +486,8 @@ mod tests {
     /// with a made-up pod (a STRICT policy became PERMISSIVE).
     #[test]
     fn node_metadata_that_no_kubernetes_pod_has_is_refused() {
-        let number = [b"n".as_slice(), &[0, 0, 0, 0, 0, 0, 8, 64]];
-        let mut labels = 1u32.to_le_bytes().to_vec();
-        labels.extend(1u32.to_le_bytes());
-        labels.extend(8u32.to_le_bytes());
-        labels.extend(number[0]);
-        labels.push(0);
-        labels.extend(number[1]);
-        labels.push(0);
+        let labels =
+            encode_pairs([(b"n".as_slice(), [0, 0, 0, 0, 0, 0, 8, 64].as_slice())].into_iter());
         let host = FakeHost::default()
             .with("xds.node.metadata.NAMESPACE", b"foo")
             .with("xds.node.metadata.LABELS", &labels);
