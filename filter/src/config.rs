@@ -427,24 +427,8 @@ fn raw_peer_authentication(field: &str, v: &Json) -> Result<RawPeerAuthenticatio
             "{field}.metadata.namespace is missing: give the namespace the policy lives in (the root namespace, istio-system by default, for a mesh-wide one)"
         )));
     }
-    // A name Kubernetes cannot have (`Foo`, `foo `) matches no namespace, so a
-    // STRICT policy written with it would silently apply to nothing.
-    if let Some(ns) = &metadata.namespace {
-        namespace_name(&format!("{field}.metadata.namespace"), ns)?;
-    }
-    if metadata.name.is_empty() {
-        return Err(json_error(format!(
-            "{field}.metadata.name is missing: istiod orders competing policies by age, then name"
-        )));
-    }
-    // Unparsable would sort as the newest and quietly lose to an older policy.
-    if let Some(t) = &metadata.creation_timestamp {
-        if policy::timestamp::parse_timestamp(t).is_none() {
-            return Err(json_error(format!(
-                "{field}.metadata.creationTimestamp: {t:?} is not an RFC 3339 time such as 2024-01-02T03:04:05Z: give the time Kubernetes gave the object, or leave it out"
-            )));
-        }
-    }
+    // The name, the namespace's syntax and the creationTimestamp are
+    // `PeerAuthentication::from_spec`'s to check, as `peerauth check` checks them.
     let spec = match member(m, "spec") {
         None => PeerAuthenticationSpec::default(),
         Some(v) => pa_spec(&format!("{field}.spec"), v)?,
@@ -1224,7 +1208,7 @@ mod tests {
         for (config, says) in [
             (
                 with("foo", "", &[pa(r#""name":"default","namespace":"istio-system ""#)]),
-                r#"peerAuthentications[0].metadata.namespace: "istio-system " is not a Kubernetes namespace name"#,
+                r#"peerAuthentications[0] (istio-system /default): namespace "istio-system " is not a Kubernetes namespace name"#,
             ),
             (
                 with("Foo", "", std::slice::from_ref(&good)),
@@ -1236,7 +1220,7 @@ mod tests {
             ),
             (
                 with("foo", "", &[pa(r#""namespace":"foo""#)]),
-                "peerAuthentications[0].metadata.name is missing",
+                "peerAuthentications[0] (foo/): PeerAuthentication has no name",
             ),
             (
                 with(
@@ -1244,7 +1228,7 @@ mod tests {
                     "",
                     &[pa(r#""name":"a","namespace":"foo","creationTimestamp":"garbage""#)],
                 ),
-                r#"peerAuthentications[0].metadata.creationTimestamp: "garbage" is not an RFC 3339 time"#,
+                r#"peerAuthentications[0] (foo/a): creationTimestamp "garbage" is not an RFC 3339 time"#,
             ),
             (
                 with("foo", "", &[good.clone(), good.clone()]),

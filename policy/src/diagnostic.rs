@@ -92,6 +92,7 @@ rules! {
     INPUT_SHAPE = "input-shape", Error, Input, Some("IST0106"), "a field has the wrong type for its kind";
     PA_API_VERSION = "pa-api-version", Error, Input, None, "PeerAuthentication apiVersion is not security.istio.io/v1 or v1beta1";
     PA_MISSING_NAME = "pa-missing-name", Error, Input, None, "PeerAuthentication has no metadata.name";
+    PA_INVALID_NAMESPACE = "pa-invalid-namespace", Error, Input, None, "metadata.namespace is not an RFC 1123 label, so no pod can be in it";
     PA_UNKNOWN_MODE = "pa-unknown-mode", Error, Input, Some("IST0106"), "an mTLS mode is not UNSET, DISABLE, PERMISSIVE or STRICT";
     PA_PORT_LEVEL_WITHOUT_SELECTOR = "pa-port-level-without-selector", Error, Finding, Some("IST0106"), "portLevelMtls on a policy without a non-empty selector (mesh/namespace-wide)";
     PA_PORT_LEVEL_EMPTY = "pa-port-level-empty", Error, Finding, Some("IST0106"), "portLevelMtls is present but has no entries";

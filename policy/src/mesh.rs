@@ -1,7 +1,7 @@
 //! Domain types: resources after validation, and the `Mesh` they form.
 
 pub use crate::config::MeshConfig;
-use crate::diagnostic::{Diagnostic, Location, Severity};
+use crate::diagnostic::{self as d, Diagnostic, Location, Severity};
 use crate::mode::{MtlsMode, TlsMode};
 use crate::model::{
     ContainerPort, Located, MtlsSpec, PeerAuthenticationSpec, Resource, ServicePort, TlsSettings,
@@ -26,8 +26,12 @@ pub struct PeerAuthentication {
 }
 
 impl PeerAuthentication {
-    /// Build from a wire spec (used by the filter's pluginConfig). `Err` carries
-    /// every validation diagnostic with severity error; warnings are dropped.
+    /// Build from a wire spec (used by the filter's pluginConfig), checked like
+    /// `check` checks an object. `Err` carries every diagnostic with severity
+    /// error, and an unparsable creationTimestamp too: `check` predicts with it
+    /// ordered as the newest and says so, but a caller that enforces the result
+    /// must not guess the order (an older PERMISSIVE policy would win over it).
+    /// Other warnings are dropped.
     /// An unset `mtls` (or mode) becomes `Unset`; a `portLevelMtls` entry
     /// without a mode becomes `Unset` (it inherits the workload's mode).
     pub fn from_spec(
@@ -42,11 +46,13 @@ impl PeerAuthentication {
             location: &location,
             field_lines: &field_lines,
         };
-        let errors: Vec<Diagnostic> = validate::peer_authentication(spec, &at)
-            .into_iter()
-            .filter(|d| d.severity == Severity::Error)
-            .map(|d| d.on("PeerAuthentication", namespace, name))
-            .collect();
+        let errors: Vec<Diagnostic> =
+            validate::peer_authentication_metadata(name, namespace, creation_timestamp, &at)
+                .into_iter()
+                .chain(validate::peer_authentication(spec, &at))
+                .filter(|d| d.severity == Severity::Error || d.code == d::PA_INVALID_TIMESTAMP.code)
+                .map(|d| d.on("PeerAuthentication", namespace, name))
+                .collect();
         if !errors.is_empty() {
             return Err(errors);
         }

@@ -47,28 +47,12 @@ pub fn resource(resource: &Located<Resource>, config: &MeshConfig) -> Vec<Diagno
                     "/apiVersion",
                 ));
             }
-            if meta.name.is_empty() {
-                out.push(
-                    at.diag(
-                        d::PA_MISSING_NAME
-                            .diagnostic("PeerAuthentication has no name", "set `metadata.name`"),
-                        "/metadata",
-                    ),
-                );
-            }
-            if meta
-                .creation_timestamp
-                .as_deref()
-                .is_some_and(|t| crate::timestamp::parse_timestamp(t).is_none())
-            {
-                out.push(at.diag(
-                    d::PA_INVALID_TIMESTAMP.diagnostic(
-                        "creationTimestamp is not an RFC 3339 time; the policy is ordered as the newest",
-                        "write it like 2024-01-02T03:04:05Z, or remove it",
-                    ),
-                    "/metadata/creationTimestamp",
-                ));
-            }
+            out.extend(peer_authentication_metadata(
+                &meta.name,
+                namespace,
+                meta.creation_timestamp.as_deref(),
+                &at,
+            ));
             out.extend(peer_authentication(spec, &at));
             if namespace == config.root_namespace
                 && spec
@@ -348,6 +332,48 @@ pub(crate) fn destination_rule(spec: &DestinationRuleSpec, at: &Lines<'_>) -> Ve
                 out.push(unknown_tls(mode, &format!("{path}/tls/mode")));
             }
         }
+    }
+    out
+}
+
+/// What the API server requires of a PeerAuthentication's metadata, and how
+/// istiod orders it: the CLI's `check` and the filter's `PeerAuthentication::from_spec`
+/// both come here, so an object one refuses the other refuses too.
+pub(crate) fn peer_authentication_metadata(
+    name: &str,
+    namespace: &str,
+    creation_timestamp: Option<&str>,
+    at: &Lines,
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    if name.is_empty() {
+        out.push(at.diag(
+            d::PA_MISSING_NAME.diagnostic(
+                "PeerAuthentication has no name: istiod orders competing policies by age, then name",
+                "set `metadata.name`",
+            ),
+            "/metadata",
+        ));
+    }
+    // No pod can be in such a namespace, so a STRICT policy there would
+    // silently apply to nothing.
+    if !is_namespace_name(namespace) {
+        out.push(at.diag(
+            d::PA_INVALID_NAMESPACE.diagnostic(
+                format!("namespace {namespace:?} is not a Kubernetes namespace name (lowercase letters, digits and '-', at most 63)"),
+                "use the namespace's name exactly as `kubectl get namespaces` prints it",
+            ),
+            "/metadata/namespace",
+        ));
+    }
+    if creation_timestamp.is_some_and(|t| crate::timestamp::parse_timestamp(t).is_none()) {
+        out.push(at.diag(
+            d::PA_INVALID_TIMESTAMP.diagnostic(
+                format!("creationTimestamp {:?} is not an RFC 3339 time; the policy is ordered as the newest", creation_timestamp.unwrap_or_default()),
+                "write it like 2024-01-02T03:04:05Z, or remove it",
+            ),
+            "/metadata/creationTimestamp",
+        ));
     }
     out
 }
