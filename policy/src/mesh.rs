@@ -50,8 +50,10 @@ impl PeerAuthentication {
             validate::peer_authentication_metadata(name, namespace, creation_timestamp, &at)
                 .into_iter()
                 .chain(validate::peer_authentication(spec, &at))
-                .filter(|d| d.severity == Severity::Error || d.code == d::PA_INVALID_TIMESTAMP.code)
-                .map(|d| d.on("PeerAuthentication", namespace, name))
+                .filter(|diag| {
+                    diag.severity == Severity::Error || diag.code == d::PA_INVALID_TIMESTAMP.code
+                })
+                .map(|diag| diag.on("PeerAuthentication", namespace, name))
                 .collect();
         if !errors.is_empty() {
             return Err(errors);

@@ -366,10 +366,10 @@ pub(crate) fn peer_authentication_metadata(
             "/metadata/namespace",
         ));
     }
-    if creation_timestamp.is_some_and(|t| crate::timestamp::parse_timestamp(t).is_none()) {
+    if let Some(t) = creation_timestamp.filter(|t| crate::timestamp::parse_timestamp(t).is_none()) {
         out.push(at.diag(
             d::PA_INVALID_TIMESTAMP.diagnostic(
-                format!("creationTimestamp {:?} is not an RFC 3339 time; the policy is ordered as the newest", creation_timestamp.unwrap_or_default()),
+                format!("creationTimestamp {t:?} is not an RFC 3339 time; the policy is ordered as the newest"),
                 "write it like 2024-01-02T03:04:05Z, or remove it",
             ),
             "/metadata/creationTimestamp",
